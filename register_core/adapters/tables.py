@@ -1,0 +1,191 @@
+"""SQLAlchemy Core tables of the register. Alembic migrations are written against these.
+
+The ``facts`` journal is the truth (each fact keeps its command and provenance); ``persons``,
+``entitlements`` and ``detentions`` are projections kept in the same transaction so the
+register can be queried; ``register_changes`` is the history of every projected value.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+# JSONB on PostgreSQL, JSON text on SQLite.
+Json = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long journals.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+persons = Table(
+    "persons", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("nhs_number", String(10), nullable=True, unique=True),
+    Column("nhs_number_verified", Boolean, nullable=True),
+    Column("family_name", String(200)),
+    Column("given_name", String(200)),
+    Column("birth_date", Date),
+    Column("sex", String(20)),
+    Column("postcode", String(10)),
+    Column("gp_practice_ods", String(12)),
+    Column("death_date", Date),
+    Column("version", Integer, nullable=False, default=1),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+person_identifiers = Table(
+    "person_identifiers", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("person_id", String(36), ForeignKey("persons.id"), nullable=False, index=True),
+    Column("source", String(64), nullable=False),
+    Column("value", String(64), nullable=False),
+    UniqueConstraint("source", "value", name="uq_person_identifiers_source_value"),
+)
+
+facts = Table(
+    "facts", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("person_id", String(36), ForeignKey("persons.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("effective", Date, nullable=True),
+    Column("payload", Json, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("source_ref", String(200), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", String(100), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("retracted_by", Integer, nullable=True),
+    UniqueConstraint("person_id", "seq", name="uq_facts_person_seq"),
+    Index("ix_facts_source_ref", "source", "source_ref"),
+    Index("ix_facts_kind_effective", "kind", "effective"),
+)
+
+entitlements = Table(
+    "entitlements", metadata,
+    Column("person_id", String(36), ForeignKey("persons.id"), primary_key=True),
+    Column("status", String(10), nullable=False, index=True),
+    Column("start", Date),
+    Column("pending_since", Date),
+    Column("trigger_section", String(2)),
+    Column("trigger_episode", String(100)),
+    Column("responsible_council", String(12), index=True),
+    Column("responsible_icb", String(12), index=True),
+    Column("named_practitioner", String(200)),
+    Column("aftercare_plan_date", Date),
+    Column("last_review", Date),
+    Column("next_review_due", Date, index=True),
+    Column("ended_date", Date),
+    Column("ended", Json),
+    Column("on_cto", Boolean, nullable=False, default=False),
+    Column("in_hospital", Boolean, nullable=False, default=False),
+    Column("explain", Json, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+detentions = Table(
+    "detentions", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("person_id", String(36), ForeignKey("persons.id"), nullable=False, index=True),
+    Column("ref", String(120), nullable=False),
+    Column("section", String(2), nullable=False),
+    Column("start", Date, nullable=False),
+    Column("end", Date),
+    Column("end_reason", String(40)),
+    Column("provider_ods", String(12)),
+)
+
+register_changes = Table(
+    "register_changes", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("person_id", String(36), ForeignKey("persons.id"), nullable=False, index=True),
+    Column("field", String(60), nullable=False),
+    Column("old_value", Text),
+    Column("new_value", Text),
+    Column("source", String(64), nullable=False),
+    Column("source_ref", String(200), nullable=False),
+    Column("recorded_by", String(100), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+disputes = Table(
+    "disputes", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("person_id", String(36), ForeignKey("persons.id"), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("opened", Date, nullable=False),
+    Column("stage", Integer, nullable=False),
+    Column("stage_started", Date, nullable=False),
+    Column("stage_due", Date),
+    Column("summary", Text, nullable=False),
+    Column("outcome", Text),
+    Column("resolved", Date),
+    Column("history", Json, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+register_exceptions = Table(
+    "register_exceptions", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("person_id", String(36), ForeignKey("persons.id"), nullable=True, index=True),
+    Column("kind", String(40), nullable=False, index=True),
+    Column("status", String(12), nullable=False, index=True),
+    Column("fingerprint", String(200), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("detail", Json, nullable=False),
+    Column("raised", DateTime(timezone=True), nullable=False),
+    Column("assigned_to", String(100)),
+    Column("decision", Text),
+    Column("reason", Text),
+    Column("closed_by", String(100)),
+    Column("closed_at", DateTime(timezone=True)),
+    Index("ix_register_exceptions_fingerprint", "fingerprint"),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("role", String(30), nullable=False),
+    Column("source", String(64)),
+    Column("label", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("actor", String(36), nullable=False),
+    Column("role", String(30), nullable=False),
+    Column("action", String(10), nullable=False),
+    Column("resource", String(60), nullable=False),
+    Column("resource_id", String(100)),
+    Column("person_id", String(36), index=True),
+    Column("purpose", String(200)),
+    Column("request", String(300)),
+)

@@ -1,0 +1,274 @@
+"""Canonical commands: what a source (or a person at the console) asks the register to record.
+
+Every inbound path (HL7 v2, FHIR, council REST/CSV) maps to these; nothing else changes the
+register. They are imperative and tiny; the facts they become are in ``facts.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import ClassVar, Literal
+
+LegalStatusKind = Literal[
+    "section-change",  # regrade, e.g. s2 -> s3; carries the new section
+    "detention-ended",  # section lapsed or discharged from section; may stay informally
+    "s17-leave-start",
+    "s17-leave-end",
+    "cto-start",
+    "cto-end",
+    "cto-revoked",  # back to detention (s17E/F)
+    "conditional-discharge-start",
+    "conditional-discharge-end",
+    "transfer",
+    "awol-start",
+    "awol-end",
+]
+LEGAL_STATUS_KINDS: tuple[str, ...] = LegalStatusKind.__args__  # type: ignore[attr-defined]
+
+ReviewKind = Literal["scheduled", "unscheduled"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersonRef:
+    """Who a message is about, as the source knows them. Identity matching reads this."""
+
+    nhs_number: str | None = None
+    nhs_number_verified: bool | None = None
+    local_id: str | None = None
+    family_name: str | None = None
+    given_name: str | None = None
+    birth_date: date | None = None
+    sex: str | None = None
+    postcode: str | None = None
+    gp_practice_ods: str | None = None
+    death_date: date | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provenance:
+    """Where a fact came from: the source system and its message, or the person who decided."""
+
+    source: str
+    source_ref: str
+    received_at: datetime
+    recorded_by: str = "system"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Signoff:
+    by: str
+    date: date
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    kind: ClassVar[str] = "command"
+    person: PersonRef
+    provenance: Provenance
+
+    @property
+    def effective(self) -> date | None:
+        """The date the fact takes effect in the person's history (None: demographics)."""
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordPersonDetails(Command):
+    """Demographics only (ADT A28/A31, FHIR Patient): name, birth, GP, postcode, death."""
+
+    kind: ClassVar[str] = "person-details"
+    as_of: date | None = None
+
+    @property
+    def effective(self) -> date | None:
+        return self.as_of
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordDetentionStarted(Command):
+    kind: ClassVar[str] = "detention-started"
+    section: str
+    start: date
+    episode_ref: str | None = None
+    provider_ods: str | None = None
+    responsible_icb: str | None = None
+    end: date | None = None
+
+    @property
+    def effective(self) -> date:
+        return self.start
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordLegalStatusChanged(Command):
+    kind: ClassVar[str] = "legal-status"
+    event: LegalStatusKind
+    date: date
+    section: str | None = None
+    episode_ref: str | None = None
+    end: date | None = None
+    end_reason: str | None = None
+    provider_ods: str | None = None
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordLeftHospital(Command):
+    kind: ClassVar[str] = "left-hospital"
+    date: date
+    episode_ref: str | None = None
+    reason: str = "left-hospital"
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordS117Confirmed(Command):
+    kind: ClassVar[str] = "s117-confirmed"
+    start: date
+
+    @property
+    def effective(self) -> date:
+        return self.start
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordS117Ended(Command):
+    kind: ClassVar[str] = "s117-ended"
+    date: date
+    reason: str | None
+    council_signoff: Signoff | None
+    icb_signoff: Signoff | None
+    grounds: tuple[str, ...] = ()
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordAftercarePlanAgreed(Command):
+    kind: ClassVar[str] = "aftercare-plan-agreed"
+    date: date
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordReviewCompleted(Command):
+    kind: ClassVar[str] = "review-completed"
+    date: date
+    review_kind: ReviewKind = "scheduled"
+    joint: bool = False
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetNamedPractitioner(Command):
+    kind: ClassVar[str] = "named-practitioner-set"
+    name: str
+    role: str | None = None
+    date: date | None = None
+
+    @property
+    def effective(self) -> date | None:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordOrdinaryResidenceChanged(Command):
+    kind: ClassVar[str] = "ordinary-residence"
+    council_code: str
+    date: date
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordGpRegistration(Command):
+    """GP practice (and so originating ICB) from a date: the ICB rule reads this."""
+
+    kind: ClassVar[str] = "gp-registration"
+    gp_practice_ods: str
+    icb_code: str | None
+    date: date
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordServiceCharged(Command):
+    kind: ClassVar[str] = "service-charged"
+    service: str
+    under_s117: bool
+    amount: str
+    date: date
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordChildNotification(Command):
+    """Children Act 1989 s85 notification to the responsible council (joint policy 6.1)."""
+
+    kind: ClassVar[str] = "child-s85-notified"
+    date: date
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelEvent(Command):
+    """Undo an earlier event (ADT A11 cancel admit, A13 cancel discharge)."""
+
+    kind: ClassVar[str] = "cancel"
+    cancels: Literal["detention-started", "left-hospital", "legal-status"]
+    episode_ref: str | None = None
+    date: date | None = None
+
+    @property
+    def effective(self) -> date | None:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergePersons(Command):
+    """ADT A40: the source's record ``merged_local_id`` is now ``person.local_id``.
+
+    Merges move identifiers, not facts (issue 3): the register re-points the identifier.
+    """
+
+    kind: ClassVar[str] = "merge"
+    merged_local_id: str
+    merged_nhs_number: str | None = None
+
+
+SOURCE_COMMANDS: dict[str, type[Command]] = {
+    cls.kind: cls
+    for cls in (
+        RecordPersonDetails, RecordDetentionStarted, RecordLegalStatusChanged,
+        RecordLeftHospital, RecordS117Confirmed, RecordS117Ended, RecordAftercarePlanAgreed,
+        RecordReviewCompleted, SetNamedPractitioner, RecordOrdinaryResidenceChanged,
+        RecordGpRegistration, RecordServiceCharged, RecordChildNotification, CancelEvent,
+        MergePersons,
+    )
+}

@@ -1,0 +1,40 @@
+"""Dispute stages and their working-day deadlines (s117 escalation dispute protocol)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ..calendar import add_working_days
+from ..errors import InvalidValue
+
+DISPUTE_KINDS: tuple[str, ...] = (
+    "eligibility", "scope", "funding", "accommodation", "responsibility", "ending", "other",
+)
+STAGE_WORKING_DAYS: dict[int, int | None] = {1: 5, 2: 10, 3: 15, 4: None}
+FINAL_STAGE = 4
+
+
+def initial_stage(kind: str) -> int:
+    """Ending disputes start at the strategic stage 3; all others at stage 1."""
+    if kind not in DISPUTE_KINDS:
+        raise InvalidValue(f"unknown dispute kind {kind!r}", field="kind", rule="dispute-kind")
+    return 3 if kind == "ending" else 1
+
+
+def stage_due(stage_started: date, stage: int) -> date | None:
+    """Deadline of a stage in England working days; stage 4 (external) has none."""
+    if stage not in STAGE_WORKING_DAYS:
+        raise InvalidValue(f"no dispute stage {stage}", field="stage", rule="dispute-stage")
+    days = STAGE_WORKING_DAYS[stage]
+    return None if days is None else add_working_days(stage_started, days)
+
+
+def next_stage(stage: int) -> int:
+    if stage >= FINAL_STAGE:
+        raise InvalidValue("a stage 4 dispute cannot escalate further", field="stage",
+                           rule="dispute-stage")
+    return stage + 1
+
+
+def is_stage_overdue(due: date | None, today: date, resolved: bool) -> bool:
+    return not resolved and due is not None and today > due

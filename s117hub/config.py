@@ -1,0 +1,69 @@
+"""Settings from ``S117HUB_*`` environment variables and an optional config file.
+
+The config file (TOML or JSON, ``S117HUB_CONFIG_FILE``) holds what is per partnership rather
+than per process: local policy choices, GP practice → ICB map, sources and subscriptions.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PolicyConfig(BaseModel):
+    s17_leave_starts_entitlement: bool = True
+    practice_to_icb: dict[str, str] = Field(default_factory=dict)
+
+
+class FileConfig(BaseModel):
+    """What an optional config file may hold; later issues add sources and subscriptions."""
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+    subscriptions: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def _host_port(value: str, default_port: int) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host:
+        return value, default_port
+    return host, int(port)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="S117HUB_", extra="ignore")
+
+    database_url: str = "sqlite:///var/s117hub.sqlite3"
+    broker_url: str = "stub://"
+    http: str = "127.0.0.1:8117"
+    mllp: str = "127.0.0.1:2575"
+    config_file: Path | None = None
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_placeholder(cls, value: str) -> str:
+        if "changeme" in value.lower():
+            raise ValueError("S117HUB_DATABASE_URL still holds a placeholder password")
+        return value
+
+    @property
+    def http_bind(self) -> tuple[str, int]:
+        return _host_port(self.http, 8117)
+
+    @property
+    def mllp_bind(self) -> tuple[str, int]:
+        return _host_port(self.mllp, 2575)
+
+    def load_file(self) -> FileConfig:
+        if self.config_file is None:
+            return FileConfig()
+        text = self.config_file.read_text(encoding="utf-8")
+        raw = json.loads(text) if self.config_file.suffix == ".json" else tomllib.loads(text)
+        return FileConfig.model_validate(raw)
