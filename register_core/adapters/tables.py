@@ -189,3 +189,48 @@ audit_log = Table(
     Column("purpose", String(200)),
     Column("request", String(300)),
 )
+
+# -- inbound (issue 3) -----------------------------------------------------------------------
+
+sources = Table(
+    "sources", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("organisation_code", String(12)),
+    Column("config", Json, nullable=False),  # MSH-3/4 match, code maps, locations, poll address
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+inbox_messages = Table(
+    "inbox_messages", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("source", String(64), nullable=False),
+    Column("message_id", String(200), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("message_type", String(60)),
+    Column("partition", Integer, nullable=False, default=0),
+    Column("payload", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("resent", Integer, nullable=False, default=0),
+    Column("error", Json),
+    Column("ack", Text),
+    Column("person_ids", Json),
+    Column("processed_at", DateTime(timezone=True)),
+    UniqueConstraint("source", "message_id", name="uq_inbox_messages_source_message_id"),
+    Index("ix_inbox_messages_status_partition_id", "status", "partition", "id"),
+    Index("ix_inbox_messages_received_at", "received_at"),
+)
+
+poll_cursors = Table(
+    "poll_cursors", metadata,
+    Column("source", String(64), primary_key=True),
+    Column("cursor", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True)),
+)

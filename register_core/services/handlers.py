@@ -71,6 +71,18 @@ def locate_person(uow: SqlUnitOfWork, command: Command) -> tuple[Person | None, 
 def apply_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
                   policy: Policy | None = None) -> Applied:
     """Record one canonical command and commit. Raises RegisterError and rolls back."""
+    applied = record_command(command, uow, clock, policy)
+    uow.commit()
+    return applied
+
+
+def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
+                   policy: Policy | None = None) -> Applied:
+    """Record one command inside the caller's unit of work, without committing.
+
+    An inbound message's commands and its inbox status are committed together, so a message
+    is applied exactly once however often a worker crashes and retries it.
+    """
     person, created = locate_person(uow, command)
     if person is None:
         person = Person(id=str(uuid.uuid4()))
@@ -85,7 +97,6 @@ def apply_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
     changes = uow.persons.save(person, position, source=prov.source,
                                source_ref=prov.source_ref, recorded_by=prov.recorded_by,
                                now=clock.now())
-    uow.commit()
     return Applied(person_id=person.id, fact_seq=fact.seq, created=created, changes=changes,
                    position=position)
 

@@ -1,0 +1,120 @@
+"""An asyncio MLLP server. It only frames and schedules: the receiver (blocking, database)
+runs in a thread pool and returns the ACK, which is written back in the order received.
+
+Many connections are served at once; each connection's messages are handled in order, so a
+sender that waits for each ACK (original mode) sees them one for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .framing import FrameReader, frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    """What the receiver answers a frame with; ``follow_up`` sends a later message (the
+    application ACK of enhanced mode) on the same connection."""
+
+    ack: bytes
+    follow_up: Callable[[], Awaitable[bytes | None]] | None = None
+
+
+FrameHandler = Callable[[bytes], Reply]
+
+
+class MllpServer:
+    def __init__(self, handler: FrameHandler, host: str = "127.0.0.1", port: int = 2575, *,
+                 threads: int = 8, idle_timeout: float = 600.0) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.idle_timeout = idle_timeout
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mllp")
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self.frames_received = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve_connection, self.host, self.port)
+        sockets = self._server.sockets or ()
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("MLLP listening", extra={"source": f"{self.host}:{self.port}"})
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._connections):
+            task.cancel()
+        self._executor.shutdown(wait=True, cancel_futures=False)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        frames = FrameReader()
+        followers: set[asyncio.Task[None]] = set()
+        write_lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+                except TimeoutError:
+                    break
+                if not data:
+                    break
+                for payload in frames.feed(data):
+                    self.frames_received += 1
+                    reply = await loop.run_in_executor(self._executor, self.handler, payload)
+                    async with write_lock:
+                        writer.write(frame(reply.ack))
+                        await writer.drain()
+                    if reply.follow_up is not None:
+                        follower = asyncio.create_task(
+                            self._send_follow_up(reply.follow_up, writer, write_lock))
+                        followers.add(follower)
+                        follower.add_done_callback(followers.discard)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("MLLP connection failed")
+        finally:
+            for follower in followers:
+                follower.cancel()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            if task is not None:
+                self._connections.discard(task)
+
+    @staticmethod
+    async def _send_follow_up(make: Callable[[], Awaitable[bytes | None]],
+                              writer: asyncio.StreamWriter, lock: asyncio.Lock) -> None:
+        message = await make()
+        if message is None or writer.is_closing():
+            return
+        async with lock:
+            writer.write(frame(message))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()

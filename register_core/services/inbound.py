@@ -1,0 +1,100 @@
+"""Processing stored inbound messages: map, apply, and mark the inbox row in ONE transaction.
+
+Because the register change and the inbox status commit together, a worker that dies midway
+leaves the row ``received`` and the register untouched; the sweeper re-issues it. A message
+already ``applied`` is never applied again (replay re-opens it on purpose).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from mapping.errors import MappingError
+from register_core.adapters import inbox
+from register_core.adapters.unit_of_work import SqlUnitOfWork
+from register_core.domain.commands import Command
+from register_core.domain.errors import ConcurrentChange, RegisterError
+from register_core.domain.position import Policy
+from register_core.ports import Clock
+
+from .handlers import Applied, record_command
+
+log = logging.getLogger(__name__)
+
+# Turns a stored message into canonical commands (the mapping layer, per channel and source).
+Mapper = Callable[[inbox.InboxEntry], list[Command]]
+
+
+@dataclass
+class Outcome:
+    message_id: int
+    status: str  # applied | failed | skipped
+    error: dict[str, object] | None = None
+    applied: list[Applied] = field(default_factory=list)
+
+
+def process_message(engine: Engine, message_id: int, mapper: Mapper, clock: Clock,
+                    policy: Policy | None = None) -> Outcome:
+    """Apply one stored message. Raises ConcurrentChange for the caller to retry."""
+    with SqlUnitOfWork(engine) as uow:
+        entry = inbox.load_for_processing(uow.connection, message_id)
+        if entry is None or entry.status != "received":
+            return Outcome(message_id, "skipped")
+        try:
+            commands = mapper(entry)
+            applied = [record_command(c, uow, clock, policy) for c in commands]
+        except ConcurrentChange:
+            raise
+        except (MappingError, RegisterError) as exc:
+            uow.rollback()
+            error = _error_body(exc)
+        else:
+            person_ids = sorted({a.person_id for a in applied})
+            inbox.mark(uow.connection, message_id, status="applied", now=clock.now(),
+                       person_ids=person_ids)
+            uow.commit()
+            return Outcome(message_id, "applied", applied=applied)
+    # The register stays untouched; the failure itself is recorded for the console and AE.
+    with engine.begin() as conn:
+        inbox.mark(conn, message_id, status="failed", now=clock.now(), error=error)
+    log.info("inbound message failed", extra={"message_id": message_id})
+    return Outcome(message_id, "failed", error=error)
+
+
+def process_with_retry(engine: Engine, message_id: int, mapper: Mapper, clock: Clock,
+                       policy: Policy | None = None, attempts: int = 20) -> Outcome:
+    for _ in range(attempts - 1):
+        try:
+            return process_message(engine, message_id, mapper, clock, policy)
+        except ConcurrentChange:
+            continue
+    return process_message(engine, message_id, mapper, clock, policy)
+
+
+def drain(engine: Engine, mapper: Mapper, clock: Clock, policy: Policy | None = None, *,
+          partition: int | None = None, batch: int = 500) -> int:
+    """Process every ``received`` message (of one partition) in arrival order. Memory stays
+    flat: ids are fetched a batch at a time, never the whole backlog."""
+    box = inbox.Inbox(engine)
+    done = 0
+    last = 0
+    while True:
+        ids = box.pending_ids(partition=partition, limit=batch, after_id=last)
+        if not ids:
+            return done
+        for message_id in ids:
+            process_with_retry(engine, message_id, mapper, clock, policy)
+            done += 1
+        last = ids[-1]
+
+
+def _error_body(exc: MappingError | RegisterError) -> dict[str, object]:
+    if isinstance(exc, MappingError):
+        return {"kind": "mapping", "code": exc.code, "message": exc.message,
+                "location": exc.location, "line": exc.line}
+    return {"kind": "register", "code": exc.code, "message": exc.message, "field": exc.field,
+            "rule": exc.rule}

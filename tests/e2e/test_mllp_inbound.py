@@ -1,0 +1,162 @@
+"""HL7 v2 over a real MLLP socket: ACK after durable commit, duplicates, errors, register."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import hl7
+import pytest
+from hl7.client import MLLPClient
+from sqlalchemy import select
+
+from connectors.hl7v2.receiver import Hl7Receiver
+from connectors.hl7v2.server import MllpServer
+from connectors.inbound_mapper import make_mapper
+from register_core.adapters.inbox import Inbox
+from register_core.adapters.sources import SourceDefinition, SourceRegistry
+from register_core.adapters.tables import inbox_messages
+from register_core.views import people_by_nhs_number, person_json
+from s117hub.bootstrap import Hub
+from s117hub.worker import build_broker, register_actors, start_worker
+
+NHS = "9990000018"
+
+
+def adt(trigger: str, control_id: str, *, event_time: str = "20260105093000",
+        zls: str = "ZLS|03|20260105093000", pv1_45: str = "", nhs: str = NHS,
+        msh15: str = "", msh16: str = "") -> str:
+    segments = [
+        f"MSH|^~\\&|EPR|RX1|S117HUB|HUB|{event_time}||ADT^{trigger}^ADT_A01|{control_id}|P|2.4"
+        f"|||{msh15}|{msh16}",
+        f"EVN|{trigger}|{event_time}",
+        f"PID|1||{nhs}^^^NHS^NH~RX1-000123^^^RX1^MR||Testperson^Alex||19800202|F|||"
+        "1 Test Street^^Worcester^^WR1 2AB",
+        f"PV1|1|I|WARD1^^^RX1||||||||||||||||V0001|||||||||||||||||||||||||20260105093000|"
+        f"{pv1_45}",
+    ]
+    if zls:
+        segments.append(zls)
+    return "\r".join(segments) + "\r"
+
+
+@dataclass
+class RunningHub:
+    hub: Hub
+    port: int
+    worker: object
+
+    def send(self, message: str) -> hl7.Message:
+        with MLLPClient("127.0.0.1", self.port) as client:
+            return hl7.parse(client.send_message(message).decode())
+
+    def wait_processed(self, timeout: float = 10.0) -> None:
+        box = Inbox(self.hub.engine)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not box.pending_ids(limit=1):
+                return
+            time.sleep(0.05)
+        raise AssertionError("inbox not drained")
+
+
+@pytest.fixture
+def running(hub: Hub) -> Iterator[RunningHub]:
+    registry = SourceRegistry(hub.engine, ttl_seconds=0)
+    registry.save(SourceDefinition(source_id="trust-a", kind="hl7v2-mllp",
+                                   hl7_sending_application="EPR", hl7_sending_facility="RX1"),
+                  hub.clock.now())
+    broker = build_broker("stub://")
+    tasks = register_actors(broker, hub, make_mapper(registry))
+    worker = start_worker(broker, threads=2)
+    receiver = Hl7Receiver(hub.engine, registry, hub.clock, tasks.notify)
+    server = MllpServer(receiver.handle, port=0)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(5)
+    yield RunningHub(hub, server.port, worker)
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    worker.stop()  # type: ignore[attr-defined]
+
+
+def msa(ack: hl7.Message) -> tuple[str, str]:
+    return str(ack.segment("MSA")[1]), str(ack.segment("MSA")[2])
+
+
+def test_admit_and_discharge_reach_the_register(running: RunningHub) -> None:
+    ack = running.send(adt("A01", "MSG0001"))
+    assert msa(ack) == ("AA", "MSG0001")
+    ack = running.send(adt("A03", "MSG0002", event_time="20260301100000",
+                           zls="ZLS|03|20260105093000|20260301100000", pv1_45="20260301100000"))
+    assert msa(ack) == ("AA", "MSG0002")
+    running.wait_processed()
+    with running.hub.engine.connect() as conn:
+        [person_id] = people_by_nhs_number(conn, NHS)
+        record = person_json(conn, person_id, running.hub.clock.today())
+    assert record is not None
+    assert record["entitlement"]["status"] == "active"
+    assert record["entitlement"]["start"] == date(2026, 3, 1).isoformat()
+    assert record["detentions"][0]["section"] == "03"
+    assert {"source": "trust-a", "value": "RX1-000123"} in record["identifiers"]
+
+
+def test_duplicate_is_acknowledged_again_and_applied_once(running: RunningHub) -> None:
+    first = running.send(adt("A01", "DUP1"))
+    second = running.send(adt("A01", "DUP1"))
+    assert msa(first) == msa(second) == ("AA", "DUP1")
+    running.wait_processed()
+    with running.hub.engine.connect() as conn:
+        rows = conn.execute(select(inbox_messages.c.status, inbox_messages.c.resent)).all()
+    assert [(r.status, r.resent) for r in rows] == [("applied", 1)]
+
+
+def test_unknown_code_is_stored_and_answered_ae_with_err(running: RunningHub) -> None:
+    ack = running.send(adt("A01", "BAD1", zls="ZLS|XX|20260105"))
+    assert msa(ack) == ("AE", "BAD1")
+    err = ack.segment("ERR")
+    assert "103" in str(err)  # table value not found
+    assert "ZLS" in str(err)
+    with running.hub.engine.connect() as conn:
+        row = conn.execute(select(inbox_messages)).one()
+    assert row.status == "failed" and "ZLS|XX" in row.payload
+
+
+def test_unknown_sender_and_garbage_are_rejected_but_kept(running: RunningHub) -> None:
+    stranger = adt("A01", "S1").replace("|EPR|RX1|", "|OTHER|ZZZ|")
+    assert msa(running.send(stranger))[0] == "AR"
+    assert msa(running.send("this is not HL7"))[0] == "AR"
+    with running.hub.engine.connect() as conn:
+        rows = conn.execute(select(inbox_messages.c.status, inbox_messages.c.payload)).all()
+    assert sorted(r.status for r in rows) == ["rejected", "rejected"]
+    assert any(r.payload == "this is not HL7" for r in rows)
+
+
+def test_enhanced_mode_sends_commit_then_application_ack(running: RunningHub) -> None:
+    import socket
+
+    from connectors.hl7v2.framing import FrameReader, frame
+
+    message = adt("A01", "ENH1", msh15="AL", msh16="AL")
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+        sock.sendall(frame(message.encode()))
+        reader = FrameReader()
+        acks: list[bytes] = []
+        while len(acks) < 2:
+            acks.extend(reader.feed(sock.recv(65536)))
+    codes = [msa(hl7.parse(a.decode()))[0] for a in acks]
+    assert codes == ["CA", "AA"]
