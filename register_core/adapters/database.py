@@ -6,7 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+
+WRITER_OPTION = "s117_writer"  # execution option: this connection's transactions write
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -24,15 +26,30 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-            # WAL lets the API read while the worker writes; foreign keys are off by default.
+            # We issue BEGIN ourselves (pysqlite's implicit one breaks SAVEPOINT). WAL lets the
+            # API read while the worker writes; foreign keys are off by default.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+            # A writer takes the write lock up front (waiting up to busy_timeout) rather than
+            # failing with "database is locked" when it upgrades from reading.
+            immediate = conn.get_execution_options().get(WRITER_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def writer(engine: Engine) -> Connection:
+    """A connection whose transactions will write (BEGIN IMMEDIATE on SQLite)."""
+    return engine.connect().execution_options(**{WRITER_OPTION: True})
 
 
 def alembic_config(url: str) -> Config:

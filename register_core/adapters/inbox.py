@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .database import writer
 from .tables import inbox_messages
 
 PARTITIONS = 16  # messages of one person share a partition, drained in order by one worker
@@ -90,7 +91,7 @@ class Inbox:
         self.engine = engine
 
     def store(self, **fields: Any) -> Stored:
-        with self.engine.begin() as conn:
+        with writer(self.engine) as conn, conn.begin():
             return store_message(conn, **fields)
 
     def record_ack(self, message_id: int, ack: str) -> None:
@@ -146,6 +147,15 @@ def load_for_processing(conn: Connection, message_id: int) -> InboxEntry | None:
         query = query.with_for_update(skip_locked=True)
     row = conn.execute(query).first()
     return _entry(row) if row else None
+
+
+def load_many_for_processing(conn: Connection, message_ids: Sequence[int]
+                             ) -> list[InboxEntry]:
+    query = (select(inbox_messages).where(inbox_messages.c.id.in_(list(message_ids)))
+             .order_by(inbox_messages.c.id))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return [_entry(row) for row in conn.execute(query)]
 
 
 def mark(conn: Connection, message_id: int, *, status: str, now: datetime,

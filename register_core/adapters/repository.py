@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
 
 from register_core.domain.codec import command_from_json, to_json
 from register_core.domain.errors import ConcurrentChange
@@ -47,10 +47,31 @@ def projection_values(person: Person, position: Position | None) -> dict[str, st
     return values
 
 
+# Built once: constructing statements per call cost more than SQLite running them.
+_UPDATE_PERSON = (update(persons)
+                  .where(and_(persons.c.id == bindparam("pid"),
+                              persons.c.version == bindparam("old_version")))
+                  .values({name: bindparam(name) for name in _DEMOGRAPHICS}
+                          | {"version": bindparam("new_version"),
+                             "updated_at": bindparam("now")}))
+_INSERT_IDENTIFIER = insert(person_identifiers)
+_INSERT_FACTS = insert(facts)
+_INSERT_CHANGES = insert(register_changes)
+_INSERT_ENTITLEMENT = insert(entitlements)
+_ENTITLEMENT_COLUMNS = [c.name for c in entitlements.columns if c.name != "person_id"]
+_UPDATE_ENTITLEMENT = (update(entitlements)
+                       .where(entitlements.c.person_id == bindparam("pid"))
+                       .values({name: bindparam(name) for name in _ENTITLEMENT_COLUMNS}))
+_DELETE_DETENTIONS = delete(detentions).where(detentions.c.person_id == bindparam("pid"))
+_INSERT_DETENTIONS = insert(detentions)
+
+
 class SqlPersonRepository:
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
         self._loaded: dict[str, dict[str, str | None]] = {}
+        self._stored_identifiers: dict[str, set[Identifier]] = {}
+        self._stored_detentions: dict[str, list[tuple[Any, ...]]] = {}
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -76,6 +97,7 @@ class SqlPersonRepository:
                        facts.c.retracted_by)
                 .where(facts.c.person_id == person_id).order_by(facts.c.seq))]
         self._loaded[person_id] = self._stored_projection(person)
+        self._stored_identifiers[person_id] = set(person.identifiers)
         return person
 
     def id_by_nhs_number(self, nhs_number: str) -> str | None:
@@ -93,6 +115,7 @@ class SqlPersonRepository:
         row = self.conn.execute(
             select(entitlements).where(entitlements.c.person_id == person.id)
         ).mappings().first()
+        self._stored_detentions[person.id] = (row["detentions"] or []) if row else []
         if row is not None:
             values.update({
                 "entitlement.status": row["status"],
@@ -119,27 +142,27 @@ class SqlPersonRepository:
         """
         before = self._loaded.get(person.id, {})
         row = {name: getattr(person, name) for name in _DEMOGRAPHICS}
-        if person.version == 0:
+        created = person.version == 0
+        if created:
             self.conn.execute(insert(persons).values(
                 id=person.id, version=1, created_at=now, updated_at=now, **row))
             person.version = 1
         else:
-            result = self.conn.execute(
-                update(persons)
-                .where(and_(persons.c.id == person.id, persons.c.version == person.version))
-                .values(version=person.version + 1, updated_at=now, **row))
+            result = self.conn.execute(_UPDATE_PERSON, {
+                **row, "pid": person.id, "old_version": person.version,
+                "new_version": person.version + 1, "now": now})
             if result.rowcount != 1:
                 raise ConcurrentChange("the person was changed by another writer",
                                        field="person", rule="optimistic-lock")
             person.version += 1
         self._save_identifiers(person)
         self._save_facts(person, now)
-        self._save_projection(person, position, now)
+        self._save_projection(person, position, now, created=created)
         after = projection_values(person, position)
         changes = [(name, before.get(name), value) for name, value in after.items()
                    if before.get(name) != value]
         if changes:
-            self.conn.execute(insert(register_changes), [
+            self.conn.execute(_INSERT_CHANGES, [
                 {"person_id": person.id, "field": name, "old_value": old, "new_value": new,
                  "source": source, "source_ref": source_ref, "recorded_by": recorded_by,
                  "at": now} for name, old, new in changes])
@@ -147,11 +170,15 @@ class SqlPersonRepository:
         return changes
 
     def _save_identifiers(self, person: Person) -> None:
+        known = self._stored_identifiers.setdefault(person.id, set())
         for ident in person.identifiers:
+            if ident in known:
+                continue
+            known.add(ident)
             owner = self.id_by_identifier(ident.source, ident.value)
             if owner is None:
-                self.conn.execute(insert(person_identifiers).values(
-                    person_id=person.id, source=ident.source, value=ident.value))
+                self.conn.execute(_INSERT_IDENTIFIER, {
+                    "person_id": person.id, "source": ident.source, "value": ident.value})
             elif owner != person.id:
                 # A merge moves the identifier to the surviving record (ADT A40).
                 self.conn.execute(update(person_identifiers).where(and_(
@@ -161,7 +188,7 @@ class SqlPersonRepository:
     def _save_facts(self, person: Person, now: datetime) -> None:
         new = person.new_facts
         if new:
-            self.conn.execute(insert(facts), [{
+            self.conn.execute(_INSERT_FACTS, [{
                 "person_id": person.id, "seq": f.seq, "kind": f.kind, "effective": f.effective,
                 "payload": to_json(f.command), "source": f.command.provenance.source,
                 "source_ref": f.command.provenance.source_ref,
@@ -175,7 +202,8 @@ class SqlPersonRepository:
                                   .values(retracted_by=fact.retracted_by))
         person.new_facts = []
 
-    def _save_projection(self, person: Person, position: Position, now: datetime) -> None:
+    def _save_projection(self, person: Person, position: Position, now: datetime, *,
+                         created: bool) -> None:
         ent = position.entitlement
         values = {
             "status": ent.status, "start": ent.start, "pending_since": ent.pending_since,
@@ -193,13 +221,20 @@ class SqlPersonRepository:
             "explain": {k: v.as_dict() for k, v in position.explain.items()},
             "as_of": position.as_of, "updated_at": now,
         }
-        updated = self.conn.execute(update(entitlements)
-                                    .where(entitlements.c.person_id == person.id).values(**values))
-        if updated.rowcount == 0:
-            self.conn.execute(insert(entitlements).values(person_id=person.id, **values))
-        self.conn.execute(delete(detentions).where(detentions.c.person_id == person.id))
+        episodes = [[d.ref, d.section, _text(d.start), _text(d.end), d.end_reason,
+                     d.provider_ods] for d in position.detentions]
+        values["detentions"] = episodes
+        if created or self.conn.execute(_UPDATE_ENTITLEMENT,
+                                        {**values, "pid": person.id}).rowcount == 0:
+            self.conn.execute(_INSERT_ENTITLEMENT, {**values, "person_id": person.id})
+        # The detentions table is rewritten only when the episodes really changed.
+        if episodes == self._stored_detentions.get(person.id):
+            return
+        self._stored_detentions[person.id] = episodes
+        if not created:
+            self.conn.execute(_DELETE_DETENTIONS, {"pid": person.id})
         if position.detentions:
-            self.conn.execute(insert(detentions), [{
+            self.conn.execute(_INSERT_DETENTIONS, [{
                 "person_id": person.id, "ref": d.ref, "section": d.section, "start": d.start,
                 "end": d.end, "end_reason": d.end_reason, "provider_ods": d.provider_ods}
                 for d in position.detentions])

@@ -101,6 +101,8 @@ entitlements = Table(
     Column("on_cto", Boolean, nullable=False, default=False),
     Column("in_hospital", Boolean, nullable=False, default=False),
     Column("explain", Json, nullable=False),
+    # The episodes last written to ``detentions``, so they are rewritten only on change.
+    Column("detentions", Json),
     Column("as_of", Date, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy import Connection, Engine
 
+from .database import writer
 from .repository import SqlPersonRepository
 
 
@@ -18,7 +19,7 @@ class SqlUnitOfWork:
         self._committed = False
 
     def __enter__(self) -> SqlUnitOfWork:
-        self.connection = self.engine.connect()
+        self.connection = writer(self.engine)
         self._tx = self.connection.begin()
         self.persons = SqlPersonRepository(self.connection)
         self._committed = False

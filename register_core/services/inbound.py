@@ -8,7 +8,7 @@ already ``applied`` is never applied again (replay re-opens it on purpose).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -40,43 +40,62 @@ class Outcome:
 def process_message(engine: Engine, message_id: int, mapper: Mapper, clock: Clock,
                     policy: Policy | None = None) -> Outcome:
     """Apply one stored message. Raises ConcurrentChange for the caller to retry."""
+    return process_batch(engine, [message_id], mapper, clock, policy)[0]
+
+
+def process_batch(engine: Engine, message_ids: Sequence[int], mapper: Mapper, clock: Clock,
+                  policy: Policy | None = None) -> list[Outcome]:
+    """Apply several stored messages in arrival order in one transaction.
+
+    Each message runs in its own SAVEPOINT, so a message the rules refuse is rolled back alone
+    and marked failed, while one commit covers the batch (a commit per message was most of
+    the cost on PostgreSQL). A crash before the commit leaves every row ``received``.
+    Raises ConcurrentChange (nothing committed) for the caller to retry.
+    """
+    outcomes: list[Outcome] = []
     with SqlUnitOfWork(engine) as uow:
-        entry = inbox.load_for_processing(uow.connection, message_id)
-        if entry is None or entry.status != "received":
-            return Outcome(message_id, "skipped")
-        try:
-            commands = mapper(entry)
-            applied = [record_command(c, uow, clock, policy) for c in commands]
-        except ConcurrentChange:
-            raise
-        except (MappingError, RegisterError) as exc:
-            uow.rollback()
-            error = _error_body(exc)
-        else:
-            person_ids = sorted({a.person_id for a in applied})
-            inbox.mark(uow.connection, message_id, status="applied", now=clock.now(),
-                       person_ids=person_ids)
-            uow.commit()
-            return Outcome(message_id, "applied", applied=applied)
-    # The register stays untouched; the failure itself is recorded for the console and AE.
-    with engine.begin() as conn:
-        inbox.mark(conn, message_id, status="failed", now=clock.now(), error=error)
-    log.info("inbound message failed", extra={"message_id": message_id})
-    return Outcome(message_id, "failed", error=error)
+        conn = uow.connection
+        entries = {e.id: e for e in inbox.load_many_for_processing(conn, message_ids)}
+        for message_id in message_ids:
+            entry = entries.get(message_id)
+            if entry is None or entry.status != "received":
+                outcomes.append(Outcome(message_id, "skipped"))
+                continue
+            savepoint = conn.begin_nested()
+            try:
+                commands = mapper(entry)
+                applied = [record_command(c, uow, clock, policy) for c in commands]
+            except ConcurrentChange:
+                savepoint.rollback()
+                raise
+            except (MappingError, RegisterError) as exc:
+                savepoint.rollback()
+                error = _error_body(exc)
+                inbox.mark(conn, message_id, status="failed", now=clock.now(), error=error)
+                log.info("inbound message failed", extra={"message_id": message_id})
+                outcomes.append(Outcome(message_id, "failed", error=error))
+                continue
+            savepoint.commit()
+            inbox.mark(conn, message_id, status="applied", now=clock.now(),
+                       person_ids=sorted({a.person_id for a in applied}))
+            outcomes.append(Outcome(message_id, "applied", applied=applied))
+        uow.commit()
+    return outcomes
 
 
-def process_with_retry(engine: Engine, message_id: int, mapper: Mapper, clock: Clock,
-                       policy: Policy | None = None, attempts: int = 20) -> Outcome:
+def process_with_retry(engine: Engine, message_ids: Sequence[int], mapper: Mapper,
+                       clock: Clock, policy: Policy | None = None,
+                       attempts: int = 20) -> list[Outcome]:
     for _ in range(attempts - 1):
         try:
-            return process_message(engine, message_id, mapper, clock, policy)
+            return process_batch(engine, message_ids, mapper, clock, policy)
         except ConcurrentChange:
             continue
-    return process_message(engine, message_id, mapper, clock, policy)
+    return process_batch(engine, message_ids, mapper, clock, policy)
 
 
 def drain(engine: Engine, mapper: Mapper, clock: Clock, policy: Policy | None = None, *,
-          partition: int | None = None, batch: int = 500) -> int:
+          partition: int | None = None, batch: int = 100) -> int:
     """Process every ``received`` message (of one partition) in arrival order. Memory stays
     flat: ids are fetched a batch at a time, never the whole backlog."""
     box = inbox.Inbox(engine)
@@ -86,9 +105,8 @@ def drain(engine: Engine, mapper: Mapper, clock: Clock, policy: Policy | None = 
         ids = box.pending_ids(partition=partition, limit=batch, after_id=last)
         if not ids:
             return done
-        for message_id in ids:
-            process_with_retry(engine, message_id, mapper, clock, policy)
-            done += 1
+        process_with_retry(engine, ids, mapper, clock, policy)
+        done += len(ids)
         last = ids[-1]
 
 

@@ -91,19 +91,23 @@ def test_never_links_different_valid_nhs_numbers(hub: Hub) -> None:
 
 
 def test_stale_writer_gets_concurrent_change(hub: Hub) -> None:
+    """A person read before another writer committed cannot be saved over that change."""
+    from register_core.adapters.repository import SqlPersonRepository
+    from register_core.domain.position import compute_position
+
     with hub.uow() as uow:
         applied = apply_command(_admit(hub), uow, hub.clock)
-    with hub.uow() as first, hub.uow() as second:
-        stale = second.persons.get(applied.person_id)
+    with hub.engine.connect() as reader:
+        stale = SqlPersonRepository(reader).get(applied.person_id)
+    with hub.uow() as first:
         fresh = first.persons.get(applied.person_id)
         assert stale is not None and fresh is not None
-        from register_core.domain.position import compute_position
         first.persons.save(fresh, compute_position(fresh, hub.clock.today()), source="t",
                            source_ref="a", recorded_by="t", now=hub.clock.now())
         first.commit()
-        with pytest.raises(ConcurrentChange):
-            second.persons.save(stale, compute_position(stale, hub.clock.today()), source="t",
-                                source_ref="b", recorded_by="t", now=hub.clock.now())
+    with hub.uow() as second, pytest.raises(ConcurrentChange):
+        second.persons.save(stale, compute_position(stale, hub.clock.today()), source="t",
+                            source_ref="b", recorded_by="t", now=hub.clock.now())
 
 
 def test_concurrent_writers_to_one_person_lose_nothing(hub: Hub) -> None:

@@ -114,6 +114,7 @@ def upgrade() -> None:
     sa.Column('on_cto', sa.Boolean(), nullable=False),
     sa.Column('in_hospital', sa.Boolean(), nullable=False),
     sa.Column('explain', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('detentions', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('as_of', sa.Date(), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['person_id'], ['persons.id'], name=op.f('fk_entitlements_person_id_persons')),
