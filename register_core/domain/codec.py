@@ -18,8 +18,9 @@ _NESTED: dict[type, type] = {PersonRef: PersonRef, Provenance: Provenance, Signo
 
 def to_json(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        return {k: v for k, v in out.items() if v is not None and v != ()}
+        # Keep None: some fields are required yet may be None (a one-sided ending has no ICB
+        # sign-off), and such a fact must load back exactly as stored.
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, tuple | list):

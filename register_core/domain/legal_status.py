@@ -48,20 +48,34 @@ ENTITLING_CODES: frozenset[str] = frozenset({"03", "09", "10", "15", "16", "17",
 DETAINED_CODES: frozenset[str] = frozenset(LEGAL_STATUS) - {"01", "35", "36", "98", "99"}
 
 
-def validate_code(code: str, field: str = "section") -> str:
+def normalise_code(code: str) -> str:
+    """The two-digit form of a code as sources send it (``"3"``, ``" 03 "`` -> ``"03"``).
+
+    Does not check the code is known: ``validate_code`` does.
+    """
     code = code.strip()
-    if len(code) == 1 and code.isdigit():
+    if len(code) == 1 and code.isascii() and code.isdigit():
         code = "0" + code
+    return code
+
+
+def validate_code(code: str, field: str = "section") -> str:
+    code = normalise_code(code)
     if code not in LEGAL_STATUS:
         raise InvalidValue(f"unknown MHA legal-status code {code!r}", field=field,
                            rule="mhsds-legal-status-code")
     return code
 
 
-def is_entitling(code: str) -> bool:
-    """Whether a detention under this code gives a right to s117 aftercare on leaving."""
-    return code in ENTITLING_CODES
+def is_entitling(code: str | None) -> bool:
+    """Whether a detention under this code gives a right to s117 aftercare on leaving.
+
+    Takes the code as ``validate_code`` accepts it (``"3"`` is s3): commands keep the code as
+    the source sent it, so the rules must not read ``"3"`` as non-entitling.
+    """
+    return code is not None and normalise_code(code) in ENTITLING_CODES
 
 
 def describe(code: str) -> str:
+    code = normalise_code(code)
     return LEGAL_STATUS.get(code, f"unknown code {code}")

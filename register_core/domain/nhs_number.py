@@ -23,11 +23,17 @@ def normalise(raw: str) -> str:
     return raw.replace(" ", "").replace("-", "").strip()
 
 
+def _ten_ascii_digits(digits: str) -> bool:
+    # str.isdigit() alone also accepts other scripts' digits and superscripts ("²"), which
+    # int() then rejects or silently converts: an NHS number is ten ASCII digits.
+    return len(digits) == 10 and digits.isascii() and digits.isdigit()
+
+
 def is_valid(raw: str | None) -> bool:
     if not raw:
         return False
     digits = normalise(raw)
-    if len(digits) != 10 or not digits.isdigit():
+    if not _ten_ascii_digits(digits):
         return False
     return check_digit(digits[:9]) == int(digits[9])
 
@@ -35,7 +41,7 @@ def is_valid(raw: str | None) -> bool:
 def validate(raw: str, field: str = "nhs_number") -> str:
     """Return the normalised number, or raise naming the field and the modulus-11 rule."""
     digits = normalise(raw)
-    if len(digits) != 10 or not digits.isdigit():
+    if not _ten_ascii_digits(digits):
         raise InvalidValue("NHS number must be ten digits", field=field, rule="nhs-number-format")
     if check_digit(digits[:9]) != int(digits[9]):
         raise InvalidValue("NHS number fails the modulus-11 check digit", field=field,

@@ -15,10 +15,7 @@ from typing import Literal
 from .commands import (
     RecordAftercarePlanAgreed,
     RecordChildNotification,
-    RecordDetentionStarted,
     RecordGpRegistration,
-    RecordLeftHospital,
-    RecordLegalStatusChanged,
     RecordOrdinaryResidenceChanged,
     RecordReviewCompleted,
     RecordS117Confirmed,
@@ -26,7 +23,16 @@ from .commands import (
     RecordServiceCharged,
     SetNamedPractitioner,
 )
-from .legal_status import DETAINED_CODES, is_entitling
+from .episodes import (
+    Detention,
+    LegalStatusEvent,
+    build_detentions,
+    fact_day,
+    fact_order,
+    on_cto_at,
+    period_in_force,
+)
+from .legal_status import DETAINED_CODES, is_entitling, normalise_code
 from .model import Fact, Person
 from .rules import eligibility, ending, responsibility, reviews
 
@@ -48,35 +54,6 @@ class Explanation:
 
     def as_dict(self) -> dict[str, object]:
         return {"rule": self.rule, "facts": list(self.facts)}
-
-
-@dataclass(kw_only=True)
-class Detention:
-    ref: str
-    section: str
-    start: date
-    end: date | None = None
-    end_reason: str | None = None
-    provider_ods: str | None = None
-    responsible_icb: str | None = None
-    sections: list[tuple[str, date]] = field(default_factory=list)
-    detained_until: date | None = None  # section ended, may stay informally
-    continuation: bool = False  # re-detained by CTO revocation: not a new detention
-    facts: list[Fact] = field(default_factory=list)
-
-    @property
-    def entitling(self) -> tuple[str, date] | None:
-        return eligibility.first_entitling(self.sections)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LegalStatusEvent:
-    kind: str
-    date: date
-    section: str | None
-    episode_ref: str | None
-    end: date | None
-    fact: Fact
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,157 +105,71 @@ class Position:
     explain: dict[str, Explanation]
 
 
-def _order(fact: Fact) -> tuple[date, int]:
-    return (fact.effective or date.min, fact.seq)
-
-
-def _find_episode(episodes: list[Detention], ref: str | None, when: date) -> Detention | None:
-    if ref is not None:
-        for ep in reversed(episodes):
-            if ep.ref == ref:
-                return ep
-    for ep in reversed(episodes):
-        if ep.start <= when and (ep.end is None or ep.end >= when):
-            return ep
-    return episodes[-1] if episodes and episodes[-1].start <= when else None
-
-
-def _same_detention(ep: Detention, cmd: RecordDetentionStarted) -> bool:
-    """Two sources telling of one detention: same start and same section, or same ref."""
-    return (cmd.episode_ref is not None and ep.ref == cmd.episode_ref) or (
-        ep.start == cmd.start and ep.sections[0][0] == cmd.section)
-
-
-def build_detentions(facts: Sequence[Fact]) -> tuple[list[Detention], list[LegalStatusEvent]]:
-    """Fold detention and legal-status facts, in effective-date order, into episodes."""
-    episodes: list[Detention] = []
-    events: list[LegalStatusEvent] = []
-    for fact in sorted(facts, key=_order):
-        cmd = fact.command
-        if isinstance(cmd, RecordDetentionStarted):
-            existing = next((ep for ep in episodes if _same_detention(ep, cmd)), None)
-            if existing:
-                existing.facts.append(fact)
-                if cmd.end and existing.end is None:
-                    existing.end, existing.end_reason = cmd.end, "left-hospital"
-                continue
-            ep = Detention(ref=cmd.episode_ref or f"fact-{fact.seq}", section=cmd.section,
-                           start=cmd.start, provider_ods=cmd.provider_ods,
-                           responsible_icb=cmd.responsible_icb,
-                           sections=[(cmd.section, cmd.start)], facts=[fact])
-            if cmd.end:
-                ep.end, ep.end_reason = cmd.end, "left-hospital"
-            episodes.append(ep)
-        elif isinstance(cmd, RecordLegalStatusChanged):
-            events.append(LegalStatusEvent(kind=cmd.event, date=cmd.date, section=cmd.section,
-                                           episode_ref=cmd.episode_ref, end=cmd.end, fact=fact))
-            ep = _find_episode(episodes, cmd.episode_ref, cmd.date)
-            if cmd.event == "cto-revoked" and ep is not None:
-                # Revocation returns the person to the original detention (s17F): not new.
-                revived = Detention(ref=f"{ep.ref}-revoked-{fact.seq}", section=ep.section,
-                                    start=cmd.date, provider_ods=ep.provider_ods,
-                                    responsible_icb=ep.responsible_icb,
-                                    sections=[(ep.section, cmd.date)], continuation=True,
-                                    facts=[fact])
-                episodes.append(revived)
-                continue
-            if ep is None:
-                continue
-            ep.facts.append(fact)
-            if cmd.event == "section-change" and cmd.section:
-                ep.sections.append((cmd.section, cmd.date))
-                ep.section = cmd.section
-            elif cmd.event == "transfer" and cmd.provider_ods:
-                ep.provider_ods = cmd.provider_ods
-            elif cmd.event == "detention-ended":
-                ep.detained_until = cmd.date
-            elif cmd.event in ("cto-start", "conditional-discharge-start") and ep.end is None:
-                ep.end = cmd.date
-                ep.end_reason = "cto" if cmd.event == "cto-start" else "conditional-discharge"
-        elif isinstance(cmd, RecordLeftHospital):
-            ep = _find_episode(episodes, cmd.episode_ref, cmd.date)
-            if ep is not None and ep.end is None:
-                ep.end, ep.end_reason = cmd.date, cmd.reason
-                ep.facts.append(fact)
-    return episodes, events
-
-
-def _open_periods(events: Sequence[LegalStatusEvent], start: str, stops: set[str],
-                  today: date) -> bool:
-    """Whether a CTO (or conditional discharge) is in force on ``today``."""
-    in_force = False
-    for ev in sorted(events, key=lambda e: (e.date, e.fact.seq)):
-        if ev.date > today:
-            break
-        if ev.kind == start:
-            in_force = ev.end is None or ev.end > today
-        elif ev.kind in stops:
-            in_force = False
-    return in_force
-
-
-def on_cto_at(events: Sequence[LegalStatusEvent], day: date) -> bool:
-    return _open_periods(events, "cto-start", {"cto-end", "cto-revoked"}, day)
-
-
 def compute_position(person: Person, today: date, policy: Policy | None = None) -> Position:
+    """The position as of ``today``: facts effective after it are not known yet."""
     policy = policy or Policy()
-    facts = sorted(person.live_facts(), key=_order)
-    episodes, events = build_detentions(facts)
+    facts = [f for f in sorted(person.live_facts(), key=fact_order) if fact_day(f) <= today]
+    episodes, events = build_detentions(facts, today)
     explain: dict[str, Explanation] = {}
     ent = Entitlement()
 
     residences = [(f.command.date, f.command.council_code, f) for f in facts
                   if isinstance(f.command, RecordOrdinaryResidenceChanged)]
-    gp_regs = [(f.command.date, f.command.icb_code or f.command.gp_practice_ods, f)
-               for f in facts if isinstance(f.command, RecordGpRegistration)]
     endings = [f for f in facts if isinstance(f.command, RecordS117Ended)]
     confirmations = [f for f in facts if isinstance(f.command, RecordS117Confirmed)]
     refused: list[RefusedEnding] = []
 
     # Walk the s117 "periods": each opens at an entitling detention (pending) or a council
     # confirmation, activates on leaving hospital, and closes only on a lawful joint ending.
-    timeline: list[tuple[date, int, str, object]] = []
+    # Same-day order: a confirmation, then an ending, then a new detention (which opens a new
+    # period after the ending rather than being swallowed by the one that ends).
+    timeline: list[tuple[date, int, int, str, object]] = []
     for ep in episodes:
         if ep.entitling:
-            timeline.append((ep.entitling[1], ep.facts[0].seq, "entitling", ep))
+            timeline.append((ep.entitling[1], 2, ep.facts[0].seq, "entitling", ep))
     for f in confirmations:
-        timeline.append((f.command.start, f.seq, "confirmed", f))  # type: ignore[attr-defined]
+        timeline.append((f.command.start, 0, f.seq, "confirmed", f))  # type: ignore[attr-defined]
     for f in endings:
-        timeline.append((f.command.date, f.seq, "ending", f))  # type: ignore[attr-defined]
-    timeline.sort(key=lambda item: (item[0], item[1]))
+        timeline.append((f.command.date, 1, f.seq, "ending", f))  # type: ignore[attr-defined]
+    timeline.sort(key=lambda item: item[:3])
 
     trigger_facts: list[str] = []
+    start_facts: list[str] = []
     period_first_detention: date | None = None
-    for when, _seq, what, obj in timeline:
+    period_episode: Detention | None = None
+    for when, _rank, _seq, what, obj in timeline:
         if what == "entitling":
             ep: Detention = obj  # type: ignore[assignment]
             code, since = ep.entitling  # type: ignore[misc]
-            if ent.status in ("none", "ended"):
+            new_period = ent.status in ("none", "ended")
+            if new_period:
                 ent = Entitlement(pending_since=since)
-                period_first_detention = ep.start
+                explain.clear()  # the previous period's reasons no longer explain anything
+                period_first_detention, period_episode = ep.start, ep
+                start_facts = []
             # Back in hospital under an entitling section before discharge from s117: the
             # period (and its ICB) goes on, pending a new leaving.
             ent.status = "pending"
             ent.trigger_section, ent.trigger_episode = code, ep.ref
             trigger_facts = [f.cite() for f in ep.facts]
-            if not ep.continuation:
+            if not ep.continuation or new_period:
                 council = responsibility.responsible_council(
                     [(d, c) for d, c, _ in residences], ep.start)
                 ent.responsible_council = council
                 explain["entitlement.responsible_council"] = Explanation(
                     "ordinary residence immediately before the latest entitling detention "
-                    "(joint policy 4.3.1; Worcestershire [2023] UKSC 31)" if council else
+                    "(joint policy 4.3.1, 4.3.3; Worcestershire [2023] UKSC 31)" if council else
                     "no ordinary residence known before the detention",
                     (*[f.cite() for d, _, f in residences if d <= ep.start][-1:],
                      trigger_facts[0]))
             leaving = _leaving_after(ep, events, since, policy)
             if leaving:
-                kind, left = leaving
+                kind, left, left_fact = leaving
                 ent.status, ent.start = "active", left
+                start_facts = [left_fact.cite()] if left_fact else trigger_facts[-1:]
                 explain["entitlement.start"] = Explanation(
                     f"left hospital ({kind}) after detention under an entitling section "
-                    "(joint policy 2.2, 8.4)", tuple(trigger_facts))
+                    "(joint policy 2.2, 5.5, 8.4)", _unique(*trigger_facts, *start_facts))
             explain["entitlement.trigger_section"] = Explanation(
                 "first entitling section of the detention, s2 regraded to s3 counts from the "
                 "regrade (joint policy 3.3)", tuple(trigger_facts))
@@ -286,46 +177,37 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
             fact: Fact = obj  # type: ignore[assignment]
             if ent.status in ("none", "ended"):
                 ent = Entitlement(status="active", start=when)
-                period_first_detention = period_first_detention or when
-                trigger_facts = [fact.cite()]
+                explain.clear()
+                period_first_detention, period_episode = when, None
+                trigger_facts = start_facts = [fact.cite()]
                 explain["entitlement.start"] = Explanation(
                     "confirmed by the council (no entitling detention on the register)",
                     (fact.cite(),))
         elif what == "ending":
             fact = obj  # type: ignore[assignment]
-            cmd: RecordS117Ended = fact.command  # type: ignore[assignment]
-            decision = ending.EndingDecision(
-                date=cmd.date, reason=cmd.reason,
-                council_signed_by=cmd.council_signoff.by if cmd.council_signoff else None,
-                icb_signed_by=cmd.icb_signoff.by if cmd.icb_signoff else None,
-                grounds=cmd.grounds)
-            violations = ending.ending_violations(decision, on_cto=on_cto_at(events, cmd.date))
-            if violations or ent.status != "active" or (ent.start and cmd.date < ent.start):
-                if violations:
-                    refused.append(RefusedEnding(fact=fact, violations=tuple(violations)))
+            refusal = _ending_refusal(fact, ent, events)
+            if refusal is not None:
+                refused.append(refusal)
                 continue
+            if ent.status == "ended":
+                continue  # the same lawful ending told again (by the other partner)
+            cmd: RecordS117Ended = fact.command  # type: ignore[assignment]
             ent.status = "ended"
             ent.ended = Ending(date=cmd.date, reason=cmd.reason,
                                council_signoff=_signoff(cmd.council_signoff),
                                icb_signoff=_signoff(cmd.icb_signoff), fact=fact)
+            trigger_facts = [*trigger_facts, fact.cite()]
             explain["entitlement.ended"] = Explanation(
                 "joint decision of council and ICB with reasons, not on a CTO (16.1-16.3)",
                 (fact.cite(),))
 
     if ent.status != "none" and period_first_detention is not None:
-        icb = responsibility.originating_icb([(d, c) for d, c, _ in gp_regs],
-                                             period_first_detention, policy.practice_to_icb)
-        icb_facts = tuple(f.cite() for d, _, f in gp_regs if d <= period_first_detention)[-1:]
-        if icb is None:
-            icb = _icb_from_detention(episodes, period_first_detention) or (
-                policy.practice_to_icb.get(person.gp_practice_ods or ""))
+        icb, rule, icb_facts = _responsible_icb(person, facts, episodes, period_first_detention,
+                                                period_episode, policy)
         ent.responsible_icb = icb
-        explain["entitlement.responsible_icb"] = Explanation(
-            "originating ICB: GP practice immediately before the first detention of this s117 "
-            "period; it stays responsible until discharge from s117 (4.4.1, 4.4.9)"
-            if icb else "no GP registration or commissioner known", icb_facts)
+        explain["entitlement.responsible_icb"] = Explanation(rule, icb_facts)
 
-    _fill_duties(ent, facts, explain, today)
+    _fill_duties(ent, facts, explain, start_facts)
     explain["entitlement.status"] = Explanation(_status_rule(ent), tuple(trigger_facts))
 
     in_hospital = any(ep.end is None for ep in episodes)
@@ -335,7 +217,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     return Position(
         as_of=today, detentions=episodes, legal_status_events=events, entitlement=ent,
         on_cto=on_cto_at(events, today),
-        conditionally_discharged=_open_periods(
+        conditionally_discharged=period_in_force(
             events, "conditional-discharge-start", {"conditional-discharge-end"}, today),
         in_hospital=in_hospital, reviews=reviews_held,
         charges_under_s117=[f for f in facts if isinstance(f.command, RecordServiceCharged)
@@ -343,25 +225,89 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
         refused_endings=refused, child_notified=max(child) if child else None, explain=explain)
 
 
+def _unique(*cites: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(cites))
+
+
+def _ending_refusal(fact: Fact, ent: Entitlement,
+                    events: Sequence[LegalStatusEvent]) -> RefusedEnding | None:
+    """Why a recorded ending does not end the entitlement, or None when it may."""
+    cmd: RecordS117Ended = fact.command  # type: ignore[assignment]
+    decision = ending.EndingDecision(
+        date=cmd.date, reason=cmd.reason,
+        council_signed_by=cmd.council_signoff.by if cmd.council_signoff else None,
+        icb_signed_by=cmd.icb_signoff.by if cmd.icb_signoff else None,
+        grounds=cmd.grounds)
+    violations = ending.ending_violations(decision, on_cto=on_cto_at(events, cmd.date))
+    if ent.status != "ended" and (ent.status != "active" or (ent.start and cmd.date < ent.start)):
+        # Nothing to end on that date (no entitlement, or still in hospital): record it, do not
+        # drop it silently, so the disagreement with the other sources is seen.
+        violations.append(ending.Violation(
+            "ending-needs-active-entitlement", "date",
+            "no active s117 entitlement to end on that date (person not yet left hospital "
+            "or no entitlement on the register)", "source-conflict"))
+    if not violations:
+        return None
+    return RefusedEnding(fact=fact, violations=tuple(violations))
+
+
 def _leaving_after(ep: Detention, events: Sequence[LegalStatusEvent], since: date,
-                   policy: Policy) -> tuple[str, date] | None:
+                   policy: Policy) -> tuple[str, date, Fact | None] | None:
     leavings: list[tuple[str, date]] = []
+    by_leaving: dict[tuple[str, date], Fact | None] = {}
     if ep.end is not None:
-        leavings.append(("left-hospital" if ep.end_reason not in ("cto", "conditional-discharge")
-                         else ("cto-start" if ep.end_reason == "cto"
-                               else "conditional-discharge-start"), ep.end))
+        kind = {"cto": "cto-start", "conditional-discharge": "conditional-discharge-start"}.get(
+            ep.end_reason or "", "left-hospital")
+        leavings.append((kind, ep.end))
+        by_leaving[(kind, ep.end)] = ep.end_fact
     for ev in events:
-        if ev.kind == "s17-leave-start" and ev.fact in ep.facts:
+        if ev.kind == "s17-leave-start" and any(ev.fact is f for f in ep.facts):
             leavings.append((ev.kind, ev.date))
-    return eligibility.entitlement_start(
+            by_leaving.setdefault((ev.kind, ev.date), ev.fact)
+    found = eligibility.entitlement_start(
         since, leavings, s17_leave_counts=policy.s17_leave_starts_entitlement)
+    return None if found is None else (found[0], found[1], by_leaving.get(found))
 
 
-def _icb_from_detention(episodes: Sequence[Detention], first: date) -> str | None:
-    for ep in episodes:
+def _responsible_icb(person: Person, facts: Sequence[Fact], episodes: Sequence[Detention],
+                     first: date, first_episode: Detention | None,
+                     policy: Policy) -> tuple[str | None, str, tuple[str, ...]]:
+    """The originating ICB (4.4.1, 4.4.9) with the rule and facts that set it.
+
+    A GP registration names a practice and maybe its ICB; a practice the configured
+    ``practice_to_icb`` does not know gives no ICB (a practice code is not an ICB code).
+    """
+    regs = [f for f in facts if isinstance(f.command, RecordGpRegistration)]
+    codes = [(f.command.date, f.command.icb_code or f.command.gp_practice_ods)  # type: ignore[attr-defined]
+             for f in regs]
+    icb = responsibility.originating_icb(codes, first, policy.practice_to_icb)
+    before = [f for f in regs if f.command.date <= first]  # type: ignore[attr-defined]
+    if before:
+        chosen = before[-1]
+        cmd: RecordGpRegistration = chosen.command  # type: ignore[assignment]
+        if cmd.icb_code or cmd.gp_practice_ods in policy.practice_to_icb:
+            return icb, ("originating ICB: GP practice immediately before the first detention "
+                         "of this s117 period; it stays responsible until discharge from s117 "
+                         "(4.4.1, 4.4.9)"), (chosen.cite(),)
+    ordered = sorted(episodes, key=lambda e: (e.start != first, e.start))
+    for ep in ordered:
         if ep.start >= first and ep.responsible_icb:
-            return ep.responsible_icb
-    return None
+            return ep.responsible_icb, ("ICB named by the detaining provider for the first "
+                                        "detention of this s117 period (4.4.1)"), (
+                ep.facts[0].cite(),)
+    if first_episode is not None:
+        practice = first_episode.facts[0].command.person.gp_practice_ods
+        if practice and practice in policy.practice_to_icb:
+            return policy.practice_to_icb[practice], (
+                "ICB of the GP practice the detaining source reported at admission (4.4.1)"), (
+                first_episode.facts[0].cite(),)
+    current = policy.practice_to_icb.get(person.gp_practice_ods or "")
+    if current:
+        told = [f for f in facts if f.command.person.gp_practice_ods == person.gp_practice_ods]
+        return current, ("ICB of the person's current GP practice: no registration known "
+                         "before the detention (4.4.1; check, it may have moved since)"), tuple(
+            f.cite() for f in told[-1:])
+    return None, "no GP registration or commissioner known", ()
 
 
 def _signoff(signoff: object) -> dict[str, str] | None:
@@ -371,7 +317,7 @@ def _signoff(signoff: object) -> dict[str, str] | None:
 
 
 def _fill_duties(ent: Entitlement, facts: Sequence[Fact], explain: dict[str, Explanation],
-                 today: date) -> None:
+                 start_facts: Sequence[str]) -> None:
     practitioners = [f for f in facts if isinstance(f.command, SetNamedPractitioner)]
     if practitioners:
         latest = practitioners[-1]
@@ -392,7 +338,7 @@ def _fill_duties(ent: Entitlement, facts: Sequence[Fact], explain: dict[str, Exp
     explain["entitlement.next_review_due"] = Explanation(
         "12 months after the latest review (joint policy 14.1)" if held else
         "within 3 months of discharge (joint policy 14.1; MoU 5)",
-        tuple(f.cite() for f in held[-1:]))
+        tuple(f.cite() for f in held[-1:]) if held else tuple(start_facts))
 
 
 def _status_rule(ent: Entitlement) -> str:
@@ -407,8 +353,8 @@ def _status_rule(ent: Entitlement) -> str:
 
 
 def is_detained_code(code: str) -> bool:
-    return code in DETAINED_CODES
+    return normalise_code(code) in DETAINED_CODES
 
 
-__all__ = ["Detention", "Entitlement", "Explanation", "Policy", "Position", "compute_position",
-           "is_entitling"]
+__all__ = ["Detention", "Entitlement", "Explanation", "LegalStatusEvent", "Policy", "Position",
+           "build_detentions", "compute_position", "is_entitling", "on_cto_at"]

@@ -30,6 +30,9 @@ def stage_due(stage_started: date, stage: int) -> date | None:
 
 
 def next_stage(stage: int) -> int:
+    """The stage an unresolved dispute escalates to; stage 4 (external) is the last."""
+    if stage not in STAGE_WORKING_DAYS:
+        raise InvalidValue(f"no dispute stage {stage}", field="stage", rule="dispute-stage")
     if stage >= FINAL_STAGE:
         raise InvalidValue("a stage 4 dispute cannot escalate further", field="stage",
                            rule="dispute-stage")

@@ -21,7 +21,7 @@ def first_entitling(sections: Sequence[tuple[str, date]]) -> tuple[str, date] | 
     ``sections`` is the detention's section history in date order: the admission section,
     then regrades. An s2 regraded to s3 becomes entitling on the regrade date.
     """
-    for code, since in sections:
+    for code, since in sorted(sections, key=lambda item: item[1]):  # stable: same-day order kept
         if is_entitling(code):
             return code, since
     return None

@@ -47,15 +47,17 @@ def ending_violations(decision: EndingDecision, *, on_cto: bool) -> list[Violati
         found.append(Violation("no-ending-on-cto", "date",
                                "s117 cannot end while the person is on a CTO (16.2)",
                                "ended-on-cto"))
-    if not decision.council_signed_by or not decision.icb_signed_by:
-        missing = "council" if not decision.council_signed_by else "icb"
-        found.append(Violation("joint-ending", f"{missing}_signoff",
-                               f"ending needs both council and ICB sign-off; {missing} missing"
-                               " (16.1, 16.3)", "one-sided-ending"))
+    for side, signed_by in (("council", decision.council_signed_by),
+                            ("icb", decision.icb_signed_by)):
+        if not (signed_by and signed_by.strip()):
+            found.append(Violation("joint-ending", f"{side}_signoff",
+                                   f"ending needs both council and ICB sign-off; {side} missing"
+                                   " (16.1, 16.3)", "one-sided-ending"))
     if not (decision.reason and decision.reason.strip()):
         found.append(Violation("ending-needs-reasons", "reason",
                                "an ending must record its reasons (16.3)", "one-sided-ending"))
-    grounds = set(decision.grounds)
+    # A blank ground is no ground: it must not turn "solely refused-plan" into lawful.
+    grounds = {g.strip() for g in decision.grounds if g and g.strip()}
     if grounds and grounds <= set(FORBIDDEN_SOLE_GROUNDS):
         names = ", ".join(sorted(grounds))
         found.append(Violation("forbidden-sole-ground", "grounds",
