@@ -1,0 +1,193 @@
+"""HL7 v2 ACK building with hl7apy (slower than python-hl7, but it escapes and knows ERR).
+
+The ACK swaps sending and receiving application/facility, says ``ACK^<trigger>^ACK``, gets its
+own MSH-10 and echoes the inbound MSH-10 in MSA-2 and the inbound version in MSH-12. The
+segments follow the v2.5 structure whatever the inbound version, so an error carries the v2.5
+ERR fields (ERR-2 location ``PID^1^3``, ERR-3 code from HL7 table 0357, ERR-4 severity ``E``,
+ERR-8 text). For a v2.3/v2.4 sender the same error is also put in ERR-1 (ELD), the only ERR
+field those versions have; HL7 receivers ignore fields beyond their version's end. When the
+inbound message cannot be parsed we salvage what we can from its MSH line; with no MSH-10 to
+echo, MSA-2 stays empty.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.core import Message
+from hl7apy.factories import datatype_factory
+
+from .errors import MappingError
+from .hl7v2_parse import ParsedAdt, normalise_line_endings, parse_adt
+
+AckCode = Literal["AA", "AE", "AR", "CA", "CE", "CR"]
+ACK_CODES: frozenset[str] = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
+
+# HL7 table 0357 (message error condition codes) for each MappingError code.
+HL7_ERROR_CODES: dict[str, tuple[str, str]] = {
+    "unparseable": ("100", "Segment sequence error"),
+    "missing-field": ("101", "Required field missing"),
+    "invalid-value": ("102", "Data type error"),
+    "unknown-code": ("103", "Table value not found"),
+    "unsupported-message-type": ("200", "Unsupported message type"),
+    "unsupported-event": ("201", "Unsupported event code"),
+}
+INTERNAL_ERROR = ("207", "Application internal error")
+
+_STRUCTURE_VERSION = "2.5"
+_TOLERANT = VALIDATION_LEVEL.TOLERANT
+_LOCATION = re.compile(
+    r"^([A-Z][A-Z0-9]{2})(?:-(\d+)(?:\[(\d+)\])?(?:\.(\d+))?(?:\.(\d+))?)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    sending_application: tuple[str, ...] = ()
+    sending_facility: tuple[str, ...] = ()
+    receiving_application: tuple[str, ...] = ()
+    receiving_facility: tuple[str, ...] = ()
+    trigger: str = ""
+    control_id: str = ""
+    version: str = ""
+    processing_id: str = ""
+
+
+def build_ack(inbound: str | ParsedAdt | None, code: AckCode,
+              error: BaseException | None = None, text: str | None = None, *,
+              control_id: str | None = None, now: datetime | None = None,
+              default_version: str = "2.4") -> str:
+    """ER7 ACK (segments separated by CR, no MLLP framing) for ``inbound``.
+
+    ``error`` adds an ERR segment: a MappingError maps to its table 0357 code and location;
+    anything else is 207 application internal error. ``text`` goes to MSA-3 (80 characters).
+    """
+    if code not in ACK_CODES:
+        raise ValueError(f"ACK code must be one of {sorted(ACK_CODES)}, not {code!r}")
+    header = _header(inbound)
+    version = header.version or default_version
+    msg = Message("ACK", version=_STRUCTURE_VERSION, validation_level=_TOLERANT)
+    msh = msg.msh
+    _hd(msh.msh_3, header.receiving_application)
+    _hd(msh.msh_4, header.receiving_facility)
+    _hd(msh.msh_5, header.sending_application)
+    _hd(msh.msh_6, header.sending_facility)
+    msh.msh_7 = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    msh.msh_9 = f"ACK^{_plain(header.trigger)}^ACK" if header.trigger else "ACK"
+    msh.msh_10 = _st(control_id or uuid.uuid4().hex[:20])
+    msh.msh_11 = _plain(header.processing_id) or "P"
+    msh.msh_12 = _plain(version)
+    msg.msa.msa_1 = code
+    if header.control_id:
+        msg.msa.msa_2 = _st(header.control_id)
+    message_text = text if text is not None else (_message_of(error) if error else None)
+    if message_text:
+        msg.msa.msa_3 = _st(message_text[:80])
+    if error is not None:
+        _add_err(msg, error, legacy=_before_v25(version))
+    return msg.to_er7()
+
+
+def _add_err(msg: Message, error: BaseException, *, legacy: bool) -> None:
+    hl7_code, hl7_text = (HL7_ERROR_CODES[error.code] if isinstance(error, MappingError)
+                          else INTERNAL_ERROR)
+    location = error.location if isinstance(error, MappingError) else None
+    parts = _location_parts(location)
+    err = msg.add_segment("ERR")
+    if legacy:  # v2.3/v2.4 ELD: segment^sequence^field^code&text&table
+        for index, value in enumerate(parts[:3], start=1):
+            setattr(err.err_1, f"eld_{index}", value)
+        err.err_1.eld_4 = f"{hl7_code}&{hl7_text}&HL70357"
+    for index, value in enumerate(parts, start=1):
+        setattr(err.err_2, f"erl_{index}", value)
+    err.err_3 = f"{hl7_code}^{hl7_text}^HL70357"
+    err.err_4 = "E"
+    message_text = _message_of(error)
+    if message_text:
+        err.err_8 = _st(message_text, "TX")
+
+
+def _location_parts(location: str | None) -> list[str]:
+    """``PID-3`` → [PID, 1, 3]; ``PID-3[2].1`` → [PID, 1, 3, 2, 1]; others → []."""
+    match = _LOCATION.match(location or "")
+    if not match:
+        return []
+    segment, field_no, rep, comp, sub = match.groups()
+    parts = [segment, "1"]
+    if field_no:
+        parts.append(field_no)
+        if comp or rep:
+            parts += [rep or "1"] + ([comp] if comp else []) + ([sub] if sub else [])
+    return parts
+
+
+def _message_of(error: BaseException | None) -> str:
+    if isinstance(error, MappingError):
+        return error.message
+    return "application internal error" if error is not None else ""
+
+
+def _before_v25(version: str) -> bool:
+    return version.startswith(("2.1", "2.2", "2.3", "2.4"))
+
+
+def _header(inbound: str | ParsedAdt | None) -> _Header:
+    if isinstance(inbound, str):
+        try:
+            inbound = parse_adt(inbound)
+        except MappingError:
+            return _salvage(inbound)
+    if inbound is None:
+        return _Header()
+    p = inbound
+    msh = p.segment("MSH")
+
+    def hd(field_no: int) -> tuple[str, ...]:
+        return tuple(p.value(msh, field_no, 1, c) for c in (1, 2, 3))
+
+    return _Header(hd(3), hd(4), hd(5), hd(6), p.trigger_event, p.control_id, p.version,
+                   p.processing_id)
+
+
+def _salvage(raw: str) -> _Header:
+    """Best effort on a message python-hl7 refused: split the MSH line by hand."""
+    text = normalise_line_endings(raw)
+    if not text.startswith("MSH") or len(text) < 5 or text[3].isalnum() or text[3].isspace():
+        return _Header()
+    fields = text.split("\r", 1)[0].split(text[3])
+    component = fields[1][:1] if len(fields) > 1 and fields[1][:1] else "^"
+
+    def get(n: int, comp: int | None = None) -> str:
+        value = fields[n - 1] if 2 <= n <= len(fields) else ""
+        if comp is not None:
+            pieces = value.split(component)
+            value = pieces[comp - 1] if comp <= len(pieces) else ""
+        return value.strip()
+
+    def hd(n: int) -> tuple[str, ...]:
+        return tuple(get(n, c) for c in (1, 2, 3))
+
+    return _Header(hd(3), hd(4), hd(5), hd(6), get(9, 2), get(10, 1), get(12, 1), get(11, 1))
+
+
+def _hd(target: Any, parts: tuple[str, ...]) -> None:
+    for index, value in enumerate(parts, start=1):
+        if value:
+            setattr(target, f"hd_{index}", _st(value, "IS" if index == 1 else "ST"))
+
+
+def _st(value: str, datatype: str = "ST") -> Any:
+    """An escaped text value: hl7apy escapes |^&~ only through its datatype objects, and
+    leaves a backslash alone when it looks like part of an escape (``\\E\\``), so we escape
+    backslashes ourselves first."""
+    return datatype_factory(datatype, value.replace("\\", "\\E\\"),
+                            version=_STRUCTURE_VERSION, validation_level=_TOLERANT)
+
+
+def _plain(value: str) -> str:
+    """Codes we echo (trigger, version, processing id) are short tokens: drop separators."""
+    return re.sub(r"[|^~\\&\r\n]", "", value)
