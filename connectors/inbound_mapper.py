@@ -14,7 +14,6 @@ from register_core.domain.commands import Command
 from register_core.services.inbound import Mapper
 
 
-
 def _source(registry: SourceRegistry, entry: InboxEntry) -> SourceDefinition:
     source = registry.get(entry.source)
     if source is None:

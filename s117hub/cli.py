@@ -1,0 +1,140 @@
+"""The ``s117hub`` command line. Only commands that work are listed.
+
+Output meant for scripts goes to stdout (``token create`` prints the token and nothing else);
+logs and messages for people go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.exc import SQLAlchemyError
+
+from register_core.adapters.database import make_engine, migrate
+from register_core.adapters.security import ROLES, TokenStore
+from register_core.domain.errors import InvalidValue, NotFound
+
+from .config import Settings
+from .logs import configure_logging
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _err(message: str) -> None:
+    print(f"s117hub: {message}", file=sys.stderr)
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            revision = MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+    print(revision)
+    return EXIT_OK
+
+
+def _tokens(settings: Settings) -> TokenStore:
+    return TokenStore(make_engine(settings.database_url))
+
+
+def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
+    store = _tokens(settings)
+    try:
+        _token_id, plaintext = store.create(args.role, source=args.source, label=args.label)
+    except InvalidValue as exc:
+        _err(f"{exc.message} (use --source with --role source-system only)")
+        return EXIT_USAGE
+    finally:
+        store.engine.dispose()
+    print(plaintext)
+    return EXIT_OK
+
+
+def cmd_token_list(settings: Settings, _args: argparse.Namespace) -> int:
+    store = _tokens(settings)
+    try:
+        tokens = store.list()
+    finally:
+        store.engine.dispose()
+    print("id\trole\tsource\tlabel\tcreated_at\trevoked_at")
+    for t in tokens:
+        print("\t".join([t.id, t.role, t.source or "-", t.label or "-", t.created_at.isoformat(),
+                         t.revoked_at.isoformat() if t.revoked_at else "-"]))
+    return EXIT_OK
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    store = _tokens(settings)
+    try:
+        store.revoke(args.token_id)
+    except NotFound as exc:
+        _err(exc.message)
+        return EXIT_FAILED
+    finally:
+        store.engine.dispose()
+    print(f"revoked {args.token_id}")
+    return EXIT_OK
+
+
+def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    from .bootstrap import bootstrap
+    from .serve import serve
+
+    migrate(settings.database_url)
+    serve(bootstrap(settings))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="s117hub", description="Integration hub for Section 117 aftercare registers. "
+        "Settings come from S117HUB_* environment variables.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("migrate", help="upgrade the database to the latest schema"
+                        ).set_defaults(handler=cmd_migrate)
+    commands.add_parser("serve", help="migrate, then serve the HTTP API on S117HUB_HTTP"
+                        ).set_defaults(handler=cmd_serve)
+
+    token = commands.add_parser("token", help="issue, list and revoke API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True,
+                                          metavar="ACTION")
+    create = token_commands.add_parser("create", help="issue a token (printed once)")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--source", help="the source a source-system token submits as")
+    create.add_argument("--label", help="who or what holds the token")
+    create.set_defaults(handler=cmd_token_create)
+    token_commands.add_parser("list", help="list tokens (never their values)"
+                              ).set_defaults(handler=cmd_token_list)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id", metavar="ID")
+    revoke.set_defaults(handler=cmd_token_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors and --help: report the code, do not exit
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    handler: Handler = args.handler
+    try:
+        return handler(settings, args)
+    except SQLAlchemyError as exc:
+        _err(f"database error ({type(exc).__name__}); has `s117hub migrate` been run?")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Who may call what (architecture section 6), the audit trail, and how tokens are kept."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from register_core.adapters.security import ROLES, Role, TokenStore
+from register_core.adapters.tables import api_tokens, audit_log
+from register_core.domain.commands import PersonRef, Provenance, RecordDetentionStarted
+from register_core.domain.errors import InvalidValue, NotFound
+from register_core.domain.nhs_number import make_synthetic
+from register_core.services.handlers import apply_command
+from s117hub.api.app import create_app
+from s117hub.bootstrap import Hub
+
+with warnings.catch_warnings():  # starlette 1.x warns that its client still uses httpx
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+NHS = make_synthetic(7)
+FAMILY, GIVEN = "Imaginary", "Quill"
+
+READERS = {"register-owner", "auditor"}
+ANYONE = set(ROLES)
+# (path, roles allowed). {person_id} and {nhs} are filled in per test.
+ENDPOINTS: list[tuple[str, set[str]]] = [
+    ("/readyz", ANYONE),
+    ("/openapi.json", ANYONE),
+    ("/api/v1/people?nhs_number={nhs}", READERS),
+    ("/api/v1/people", READERS),
+    ("/api/v1/people/{person_id}", READERS),
+    ("/api/v1/entitlements", READERS),
+    ("/api/v1/entitlements?status=pending&overdue=false", READERS),
+    ("/api/v1/audit", {"auditor"}),
+]
+CALLERS = [*ROLES, "no-token", "bad-token", "revoked-token", "not-bearer"]
+
+
+@dataclass
+class World:
+    client: TestClient
+    person_id: str
+    tokens: dict[str, str]  # role → plaintext
+    token_ids: dict[str, str]  # role → token id
+
+    def headers(self, caller: str, purpose: str | None = None) -> dict[str, str]:
+        headers = {"X-Purpose-Of-Use": purpose} if purpose else {}
+        if caller == "no-token":
+            return headers
+        if caller == "bad-token":
+            return headers | {"Authorization": "Bearer s117_not-a-real-token"}
+        if caller == "not-bearer":
+            return headers | {"Authorization": f"Basic {self.tokens['auditor']}"}
+        return headers | {"Authorization": f"Bearer {self.tokens[caller]}"}
+
+    def path(self, template: str) -> str:
+        return template.format(person_id=self.person_id, nhs=NHS)
+
+
+@pytest.fixture
+def world(hub: Hub) -> Iterator[World]:
+    with hub.uow() as uow:
+        person_id = apply_command(RecordDetentionStarted(
+            person=PersonRef(nhs_number=NHS, local_id="RX1-77", family_name=FAMILY,
+                             given_name=GIVEN, birth_date=date(1990, 7, 7)),
+            provenance=Provenance(source="trust-a", source_ref="adm-77",
+                                  received_at=hub.clock.now()),
+            section="03", start=date(2026, 5, 1), episode_ref="V77"), uow, hub.clock).person_id
+    store = TokenStore(hub.engine, hub.clock)
+    tokens, token_ids = {}, {}
+    for role in ROLES:
+        source = "trust-a" if role == Role.SOURCE_SYSTEM else None
+        token_ids[role], tokens[role] = store.create(role, source=source, label=f"test {role}")
+    revoked_id, tokens["revoked-token"] = store.create("register-owner", label="leaver")
+    store.revoke(revoked_id)
+    with TestClient(create_app(hub)) as client:
+        yield World(client, person_id, tokens, token_ids)
+
+
+def _audit_rows(hub: Hub) -> list[dict[str, object]]:
+    with hub.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(audit_log).order_by(audit_log.c.id))
+                .mappings()]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("template, allowed", ENDPOINTS)
+def test_authorisation_matrix(world: World, template: str, allowed: set[str],
+                              caller: str) -> None:
+    response = world.client.get(world.path(template), headers=world.headers(caller))
+    if caller in ROLES:
+        expected = 200 if caller in allowed else 403
+    else:
+        expected = 401
+    assert response.status_code == expected, response.text
+    if expected == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json()["error"] == "unauthorised" and response.json()["message"]
+    if expected == 403:
+        assert response.json()["error"] == "forbidden" and response.json()["message"]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_healthz_needs_no_token(world: World, caller: str) -> None:
+    response = world.client.get("/healthz", headers=world.headers(caller))
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_every_route_but_healthz_refuses_a_missing_token(world: World) -> None:
+    """Future routes too: every documented operation, and the schema itself, is 401."""
+    paths = world.client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    operations = [(method.upper(), path) for path, item in paths.items() for method in item]
+    assert {p for _, p in operations} >= {"/healthz", "/readyz", "/api/v1/people",
+                                          "/api/v1/people/{person_id}", "/api/v1/audit"}
+    for method, template in [*operations, ("GET", "/openapi.json")]:
+        path = re.sub(r"\{[^}]+\}", "x", template)
+        response = world.client.request(method, path)
+        expected = 200 if template == "/healthz" else 401
+        assert response.status_code == expected, (method, template)
+
+
+def test_a_source_system_token_cannot_read_people(world: World) -> None:
+    for path in (f"/api/v1/people?nhs_number={NHS}", f"/api/v1/people/{world.person_id}"):
+        response = world.client.get(path, headers=world.headers("source-system"))
+        assert response.status_code == 403
+        assert NHS not in response.text and FAMILY not in response.text
+
+
+def test_each_person_read_is_audited_with_purpose(world: World, hub: Hub) -> None:
+    owner = world.headers("register-owner", purpose="direct care: review planning")
+    assert world.client.get(f"/api/v1/people?nhs_number={NHS}", headers=owner).status_code == 200
+    auditor = world.headers("auditor")
+    assert world.client.get(f"/api/v1/people/{world.person_id}",
+                            headers=auditor).status_code == 200
+    rows = _audit_rows(hub)
+    assert [(r["actor"], r["role"], r["action"], r["resource"], r["resource_id"],
+             r["person_id"], r["purpose"], r["request"]) for r in rows] == [
+        (world.token_ids["register-owner"], "register-owner", "read", "person",
+         world.person_id, world.person_id, "direct care: review planning",
+         "GET /api/v1/people"),
+        (world.token_ids["auditor"], "auditor", "read", "person", world.person_id,
+         world.person_id, None, f"GET /api/v1/people/{world.person_id}"),
+    ]
+    assert all(r["at"] is not None for r in rows)
+
+
+def test_refused_and_missing_reads_are_not_audited_as_reads(world: World, hub: Hub) -> None:
+    world.client.get(f"/api/v1/people/{world.person_id}", headers=world.headers("no-token"))
+    world.client.get(f"/api/v1/people/{world.person_id}",
+                     headers=world.headers("integration-engineer"))
+    world.client.get("/api/v1/people/00000000-0000-0000-0000-000000000000",
+                     headers=world.headers("register-owner"))
+    assert _audit_rows(hub) == []
+
+
+def test_entitlement_listing_is_audited_per_person(world: World, hub: Hub) -> None:
+    world.client.get("/api/v1/entitlements", headers=world.headers("register-owner"))
+    rows = _audit_rows(hub)
+    assert [(r["resource"], r["person_id"]) for r in rows] == [("entitlement",
+                                                                 world.person_id)]
+
+
+def test_no_nhs_number_or_name_reaches_the_audit_log(world: World, hub: Hub) -> None:
+    spaced = f"{NHS[:3]} {NHS[3:6]} {NHS[6:]}"
+    for caller in ("register-owner", "auditor"):
+        for purpose in (f"checking {NHS}", f"checking {spaced}", "safeguarding"):
+            world.client.get(f"/api/v1/people?nhs_number={spaced}",
+                             headers=world.headers(caller, purpose))
+            world.client.get(f"/api/v1/people/{world.person_id}",
+                             headers=world.headers(caller, purpose))
+        world.client.get("/api/v1/entitlements", headers=world.headers(caller))
+    rows = _audit_rows(hub)
+    assert len(rows) == 2 * (3 * 2 + 1)
+    dump = repr(rows)
+    for secret in (NHS, spaced, NHS[:3] + " " + NHS[3:6], FAMILY, GIVEN):
+        assert secret not in dump
+    assert "checking [redacted]" in dump
+
+
+def test_auditor_queries_the_audit_log(world: World, hub: Hub) -> None:
+    owner = world.headers("register-owner", purpose="care planning")
+    world.client.get(f"/api/v1/people/{world.person_id}", headers=owner)
+    world.client.get("/api/v1/entitlements", headers=world.headers("auditor"))
+    auditor = world.headers("auditor")
+
+    everything = world.client.get("/api/v1/audit", headers=auditor).json()
+    assert everything["total"] == 2
+    newest_first = [item["resource"] for item in everything["items"]]
+    assert newest_first == ["entitlement", "person"]
+
+    mine = world.client.get("/api/v1/audit", headers=auditor,
+                            params={"actor": world.token_ids["register-owner"]}).json()
+    assert [i["purpose"] for i in mine["items"]] == ["care planning"]
+    assert mine["items"][0]["request"] == f"GET /api/v1/people/{world.person_id}"
+
+    about = world.client.get("/api/v1/audit", headers=auditor,
+                             params={"person_id": world.person_id, "limit": 1}).json()
+    assert about["total"] == 2 and len(about["items"]) == 1
+    later = (hub.clock.now() + timedelta(minutes=1)).isoformat()
+    assert world.client.get("/api/v1/audit", headers=auditor,
+                            params={"since": later}).json()["total"] == 0
+    earlier = (hub.clock.now() - timedelta(minutes=1)).isoformat()
+    assert world.client.get("/api/v1/audit", headers=auditor,
+                            params={"since": earlier}).json()["total"] == 2
+    bad = world.client.get("/api/v1/audit", headers=auditor, params={"since": "yesterday"})
+    assert bad.status_code == 422 and bad.json()["field"] == "since"
+
+
+def test_tokens_are_stored_hashed_only(world: World, hub: Hub) -> None:
+    with hub.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(api_tokens)).mappings()]
+    assert len(rows) == len(ROLES) + 1
+    dump = repr(rows)
+    for plaintext in world.tokens.values():
+        assert plaintext.startswith("s117_")
+        assert plaintext not in dump and plaintext.removeprefix("s117_") not in dump
+        digest = hashlib.sha256(plaintext.encode()).hexdigest()
+        assert digest in {r["token_hash"] for r in rows}
+    listed = TokenStore(hub.engine).list()
+    assert all(not hasattr(t, "token_hash") for t in listed)
+    assert {t.role for t in listed} == set(ROLES)
+    assert sum(1 for t in listed if t.revoked_at is not None) == 1
+
+
+def test_token_store_rules(hub: Hub) -> None:
+    store = TokenStore(hub.engine, hub.clock)
+    with pytest.raises(InvalidValue) as caught:
+        store.create("source-system")
+    assert caught.value.field == "source"
+    with pytest.raises(InvalidValue):
+        store.create("auditor", source="trust-a")
+    with pytest.raises(InvalidValue) as caught:
+        store.create("superuser")
+    assert caught.value.field == "role"
+    token_id, plaintext = store.create("source-system", source="council-x")
+    principal = store.verify(plaintext)
+    assert principal is not None
+    assert (principal.token_id, principal.role, principal.source) == (
+        token_id, Role.SOURCE_SYSTEM, "council-x")
+    assert store.verify(plaintext + "x") is None and store.verify("") is None
+    assert store.verify(None) is None
+    store.revoke(token_id)
+    store.revoke(token_id)  # revoking twice is harmless
+    assert store.verify(plaintext) is None
+    with pytest.raises(NotFound):
+        store.revoke("no-such-token")
+
+
+def test_database_down_is_503_not_500(hub: Hub) -> None:
+    broken = create_engine("sqlite:////nonexistent-s117-dir/none/register.sqlite3")
+    app = create_app(dataclasses.replace(hub, engine=broken))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/healthz").status_code == 200
+        response = client.get("/readyz", headers={"Authorization": "Bearer s117_whatever"})
+        assert response.status_code == 503 and response.json()["error"] == "unavailable"
+    broken.dispose()
