@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import dramatiq
 from sqlalchemy import Engine
 
+from connectors.inbound_mapper import make_mapper
 from register_core.adapters.database import make_engine, migrate
+from register_core.adapters.inbox import Inbox
+from register_core.adapters.sources import SourceRegistry
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.position import Policy
 from register_core.ports import Clock, SystemClock
 
 from .config import FileConfig, Settings
+from .worker import Tasks, build_broker, register_actors
 
 
 @dataclass
@@ -20,17 +25,27 @@ class Hub:
     engine: Engine
     clock: Clock
     policy: Policy
+    sources: SourceRegistry
+    inbox: Inbox
+    broker: dramatiq.Broker
+    tasks: Tasks
     file_config: FileConfig = field(default_factory=FileConfig)
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
 
+    def notify(self, partition: int) -> None:
+        """A hint that a partition has new inbox rows (the rows themselves are the truth)."""
+        self.tasks.notify(partition)
+
     def close(self) -> None:
+        self.broker.close()
         self.engine.dispose()
 
 
 def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None,
-              run_migrations: bool = False) -> Hub:
+              engine: Engine | None = None, run_migrations: bool = False) -> Hub:
+    """Wire the hub. Builds the broker client but starts no thread and opens no socket."""
     settings = settings or Settings()
     if run_migrations:
         migrate(settings.database_url)
@@ -38,5 +53,10 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None,
     policy = Policy(
         s17_leave_starts_entitlement=file_config.policy.s17_leave_starts_entitlement,
         practice_to_icb=dict(file_config.policy.practice_to_icb))
-    return Hub(settings=settings, engine=make_engine(settings.database_url),
-               clock=clock or SystemClock(), policy=policy, file_config=file_config)
+    engine = engine or make_engine(settings.database_url)
+    clock = clock or SystemClock()
+    sources = SourceRegistry(engine)
+    broker = build_broker(settings.broker_url)
+    tasks = register_actors(broker, engine, clock, policy, make_mapper(sources))
+    return Hub(settings=settings, engine=engine, clock=clock, policy=policy, sources=sources,
+               inbox=Inbox(engine), broker=broker, tasks=tasks, file_config=file_config)

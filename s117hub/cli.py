@@ -84,12 +84,34 @@ def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+def _hub(settings: Settings):  # type: ignore[no-untyped-def]
     from .bootstrap import bootstrap
-    from .serve import serve
 
     migrate(settings.database_url)
-    serve(bootstrap(settings))
+    hub = bootstrap(settings)
+    hub.sources.preload(hub.file_config.sources, hub.clock.now())
+    return hub
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(_hub(settings), with_http=not args.no_http, with_mllp=not args.no_mllp,
+          with_worker=False if args.no_worker else None)
+    return EXIT_OK
+
+
+def cmd_mllp(settings: Settings, _args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(_hub(settings), with_http=False, with_mllp=True)
+    return EXIT_OK
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from .serve import run_worker
+
+    run_worker(_hub(settings), threads=args.threads)
     return EXIT_OK
 
 
@@ -101,8 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="upgrade the database to the latest schema"
                         ).set_defaults(handler=cmd_migrate)
-    commands.add_parser("serve", help="migrate, then serve the HTTP API on S117HUB_HTTP"
-                        ).set_defaults(handler=cmd_serve)
+    serve = commands.add_parser(
+        "serve", help="migrate, then serve the HTTP API (S117HUB_HTTP), the MLLP listener "
+        "(S117HUB_MLLP) and, with the in-process broker, the worker")
+    serve.add_argument("--no-http", action="store_true", help="do not serve HTTP")
+    serve.add_argument("--no-mllp", action="store_true", help="do not listen for MLLP")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="do not run the in-process worker")
+    serve.set_defaults(handler=cmd_serve)
+    commands.add_parser("mllp", help="the MLLP listener only (S117HUB_MLLP)"
+                        ).set_defaults(handler=cmd_mllp)
+    worker = commands.add_parser("worker", help="dramatiq workers only (S117HUB_BROKER_URL); "
+                                 "scale out by running more")
+    worker.add_argument("--threads", type=int, default=4)
+    worker.set_defaults(handler=cmd_worker)
 
     token = commands.add_parser("token", help="issue, list and revoke API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True,

@@ -1,7 +1,7 @@
-"""Run the hub's servers on one asyncio loop: today the HTTP API.
+"""Run the hub's servers on one asyncio loop: the HTTP API and the MLLP listener, plus the
+in-process dramatiq worker and the inbox sweeper of the embedded default.
 
-The seam for later issues: the MLLP listener and the in-process worker become more tasks in
-``run_servers``; when any one stops (or fails) the others are asked to stop too.
+When any server stops (or fails) the others are asked to stop too.
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ import logging
 
 import uvicorn
 
+from connectors.hl7v2.receiver import Hl7Receiver
+from connectors.hl7v2.server import MllpServer
+
 from .api.app import create_app
 from .bootstrap import Hub
+from .worker import Sweeper, start_worker
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +33,33 @@ def http_server(hub: Hub, host: str | None = None, port: int | None = None) -> u
     return uvicorn.Server(config)
 
 
-async def run_servers(hub: Hub, http: uvicorn.Server | None = None) -> None:
-    http = http or http_server(hub)
-    tasks = [asyncio.create_task(http.serve(), name="http")]
-    # Later: tasks.append(asyncio.create_task(mllp_listener(hub).serve(), name="mllp"))
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    http.should_exit = True
+def mllp_server(hub: Hub, host: str | None = None, port: int | None = None) -> MllpServer:
+    default_host, default_port = hub.settings.mllp_bind
+    receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, hub.notify)
+    return MllpServer(receiver.handle, host or default_host,
+                      default_port if port is None else port)
+
+
+async def run_servers(hub: Hub, http: uvicorn.Server | None = None,
+                      mllp: MllpServer | None = None, *, with_http: bool = True,
+                      with_mllp: bool = True) -> None:
+    tasks: list[asyncio.Task[None]] = []
+    if with_http:
+        http = http or http_server(hub)
+        tasks.append(asyncio.create_task(http.serve(), name="http"))
+    if with_mllp:
+        mllp = mllp or mllp_server(hub)
+        await mllp.start()
+        tasks.append(asyncio.create_task(mllp.serve_forever(), name="mllp"))
+    if not tasks:
+        raise ValueError("nothing to serve")
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if http is not None:
+            http.should_exit = True
+        if mllp is not None:
+            await mllp.stop()
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -42,10 +67,50 @@ async def run_servers(hub: Hub, http: uvicorn.Server | None = None) -> None:
         task.result()  # re-raise whatever stopped the first server
 
 
-def serve(hub: Hub) -> None:
-    host, port = hub.settings.http_bind
-    log.info("serving HTTP on %s:%s", host, port)
+def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
+          with_worker: bool | None = None, worker_threads: int = 2) -> None:
+    """``with_worker`` defaults to True for the in-process broker (the embedded default) and
+    False for RabbitMQ/Redis, where ``s117hub worker`` processes do the work."""
+    if with_worker is None:
+        with_worker = hub.settings.broker_url.startswith("stub")
+    worker = sweeper = None
+    if with_worker:
+        worker = start_worker(hub.broker, threads=worker_threads)
+        sweeper = Sweeper(hub.tasks)
+        sweeper.start()
+    if with_http:
+        log.info("serving HTTP on %s:%s", *hub.settings.http_bind)
+    if with_mllp:
+        log.info("serving MLLP on %s:%s", *hub.settings.mllp_bind)
     try:
-        asyncio.run(run_servers(hub))
+        asyncio.run(run_servers(hub, with_http=with_http, with_mllp=with_mllp))
     finally:
+        if sweeper is not None:
+            sweeper.stop()
+        if worker is not None:
+            worker.stop()
         hub.close()
+
+
+def run_worker(hub: Hub, threads: int = 4) -> None:
+    """``s117hub worker``: dramatiq workers and the sweeper only, until interrupted."""
+    worker = start_worker(hub.broker, threads=threads)
+    sweeper = Sweeper(hub.tasks)
+    sweeper.start()
+    log.info("worker running with %s threads", threads)
+    try:
+        signal_wait()
+    finally:
+        sweeper.stop()
+        worker.stop()
+        hub.close()
+
+
+def signal_wait() -> None:
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()

@@ -19,9 +19,9 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, text
 
 from register_core.adapters.inbox import PARTITIONS, Inbox
+from register_core.domain.position import Policy
+from register_core.ports import Clock
 from register_core.services.inbound import Mapper, drain
-
-from .bootstrap import Hub
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,10 @@ class Tasks:
         self.process_partition.send(partition)
 
 
-def register_actors(broker: dramatiq.Broker, hub: Hub, mapper: Mapper) -> Tasks:
-    locks = PartitionLocks(hub.engine)
-    inbox = Inbox(hub.engine)
+def register_actors(broker: dramatiq.Broker, engine: Engine, clock: Clock, policy: Policy,
+                    mapper: Mapper) -> Tasks:
+    locks = PartitionLocks(engine)
+    inbox = Inbox(engine)
 
     def process_partition(partition: int) -> None:
         # Drain, release, then look again: a message stored while we held the lock had its
@@ -95,7 +96,7 @@ def register_actors(broker: dramatiq.Broker, hub: Hub, mapper: Mapper) -> Tasks:
             with locks.hold(partition) as mine:
                 if not mine:
                     return
-                drain(hub.engine, mapper, hub.clock, hub.policy, partition=partition)
+                drain(engine, mapper, clock, policy, partition=partition)
             if not inbox.pending_ids(partition=partition, limit=1):
                 return
 

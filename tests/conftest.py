@@ -86,7 +86,6 @@ def clock() -> FixedClock:
 @pytest.fixture
 def hub(engine: Engine, database_url: str, clock: FixedClock) -> Iterator[Hub]:
     """A hub wired to the test database (already migrated and emptied) and a fixed clock."""
-    built = bootstrap(Settings(database_url=database_url), clock=clock)
-    built.engine.dispose()
-    built.engine = engine
+    built = bootstrap(Settings(database_url=database_url), clock=clock, engine=engine)
     yield built
+    built.broker.close()

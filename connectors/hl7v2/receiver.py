@@ -26,11 +26,12 @@ from mapping.errors import MappingError
 from mapping.hl7v2 import map_adt
 from mapping.hl7v2_ack import AckCode, build_ack
 from mapping.hl7v2_parse import ParsedAdt, parse_adt
-from register_core.adapters.inbox import Inbox, partition_for
+from register_core.adapters.inbox import Inbox
 from register_core.adapters.sources import SourceRegistry
 from register_core.domain.commands import Command
 from register_core.ports import Clock
 
+from ..intake import Intake
 from .server import Reply
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,6 @@ def _wants(ack_type: str, success: bool) -> bool:
     return kind == "AL" or (kind == "SU" and success) or (kind == "ER" and not success)
 
 
-def person_key(commands: list[Command], source: str) -> str | None:
-    for command in commands:
-        ref = command.person
-        if ref.nhs_number:
-            return ref.nhs_number
-        if ref.local_id:
-            return f"{source}:{ref.local_id}"
-    return None
-
-
 @dataclass
 class Hl7Receiver:
     engine: Engine
@@ -68,6 +59,7 @@ class Hl7Receiver:
 
     def __post_init__(self) -> None:
         self.inbox = Inbox(self.engine)
+        self.intake = Intake(self.inbox, self.notify)
 
     def handle(self, payload: bytes) -> Reply:
         text = _decode(payload)
@@ -93,22 +85,16 @@ class Hl7Receiver:
         if failure is None:
             code: AckCode = "CA" if enhanced else "AA"
             ack = success_ack(parsed, code)
-            status, error_body = "received", None
         else:
             code = "CE" if enhanced else "AE"
             ack = build_ack(parsed, code, failure)
-            status, error_body = "failed", failure.as_dict()
-        partition = partition_for(person_key(commands, source.source_id))
-        stored = self.inbox.store(
+        stored = self.intake.accept(
             source=source.source_id, message_id=message_id, channel=CHANNEL,
             message_type=f"{parsed.message_type}^{parsed.trigger_event}", payload=text,
-            received_at=received_at, partition=partition, status=status, error=error_body,
-            ack=ack)
+            received_at=received_at, commands=commands, error=failure, ack=ack)
         if stored.duplicate:
             # Acknowledged again with the first answer, never processed twice.
             return Reply(ack=(stored.ack or ack).encode())
-        if status == "received":
-            self.notify(partition)
         follow_up = None
         if enhanced:
             if not _wants(parsed.accept_ack_type, failure is None):
@@ -121,9 +107,9 @@ class Hl7Receiver:
                 received_at: object, source: str) -> Reply:
         code: AckCode = "CR" if parsed is not None and parsed.accept_ack_type else "AR"
         ack = build_ack(parsed or text, code, error)
-        self.inbox.store(source=source, message_id=f"{source}:{uuid.uuid4()}", channel=CHANNEL,
-                         message_type=None, payload=text, received_at=received_at,
-                         status="rejected", error=error.as_dict(), ack=ack)
+        self.intake.reject(source=source, message_id=f"{source}:{uuid.uuid4()}",
+                           channel=CHANNEL, payload=text, received_at=received_at,  # type: ignore[arg-type]
+                           error=error, ack=ack)
         log.info("HL7 message rejected", extra={"source": source})
         return Reply(ack=ack.encode())
 

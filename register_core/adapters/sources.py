@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, delete, insert, select, update
 
 from mapping.config import SourceMappingConfig
+from mapping.council import CsvColumnMap
 
 from .tables import sources
 
@@ -36,7 +37,7 @@ class SourceDefinition(SourceMappingConfig):
     organisation_code: str | None = None
     enabled: bool = True
     poll: PollSettings | None = None
-    csv_columns: dict[str, str] = Field(default_factory=dict)
+    csv: CsvColumnMap = Field(default_factory=CsvColumnMap)
 
     def mapping_config(self) -> SourceMappingConfig:
         return SourceMappingConfig.model_validate(

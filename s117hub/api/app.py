@@ -6,11 +6,15 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 
+from connectors.intake import Intake
 from register_core.adapters.security import AuditLog, TokenStore
 from s117hub.bootstrap import Hub
 
 from .auth import authenticate
 from .errors import install_error_handlers
+from .routes_council import router as council_router
+from .routes_fhir import router as fhir_router
+from .routes_operations import router as operations_router
 from .routes_register import health, register
 
 DESCRIPTION = """Integration hub for England's Section 117 aftercare registers.
@@ -26,11 +30,15 @@ def create_app(hub: Hub) -> FastAPI:
     app = FastAPI(title="S117 Hub", version="0.1.0", description=DESCRIPTION,
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.hub = hub
+    app.state.intake = Intake(hub.inbox, hub.notify)
     app.state.tokens = TokenStore(hub.engine, hub.clock)
     app.state.audit = AuditLog(hub.clock)
     install_error_handlers(app)
     app.include_router(health)
     app.include_router(register)
+    app.include_router(fhir_router)
+    app.include_router(council_router)
+    app.include_router(operations_router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
     def openapi(request: Request) -> dict[str, Any]:

@@ -16,13 +16,12 @@ from sqlalchemy import select
 
 from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.hl7v2.server import MllpServer
-from connectors.inbound_mapper import make_mapper
 from register_core.adapters.inbox import Inbox
-from register_core.adapters.sources import SourceDefinition, SourceRegistry
+from register_core.adapters.sources import SourceDefinition
 from register_core.adapters.tables import inbox_messages
 from register_core.views import people_by_nhs_number, person_json
 from s117hub.bootstrap import Hub
-from s117hub.worker import build_broker, register_actors, start_worker
+from s117hub.worker import start_worker
 
 NHS = "9990000018"
 
@@ -66,14 +65,11 @@ class RunningHub:
 
 @pytest.fixture
 def running(hub: Hub) -> Iterator[RunningHub]:
-    registry = SourceRegistry(hub.engine, ttl_seconds=0)
-    registry.save(SourceDefinition(source_id="trust-a", kind="hl7v2-mllp",
-                                   hl7_sending_application="EPR", hl7_sending_facility="RX1"),
-                  hub.clock.now())
-    broker = build_broker("stub://")
-    tasks = register_actors(broker, hub, make_mapper(registry))
-    worker = start_worker(broker, threads=2)
-    receiver = Hl7Receiver(hub.engine, registry, hub.clock, tasks.notify)
+    hub.sources.save(SourceDefinition(source_id="trust-a", kind="hl7v2-mllp",
+                                      hl7_sending_application="EPR",
+                                      hl7_sending_facility="RX1"), hub.clock.now())
+    worker = start_worker(hub.broker, threads=2)
+    receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, hub.notify)
     server = MllpServer(receiver.handle, port=0)
     loop = asyncio.new_event_loop()
     started = threading.Event()

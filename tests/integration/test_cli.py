@@ -148,7 +148,7 @@ def test_help_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
 def test_serve_runs_the_api_on_a_real_socket(hub: Hub) -> None:
     """The seam ``s117hub serve`` uses: uvicorn on an asyncio loop other servers can join."""
     server = http_server(hub, host="127.0.0.1", port=0)
-    thread = threading.Thread(target=asyncio.run, args=(run_servers(hub, server),),
+    thread = threading.Thread(target=asyncio.run, args=(run_servers(hub, server, with_mllp=False),),
                               daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
