@@ -10,7 +10,8 @@ local Z segments, so the place and the code table are configuration per source
   reason ``LegalStatusLocation(segment="PV2", code_field=3, start_field=None, end_field=None,
   end_reason_field=None)`` or a UK Z segment ``LegalStatusLocation(segment="ZU1",
   code_field=6, ...)``. Where no start field is configured (or it is empty) the start falls
-  back to PV1-44 (admission) for A01/A04 and otherwise to EVN-6, EVN-2, MSH-7.
+  back to PV1-44 (admission) on A01/A04, the discharge date (PV1-45) for a CTO/CD on A03,
+  and otherwise to the event date: EVN-6, else EVN-2, else MSH-7.
 * **Code map** (``code_map``): local code → MHSDS legal-status code (two digits, e.g. ``"03"``)
   or one of the markers ``"CTO"`` / ``"CD"``. A code the map does not hold is taken as it is
   when it is already an MHSDS code (``"3"`` is read as ``"03"``) or a marker; anything else is a

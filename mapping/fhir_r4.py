@@ -232,25 +232,20 @@ def _legal_statuses(encounter: Encounter, config: SourceMappingConfig,
         if ext.url != LEGAL_STATUS_EXTENSION:
             continue
         here = f"{location}.extension[{i}]"
-        subs = {s.url: (j, s) for j, s in enumerate(ext.extension or [])}
-        context_code = _sub_code(subs, "legalStatusContext", here)
-        j, classification = subs["legalStatusClassification"] if \
-            "legalStatusClassification" in subs else (None, None)
-        if context_code[0] not in ("admission", "discharge"):
-            raise MappingError("unknown-code", f"legal-status context {context_code[0]!r} is "
-                               "not admission or discharge", location=context_code[1])
-        if classification is None or classification.valueCodeableConcept is None:
-            raise MappingError("missing-field", "no legalStatusClassification",
-                               location=f"{here}.extension")
-        codings = classification.valueCodeableConcept.coding or []
-        path = f"{here}.extension[{j}].valueCodeableConcept"
+        subs = {sub.url: (j, sub) for j, sub in enumerate(ext.extension or [])}
+        contexts, context_path = _sub_concept(subs, "legalStatusContext", here)
+        context = (contexts[0].code or "") if contexts else ""
+        if context not in ("admission", "discharge"):
+            raise MappingError("unknown-code", f"legal-status context {context!r} is not "
+                               "admission or discharge", location=coding_path(context_path, 0))
+        codings, path = _sub_concept(subs, "legalStatusClassification", here)
         if not codings or not codings[0].code:
             raise MappingError("missing-field", "the legal-status classification has no code",
                                location=f"{path}.coding")
         errors: list[MappingError] = []
-        for k, coding in enumerate(codings):
+        for k, coding in enumerate(codings):  # the first coding we can read wins
             try:
-                found[context_code[0]] = translate_legal_status(
+                found[context] = translate_legal_status(
                     coding.code or "", config, coding_path(path, k), system=coding.system)
                 break
             except MappingError as exc:
@@ -260,13 +255,13 @@ def _legal_statuses(encounter: Encounter, config: SourceMappingConfig,
     return found
 
 
-def _sub_code(subs: dict[str, tuple[int, Any]], url: str, here: str) -> tuple[str, str]:
+def _sub_concept(subs: dict[str, tuple[int, Any]], url: str,
+                 here: str) -> tuple[list[Any], str]:
+    """(codings, FHIRPath of the CodeableConcept) of one sub-extension."""
     if url not in subs or subs[url][1].valueCodeableConcept is None:
         raise MappingError("missing-field", f"no {url} sub-extension", location=f"{here}.extension")
     j, sub = subs[url]
-    codings = sub.valueCodeableConcept.coding or []
-    path = f"{here}.extension[{j}].valueCodeableConcept"
-    return ((codings[0].code or "") if codings else "", coding_path(path, 0))
+    return sub.valueCodeableConcept.coding or [], f"{here}.extension[{j}].valueCodeableConcept"
 
 
 def _marker(code: str, when: date, person: PersonRef, prov: Any, episode: str | None,

@@ -81,12 +81,18 @@ class _Ctx:
             self.cached_person = _person(self, self.p.segment("PID"))
         return self.cached_person
 
-    def date(self, segment_id: str, field_no: int) -> date | None:
+    def date_of(self, segment_id: str, field_no: int) -> date | None:
         return hl7_date(self.p.field_of(segment_id, field_no), f"{segment_id}-{field_no}")
 
     def event_date(self) -> date | None:
         """When it happened: EVN-6 (occurred), else EVN-2 (recorded), else MSH-7."""
-        return self.date("EVN", 6) or self.date("EVN", 2) or self.date("MSH", 7)
+        found = self.date_of("EVN", 6) or self.date_of("EVN", 2)
+        if found is None:
+            try:
+                found = self.date_of("MSH", 7)
+            except MappingError:  # a header time of reduced precision is no reason to refuse
+                found = None
+        return found
 
     def required_event_date(self) -> date:
         found = self.event_date()
@@ -128,9 +134,8 @@ def map_adt(parsed: ParsedAdt, config: SourceMappingConfig, received_at: datetim
 
 def _admit(ctx: _Ctx) -> list[Command]:
     status = _legal_status(ctx)
-    admitted = ctx.date("PV1", 44)
     if status is not None and is_detained(status.code):
-        start = status.start or admitted or ctx.event_date()
+        start = status.start or ctx.date_of("PV1", 44) or ctx.event_date()
         if start is None:
             raise MappingError("missing-field", "no start date for the detention",
                                location=_start_ref(ctx.config) or "PV1-44")
@@ -139,7 +144,7 @@ def _admit(ctx: _Ctx) -> list[Command]:
             episode_ref=ctx.episode_ref(), provider_ods=ctx.provider_ods(), end=status.end)]
     commands: list[Command] = _person_details(ctx)
     if status is not None and status.code in STATUS_MARKERS:
-        commands += _marker_events(ctx, status, admitted or ctx.event_date())
+        commands += _marker_events(ctx, status, ctx.date_of("PV1", 44) or ctx.event_date())
     return commands
 
 
@@ -153,7 +158,7 @@ def _transfer(ctx: _Ctx) -> list[Command]:
 
 
 def _discharge(ctx: _Ctx) -> list[Command]:
-    left = ctx.date("PV1", 45) or ctx.date("EVN", 6)
+    left = ctx.date_of("PV1", 45) or ctx.date_of("EVN", 6)
     if left is None:
         raise MappingError("missing-field", "no discharge date (PV1-45 or EVN-6)",
                            location="PV1-45")

@@ -114,7 +114,9 @@ def parse_adt(raw: str) -> ParsedAdt:
         control_id=header[10], sending_application=header[3], sending_facility=header[4],
         receiving_application=header[5], receiving_facility=header[6],
         message_type=read(message, msh, 9, 1, 1).upper(),
-        trigger_event=read(message, msh, 9, 1, 2).upper(),
+        # some v2.3 senders leave MSH-9.2 empty and say the trigger in EVN-1 only
+        trigger_event=(read(message, msh, 9, 1, 2)
+                       or read(message, (index.get("EVN") or [None])[0], 1)).upper(),
         version=header[12], processing_id=header[11], accept_ack_type=header[15].upper(),
         application_ack_type=header[16].upper(), message_datetime=header[7],
         message=message, index=index)

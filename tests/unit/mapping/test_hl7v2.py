@@ -252,3 +252,16 @@ def test_parse_errors(raw: str, code: str, location: str) -> None:
     with pytest.raises(MappingError) as caught:
         parse_adt(raw)
     assert (caught.value.code, caught.value.location) == (code, location)
+
+
+def test_trigger_from_evn_1_when_msh_9_has_none() -> None:
+    raw = s.A28_ADD_PERSON.replace("ADT^A28^ADT_A05", "ADT")
+    assert parse_adt(raw).trigger_event == "A28"
+
+
+def test_a_reduced_precision_header_time_is_no_reason_to_refuse(
+        trust: SourceMappingConfig) -> None:
+    raw = s.adt("A31", s.pid()).replace("20260105093000", "2026")
+    [details] = run(raw, trust)
+    assert isinstance(details, RecordPersonDetails)
+    assert details.as_of is None
