@@ -1,4 +1,4 @@
-"""Run the real ``s117hub serve`` in a child process for end-to-end tests and benchmarks."""
+"""Run the real ``s117hub serve`` in a child process: for end-to-end tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The partner systems a harnessed hub knows (TOML config file, architecture section 3).
 SOURCES_TOML = """
 [[sources]]
 source_id = "trust-a"
@@ -38,9 +39,14 @@ class HubProcess:
     mllp_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    config_toml: str = SOURCES_TOML
+
     def env(self) -> dict[str, str]:
         config = self.workdir / "hub.toml"
-        config.write_text(SOURCES_TOML)
+        config.write_text(self.config_toml)
         return {**os.environ, "S117HUB_DATABASE_URL": self.database_url,
                 "S117HUB_BROKER_URL": self.broker_url,
                 "S117HUB_HTTP": f"127.0.0.1:{self.http_port}",
@@ -50,7 +56,7 @@ class HubProcess:
 
     def start(self, timeout: float = 30.0) -> None:
         log = open(self.workdir / "hub.log", "ab")
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "s117hub.cli", "serve", *self.args], env=self.env(),
             stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
@@ -77,7 +83,45 @@ class HubProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the running hub: the most resident memory it has held."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+
+def synthetic_adt(trigger: str, control_id: str, nhs: str, local_id: str, when: str) -> bytes:
+    """A synthetic ADT A01 (admit under s3) or A03 (discharge) in the default ZLS layout."""
+    zls = ("ZLS|03|20260105093000" if trigger == "A01"
+           else "ZLS|03|20260105093000|" + when)
+    pv1_45 = when if trigger == "A03" else ""
+    return ("\r".join([
+        f"MSH|^~\\&|EPR|RX1|S117HUB|HUB|{when}||ADT^{trigger}^ADT_A01|{control_id}|P|2.4",
+        f"EVN|{trigger}|{when}",
+        f"PID|1||{nhs}^^^NHS^NH~{local_id}^^^RX1^MR||Testperson^Sam||19800202|F|||"
+        "1 Test Street^^Worcester^^WR1 2AB",
+        f"PV1|1|I|WARD1^^^RX1||||||||||||||||V{local_id}|||||||||||||||||||||||||"
+        f"20260105093000|{pv1_45}",
+        zls]) + "\r").encode()
+
+
+def synthetic_adt_stream(messages: int, first_person: int = 10_000
+                         ) -> list[tuple[int, str, bytes]]:
+    """Admit then discharge ``messages // 2`` synthetic people: (person, control id, ER7)."""
+    from register_core.domain.nhs_number import make_synthetic
+
+    out = []
+    for n in range(messages // 2):
+        nhs, local = make_synthetic(first_person + n), f"RX1-{n:07d}"
+        out.append((n, f"C{n:07d}A", synthetic_adt("A01", f"C{n:07d}A", nhs, local,
+                                                   "20260105093000")))
+        out.append((n, f"C{n:07d}D", synthetic_adt("A03", f"C{n:07d}D", nhs, local,
+                                                   "20260301100000")))
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from pathlib import Path
 
 from alembic import command
@@ -9,6 +11,9 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 
 WRITER_OPTION = "s117_writer"  # execution option: this connection's transactions write
+_HOLDS_LOCK = "s117_holds_write_lock"
+URGENT_OPTION = "s117_urgent"  # a writer someone is waiting on (an ACK): batches yield to it
+_URGENT_WAITING: weakref.WeakKeyDictionary[Engine, list[int]] = weakref.WeakKeyDictionary()
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -36,20 +41,55 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
+        # SQLite has one writer at a time. Writers in this process queue on a Python lock
+        # (woken at once when it frees) instead of SQLite's busy handler, which sleeps in
+        # growing steps and starved the MLLP listener behind the worker; other processes
+        # still wait through busy_timeout.
+        write_lock = threading.Lock()
+        urgent = _URGENT_WAITING.setdefault(engine, [0])  # a mutable cell
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-            # A writer takes the write lock up front (waiting up to busy_timeout) rather than
-            # failing with "database is locked" when it upgrades from reading.
-            immediate = conn.get_execution_options().get(WRITER_OPTION, False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # A writer takes the write lock up front rather than failing with "database is
+            # locked" when it upgrades from reading.
+            if not conn.get_execution_options().get(WRITER_OPTION, False):
+                conn.exec_driver_sql("BEGIN")
+                return
+            is_urgent = conn.get_execution_options().get(URGENT_OPTION, False)
+            if is_urgent:
+                urgent[0] += 1
+            try:
+                write_lock.acquire()
+            finally:
+                if is_urgent:
+                    urgent[0] -= 1
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                write_lock.release()
+                raise
+            conn.info[_HOLDS_LOCK] = True
 
+        def _release(conn) -> None:  # type: ignore[no-untyped-def]
+            if conn.info.pop(_HOLDS_LOCK, False):
+                write_lock.release()
+
+        event.listen(engine, "commit", _release)
+        event.listen(engine, "rollback", _release)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def writer(engine: Engine) -> Connection:
-    """A connection whose transactions will write (BEGIN IMMEDIATE on SQLite)."""
-    return engine.connect().execution_options(**{WRITER_OPTION: True})
+def writer(engine: Engine, *, urgent: bool = False) -> Connection:
+    """A connection whose transactions will write (BEGIN IMMEDIATE on SQLite). ``urgent``:
+    a sender waits for this commit, so background batches give way to it."""
+    return engine.connect().execution_options(**{WRITER_OPTION: True, URGENT_OPTION: urgent})
+
+
+def urgent_writers_waiting(engine: Engine) -> bool:
+    """Whether an urgent writer waits for SQLite's write lock (always False elsewhere)."""
+    cell = _URGENT_WAITING.get(engine)
+    return bool(cell and cell[0])
 
 
 def alembic_config(url: str) -> Config:

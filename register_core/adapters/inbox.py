@@ -31,6 +31,17 @@ def partition_for(person_key: str | None) -> int:
     return zlib.crc32(person_key.encode()) % PARTITIONS
 
 
+def _insert_or_nothing(dialect_insert: Any) -> Any:
+    """Built once (per call it cost more than SQLite's insert): duplicates return no id."""
+    return (dialect_insert(inbox_messages)
+            .on_conflict_do_nothing(index_elements=["source", "message_id"])
+            .returning(inbox_messages.c.id))
+
+
+_INSERT_PG = _insert_or_nothing(pg_insert)
+_INSERT_SQLITE = _insert_or_nothing(sqlite_insert)
+
+
 @dataclass(frozen=True)
 class Stored:
     id: int
@@ -71,10 +82,8 @@ def store_message(conn: Connection, *, source: str, message_id: str, channel: st
               "message_type": message_type, "payload": payload, "received_at": received_at,
               "partition": partition, "status": status, "attempts": 0, "resent": 0,
               "error": error, "ack": ack}
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = dialect_insert(inbox_messages).values(**values).on_conflict_do_nothing(
-        index_elements=["source", "message_id"]).returning(inbox_messages.c.id)
-    new_id = conn.execute(stmt).scalar()
+    stmt = _INSERT_PG if conn.dialect.name == "postgresql" else _INSERT_SQLITE
+    new_id = conn.execute(stmt, values).scalar()
     if new_id is not None:
         return Stored(id=new_id, duplicate=False, status=status, ack=ack)
     existing = conn.execute(
@@ -91,7 +100,7 @@ class Inbox:
         self.engine = engine
 
     def store(self, **fields: Any) -> Stored:
-        with writer(self.engine) as conn, conn.begin():
+        with writer(self.engine, urgent=True) as conn, conn.begin():
             return store_message(conn, **fields)
 
     def record_ack(self, message_id: int, ack: str) -> None:

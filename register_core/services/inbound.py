@@ -8,6 +8,7 @@ already ``applied`` is never applied again (replay re-opens it on purpose).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 
 from mapping.errors import MappingError
 from register_core.adapters import inbox
+from register_core.adapters.database import urgent_writers_waiting
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.commands import Command
 from register_core.domain.errors import ConcurrentChange, RegisterError
@@ -24,6 +26,8 @@ from register_core.ports import Clock
 from .handlers import Applied, record_command
 
 log = logging.getLogger(__name__)
+
+SQLITE_BATCH_SECONDS = 0.02  # hold SQLite's one write lock briefly; ACKs wait behind it
 
 # Turns a stored message into canonical commands (the mapping layer, per channel and source).
 Mapper = Callable[[inbox.InboxEntry], list[Command]]
@@ -44,19 +48,26 @@ def process_message(engine: Engine, message_id: int, mapper: Mapper, clock: Cloc
 
 
 def process_batch(engine: Engine, message_ids: Sequence[int], mapper: Mapper, clock: Clock,
-                  policy: Policy | None = None) -> list[Outcome]:
+                  policy: Policy | None = None, *, time_budget: float | None = None
+                  ) -> list[Outcome]:
     """Apply several stored messages in arrival order in one transaction.
 
     Each message runs in its own SAVEPOINT, so a message the rules refuse is rolled back alone
     and marked failed, while one commit covers the batch (a commit per message was most of
     the cost on PostgreSQL). A crash before the commit leaves every row ``received``.
-    Raises ConcurrentChange (nothing committed) for the caller to retry.
+    Raises ConcurrentChange (nothing committed) for the caller to retry. ``time_budget``
+    (seconds) ends the batch early, so a long batch never holds SQLite's single write lock
+    while the MLLP listener waits to store (and ACK) a message.
     """
     outcomes: list[Outcome] = []
+    deadline = None if time_budget is None else time.monotonic() + time_budget
     with SqlUnitOfWork(engine) as uow:
         conn = uow.connection
         entries = {e.id: e for e in inbox.load_many_for_processing(conn, message_ids)}
         for message_id in message_ids:
+            if outcomes and ((deadline is not None and time.monotonic() > deadline)
+                             or urgent_writers_waiting(engine)):
+                break  # commit what is done; the rest comes in the next batch
             entry = entries.get(message_id)
             if entry is None or entry.status != "received":
                 outcomes.append(Outcome(message_id, "skipped"))
@@ -84,30 +95,37 @@ def process_batch(engine: Engine, message_ids: Sequence[int], mapper: Mapper, cl
 
 
 def process_with_retry(engine: Engine, message_ids: Sequence[int], mapper: Mapper,
-                       clock: Clock, policy: Policy | None = None,
-                       attempts: int = 20) -> list[Outcome]:
+                       clock: Clock, policy: Policy | None = None, attempts: int = 20,
+                       time_budget: float | None = None) -> list[Outcome]:
     for _ in range(attempts - 1):
         try:
-            return process_batch(engine, message_ids, mapper, clock, policy)
+            return process_batch(engine, message_ids, mapper, clock, policy,
+                                 time_budget=time_budget)
         except ConcurrentChange:
             continue
-    return process_batch(engine, message_ids, mapper, clock, policy)
+    return process_batch(engine, message_ids, mapper, clock, policy, time_budget=time_budget)
 
 
 def drain(engine: Engine, mapper: Mapper, clock: Clock, policy: Policy | None = None, *,
-          partition: int | None = None, batch: int = 100) -> int:
+          partition: int | None = None, batch: int = 100,
+          time_budget: float | None = None) -> int:
     """Process every ``received`` message (of one partition) in arrival order. Memory stays
     flat: ids are fetched a batch at a time, never the whole backlog."""
     box = inbox.Inbox(engine)
     done = 0
     last = 0
+    if time_budget is None and engine.dialect.name == "sqlite":
+        time_budget = SQLITE_BATCH_SECONDS
     while True:
         ids = box.pending_ids(partition=partition, limit=batch, after_id=last)
         if not ids:
             return done
-        process_with_retry(engine, ids, mapper, clock, policy)
-        done += len(ids)
-        last = ids[-1]
+        outcomes = process_with_retry(engine, ids, mapper, clock, policy,
+                                      time_budget=time_budget)
+        done += len(outcomes)
+        last = outcomes[-1].message_id
+        if urgent_writers_waiting(engine):
+            time.sleep(0.0005)  # let the waiting writer take the lock before our next batch
 
 
 def _error_body(exc: MappingError | RegisterError) -> dict[str, object]:

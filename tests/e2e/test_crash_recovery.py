@@ -17,35 +17,10 @@ from sqlalchemy import func, select
 from connectors.hl7v2.framing import FrameReader, frame
 from register_core.adapters.database import make_engine
 from register_core.adapters.tables import entitlements, facts, inbox_messages
-from register_core.domain.nhs_number import make_synthetic
-
-from .hubprocess import HubProcess
+from s117hub.harness import HubProcess, synthetic_adt_stream
 
 MESSAGES = 2_000
 pytestmark = pytest.mark.slow
-
-
-def adt(trigger: str, control_id: str, nhs: str, local_id: str, when: str) -> bytes:
-    zls = ("ZLS|03|20260105093000" if trigger == "A01"
-           else "ZLS|03|20260105093000|" + when)
-    pv1_45 = when if trigger == "A03" else ""
-    return ("\r".join([
-        f"MSH|^~\\&|EPR|RX1|S117HUB|HUB|{when}||ADT^{trigger}^ADT_A01|{control_id}|P|2.4",
-        f"EVN|{trigger}|{when}",
-        f"PID|1||{nhs}^^^NHS^NH~{local_id}^^^RX1^MR||Testperson^Sam||19800202|F",
-        f"PV1|1|I|WARD1^^^RX1||||||||||||||||V{local_id}|||||||||||||||||||||||||"
-        f"20260105093000|{pv1_45}",
-        zls]) + "\r").encode()
-
-
-def stream() -> list[tuple[str, bytes]]:
-    """Admit then discharge 1,000 synthetic people: 2,000 messages."""
-    out = []
-    for n in range(MESSAGES // 2):
-        nhs, local = make_synthetic(10_000 + n), f"RX1-{n:06d}"
-        out.append((f"C{n:05d}A", adt("A01", f"C{n:05d}A", nhs, local, "20260105093000")))
-        out.append((f"C{n:05d}D", adt("A03", f"C{n:05d}D", nhs, local, "20260301100000")))
-    return out
 
 
 class Sender:
@@ -101,7 +76,7 @@ def test_sigkill_during_stream_loses_and_duplicates_nothing(database_url: str,
     acked: dict[str, str] = {}
     deadline = time.monotonic() + 240
     try:
-        for control_id, payload in stream():
+        for _person, control_id, payload in synthetic_adt_stream(MESSAGES):
             acked[control_id] = sender.send(payload, deadline)
     finally:
         stop.set()

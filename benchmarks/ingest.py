@@ -1,0 +1,160 @@
+"""Inbound benchmark (issue 3): stream N synthetic ADT messages over MLLP into a real hub.
+
+Four concurrent connections, original-mode ACK wait (each connection sends its next message
+only after the ACK of the last), into ``s117hub serve`` in a child process. Prints, in the same
+run: the bare python-hl7 and hl7apy parse rates, the end-to-end acknowledged rate, the rate to
+register-applied, and the hub's peak RSS — per backend.
+
+    python benchmarks/ingest.py --messages 20000 --backend both
+    python benchmarks/ingest.py --messages 100000 --backend sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import hl7
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
+
+from connectors.hl7v2.framing import FrameReader, frame
+from register_core.adapters.database import make_engine, migrate
+from register_core.adapters.tables import inbox_messages
+from s117hub.harness import HubProcess, synthetic_adt_stream
+
+CONNECTIONS = 4
+
+
+def parse_rates(samples: list[bytes]) -> tuple[float, float]:
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    texts = [s.decode() for s in samples]
+    rates = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for message in texts:
+            hl7.parse(message)
+        rates.append(len(texts) / (time.perf_counter() - started))
+    python_hl7 = statistics.median(rates)
+    few = texts[:200]
+    rates = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for message in few:
+            parse_message(message, validation_level=VALIDATION_LEVEL.TOLERANT,
+                          find_groups=False)
+        rates.append(len(few) / (time.perf_counter() - started))
+    return python_hl7, statistics.median(rates)
+
+
+def send_all(port: int, messages: list[bytes], failures: list[str]) -> None:
+    reader = FrameReader()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        for payload in messages:
+            sock.sendall(frame(payload))
+            acks: list[bytes] = []
+            while not acks:
+                data = sock.recv(65536)
+                if not data:
+                    raise ConnectionError("hub closed the connection")
+                acks = reader.feed(data)
+            if b"MSA|AA|" not in acks[0]:
+                failures.append(acks[0].decode(errors="replace")[:200])
+
+
+def fresh_database(backend: str, pg_url: str, workdir: Path) -> tuple[str, str | None]:
+    if backend == "sqlite":
+        return f"sqlite:///{workdir / 'ingest.sqlite3'}", None
+    name = f"s117_ingest_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(pg_url).set(database=name).render_as_string(hide_password=False), name
+
+
+def drop_database(pg_url: str, name: str) -> None:
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
+    stream = synthetic_adt_stream(messages)
+    python_hl7_rate, hl7apy_rate = parse_rates([m for _, _, m in stream[:2000]])
+    with tempfile.TemporaryDirectory() as tmp:
+        url, pg_name = fresh_database(backend, pg_url, Path(tmp))
+        migrate(url)
+        hub = HubProcess(url, Path(tmp) / "hub")
+        hub.start()
+        try:
+            per_connection: list[list[bytes]] = [[] for _ in range(CONNECTIONS)]
+            for person, _control_id, payload in stream:
+                per_connection[person % CONNECTIONS].append(payload)  # keeps per-person order
+            failures: list[str] = []
+            threads = [threading.Thread(target=send_all, args=(hub.mllp_port, part, failures))
+                       for part in per_connection]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            acknowledged = time.perf_counter() - started
+            engine = make_engine(url)
+            while True:
+                with engine.connect() as conn:
+                    left = conn.execute(
+                        select(func.count()).select_from(inbox_messages)
+                        .where(inbox_messages.c.status == "received")).scalar_one()
+                if left == 0:
+                    break
+                time.sleep(0.2)
+            applied = time.perf_counter() - started
+            with engine.connect() as conn:
+                applied_rows = conn.execute(
+                    select(func.count()).select_from(inbox_messages)
+                    .where(inbox_messages.c.status == "applied")).scalar_one()
+            engine.dispose()
+            rss = hub.peak_rss_kib()
+        finally:
+            hub.stop()
+            if pg_name:
+                drop_database(pg_url, pg_name)
+    if failures or applied_rows != messages:
+        print(f"  !! {len(failures)} non-AA ACKs, {applied_rows}/{messages} applied",
+              file=sys.stderr)
+    return {"python_hl7": python_hl7_rate, "hl7apy": hl7apy_rate,
+            "acked": messages / acknowledged, "applied": messages / applied,
+            "rss_mib": rss / 1024, "applied_rows": applied_rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--pg-url", default="postgresql+psycopg://root@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    print(f"ingest: {args.messages:,} ADT messages (A01+A03 pairs), {CONNECTIONS} MLLP "
+          "connections, original-mode ACK wait")
+    print(f"{'backend':<10}{'python-hl7/s':>14}{'hl7apy/s':>10}{'acked/s':>10}"
+          f"{'applied/s':>11}{'applied %':>11}{'peak RSS MiB':>14}")
+    for backend in backends:
+        r = run(backend, args.messages, args.pg_url)
+        share = 100 * r["applied"] / r["python_hl7"]
+        print(f"{backend:<10}{r['python_hl7']:>14,.0f}{r['hl7apy']:>10,.0f}{r['acked']:>10,.0f}"
+              f"{r['applied']:>11,.0f}{share:>10.0f}%{r['rss_mib']:>14,.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
