@@ -7,6 +7,9 @@
     HttpProblem        → what the edge itself refuses: 401 unauthorised, 403 forbidden
     HTTPException      → Starlette's own (unknown path, wrong method) in the same shape
     OperationalError   → 503: the database is down or busy, try again
+
+Under ``/fhir/`` the same refusals (401, 403, unknown path, wrong method, 503) are FHIR
+OperationOutcome bodies instead (architecture section 4).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from connectors.fhir.outcome import FHIR_JSON, outcome_for_http
 from register_core.domain.errors import (
     ConcurrentChange,
     ImpossibleDates,
@@ -42,6 +46,7 @@ REGISTER_STATUS: dict[type[RegisterError], int] = {
 _HTTP_ERROR_NAMES = {400: "bad-request", 401: "unauthorised", 403: "forbidden",
                      404: "not-found", 405: "method-not-allowed", 409: "conflict",
                      422: "invalid-request", 503: "unavailable"}
+FHIR_PATH_PREFIX = "/fhir/"
 
 
 class HttpProblem(Exception):
@@ -57,6 +62,15 @@ class HttpProblem(Exception):
 
     def as_dict(self) -> dict[str, str]:
         return {"error": self.error, "message": self.message}
+
+
+def _fhir_refusal(request: Request, status: int, message: str,
+                  headers: dict[str, str] | None = None) -> JSONResponse | None:
+    """The refusal as an OperationOutcome when the path is a FHIR one, else None."""
+    if not request.url.path.startswith(FHIR_PATH_PREFIX):
+        return None
+    return JSONResponse(outcome_for_http(status, message), status_code=status,
+                        headers=headers, media_type=FHIR_JSON)
 
 
 def status_for(exc: RegisterError) -> int:
@@ -90,21 +104,31 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
-async def _problem(_request: Request, exc: Exception) -> JSONResponse:
+async def _problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HttpProblem)
+    fhir = _fhir_refusal(request, exc.status, exc.message, exc.headers)
+    if fhir is not None:
+        return fhir
     return JSONResponse(exc.as_dict(), status_code=exc.status, headers=exc.headers)
 
 
-async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    fhir = _fhir_refusal(request, exc.status_code, str(exc.detail),
+                         getattr(exc, "headers", None))
+    if fhir is not None:
+        return fhir
     body = {"error": _HTTP_ERROR_NAMES.get(exc.status_code, "http-error"),
             "message": str(exc.detail)}
     return JSONResponse(body, status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
 
 
-async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable: %s", type(exc).__name__)
+    fhir = _fhir_refusal(request, 503, "the database is unavailable", {"Retry-After": "5"})
+    if fhir is not None:
+        return fhir
     return JSONResponse({"error": "unavailable", "message": "the database is unavailable"},
                         status_code=503, headers={"Retry-After": "5"})
 

@@ -1,7 +1,143 @@
-"""Routes for fhir (being built: see issue 3)."""
+"""FHIR R4 REST at ``/fhir/r4`` (architecture section 4): thin HTTP over connectors.fhir.
+
+    POST /fhir/r4                   transaction or batch Bundle
+    POST /fhir/r4/{type}            Patient | Encounter | EpisodeOfCare
+    PUT  /fhir/r4/{type}/{id}
+    GET  /fhir/r4/metadata          CapabilityStatement (any valid token)
+
+Only a ``source-system`` token submits, as its own bound source, which must be a configured,
+enabled ``fhir-r4`` source (else 403). The submission is stored in the inbox before the answer
+(connectors.fhir.submission) and audited as a write of an ``inbound-message``. Errors are
+OperationOutcome: the route's own here, the auth and routing ones via ``errors.py``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from connectors.fhir.capability import capability_statement
+from connectors.fhir.outcome import FHIR_JSON, operation_outcome
+from connectors.fhir.submission import FhirAnswer, FhirSubmissions, Interaction, Submission
+from register_core.adapters.security import Principal, Role
+from register_core.adapters.sources import SourceDefinition
+from s117hub.bootstrap import Hub
+
+from .auth import audit_write, authenticate, get_hub, require_roles
+from .errors import HttpProblem
+
+BASE_PATH = "/fhir/r4"
+ACCEPTED_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json"})
+
+router = APIRouter(prefix=BASE_PATH, tags=["fhir"])
+
+
+class FhirResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+
+@dataclass(frozen=True)
+class Submitter:
+    principal: Principal
+    source: SourceDefinition
+
+
+def fhir_submitter(principal: Annotated[Principal, Depends(require_roles(Role.SOURCE_SYSTEM))],
+                   hub: Annotated[Hub, Depends(get_hub)]) -> Submitter:
+    """The token's own source, when it is an enabled fhir-r4 source: anything else is 403."""
+    source = hub.sources.get(principal.source) if principal.source else None
+    if source is None or source.kind != "fhir-r4" or not source.enabled:
+        raise HttpProblem(403, "forbidden", "this token is not bound to an enabled fhir-r4 "
+                                            "source; it may not submit FHIR")
+    return Submitter(principal, source)
+
+
+CurrentSubmitter = Annotated[Submitter, Depends(fhir_submitter)]
+
+_BODY_DOC: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {
+        FHIR_JSON: {"schema": {"type": "object"}},
+        "application/json": {"schema": {"type": "object"}}}},
+}
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "OperationOutcome: not JSON, not FHIR, or fails R4 validation"},
+    401: {"description": "OperationOutcome: no valid token"},
+    403: {"description": "OperationOutcome: not a source-system token of a fhir-r4 source"},
+    422: {"description": "OperationOutcome: a code or business rule the hub cannot accept"},
+}
+
+
+@router.get("/metadata", response_class=FhirResponse, dependencies=[Depends(authenticate)],
+            summary="CapabilityStatement (FHIR 4.0.1)")
+def metadata(request: Request, hub: Annotated[Hub, Depends(get_hub)]) -> FhirResponse:
+    return FhirResponse(capability_statement(_base_url(request), hub.clock.now()))
+
+
+@router.post("", response_class=FhirResponse, openapi_extra=_BODY_DOC, responses=_ANSWERS,
+             summary="Submit a transaction or batch Bundle")
+async def post_bundle(request: Request, submitter: CurrentSubmitter) -> FhirResponse:
+    return await _submit(request, submitter, "bundle")
+
+
+@router.post("/{resource_type}", response_class=FhirResponse, openapi_extra=_BODY_DOC,
+             responses=_ANSWERS, status_code=201,
+             summary="Create a Patient, Encounter or EpisodeOfCare")
+async def create_resource(request: Request, submitter: CurrentSubmitter,
+                          resource_type: str) -> FhirResponse:
+    return await _submit(request, submitter, "create", resource_type)
+
+
+@router.put("/{resource_type}/{resource_id}", response_class=FhirResponse,
+            openapi_extra=_BODY_DOC, responses=_ANSWERS,
+            summary="Update (or create) a Patient, Encounter or EpisodeOfCare")
+async def update_resource(request: Request, submitter: CurrentSubmitter, resource_type: str,
+                          resource_id: str) -> FhirResponse:
+    return await _submit(request, submitter, "update", resource_type, resource_id)
+
+
+async def _submit(request: Request, submitter: Submitter, interaction: Interaction,
+                  resource_type: str | None = None,
+                  resource_id: str | None = None) -> FhirResponse:
+    raw = await request.body()
+    hub: Hub = request.app.state.hub
+    submissions = FhirSubmissions(request.app.state.intake, hub.clock)
+    media = _media_type(request)
+
+    def store_and_audit() -> Submission:
+        if media is not None and media not in ACCEPTED_MEDIA_TYPES:
+            submission = submissions.reject(
+                submitter.source, raw, f"content type {media!r} is not taken; send "
+                "application/fhir+json", status=415,
+                outcome=operation_outcome("not-supported", f"content type {media!r} is not "
+                                          "taken; send application/fhir+json"))
+        else:
+            submission = submissions.submit(submitter.source, raw, interaction=interaction,
+                                            resource_type=resource_type,
+                                            resource_id=resource_id)
+        with hub.engine.begin() as conn:
+            audit_write(conn, request, submitter.principal, "inbound-message",
+                        str(submission.inbox_id), None)
+        return submission
+
+    submission = await run_in_threadpool(store_and_audit)
+    return _response(request, submission.answer)
+
+
+def _response(request: Request, answer: FhirAnswer) -> FhirResponse:
+    headers = {"Location": f"{_base_url(request)}/{answer.location}"} if answer.location else None
+    return FhirResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+def _media_type(request: Request) -> str | None:
+    header = request.headers.get("content-type")
+    if not header:
+        return None  # lenient: a body without a content type is read as FHIR JSON
+    return header.split(";", 1)[0].strip().lower()
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + BASE_PATH
