@@ -17,6 +17,8 @@ from register_core.adapters.database import make_engine, migrate
 from register_core.adapters.security import ROLES, TokenStore
 from register_core.domain.errors import InvalidValue, NotFound
 
+from .cli_csv import add_import_csv
+from .cli_replay import add_replay
 from .config import Settings
 from .logs import configure_logging
 
@@ -151,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("token_id", metavar="ID")
     revoke.set_defaults(handler=cmd_token_revoke)
+    add_import_csv(commands)
+    add_replay(commands)
     return parser
 
 

@@ -1,0 +1,103 @@
+"""``s117hub import-csv FILE --source S``: import a council CSV export from a local file.
+
+For integration engineers (no token: it runs where the database is). The file streams in
+batches; a bad row is stored as failed, reported by line number, and does not stop the rest.
+The summary goes to stdout (``--json`` for scripts), the progress bar to stderr. Rows are
+applied by the workers (``s117hub serve`` or ``s117hub worker``; their sweeper also finds
+rows imported while no broker was reachable).
+
+Exit codes: 0 every row accepted (or already there), 1 some rows failed (the rest imported)
+or the file is not an export, 2 usage (unknown or non-council source, missing file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from connectors.council.csv_import import BATCH_SIZE, CsvFileError, CsvSummary, import_csv
+
+from .config import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+COUNCIL_KINDS = ("council-csv", "council-rest", "council-poll")
+
+
+def _err(message: str) -> None:
+    print(f"s117hub: {message}", file=sys.stderr)
+
+
+def _print_summary(summary: CsvSummary, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+        return
+    print(f"file: {summary.file}")
+    print(f"rows read: {summary.rows}")
+    print(f"accepted: {summary.accepted}")
+    print(f"duplicates: {summary.duplicates}")
+    print(f"failed: {summary.failed}")
+    for failure in summary.failures:
+        where = f" ({failure.location})" if failure.location else ""
+        again = " [stored before]" if failure.duplicate else ""
+        print(f"  line {failure.line}: {failure.code}{where}: {failure.message}{again}")
+    if summary.failures_truncated:
+        print(f"  … and {summary.failed - len(summary.failures)} more failed rows")
+
+
+def cmd_import_csv(settings: Settings, args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        _err(f"no such file: {path}")
+        return EXIT_USAGE
+    if args.batch_size < 1:
+        _err("--batch-size must be at least 1")
+        return EXIT_USAGE
+    from .cli import _hub  # late: cli imports this module to register the command
+
+    hub = _hub(settings)
+    try:
+        source = hub.sources.get(args.source)
+        if source is None or source.kind not in COUNCIL_KINDS:
+            _err(f"no council source {args.source!r} (create it first: POST /api/v1/sources "
+                 "or the config file)")
+            return EXIT_USAGE
+        with path.open("rb") as stream, tqdm(
+                total=path.stat().st_size, unit="B", unit_scale=True, desc=path.name,
+                file=sys.stderr, disable=args.no_progress) as bar:
+            def progress(done: int) -> None:
+                bar.update(done - bar.n)
+
+            summary = import_csv(stream, engine=hub.engine, source=source,
+                                 file_ref=path.name, received_at=hub.clock.now(),
+                                 notify=hub.notify, batch_size=args.batch_size,
+                                 progress=progress)
+    except CsvFileError as exc:
+        _err(f"{path.name} is not a council export: {exc.error.message} "
+             f"({exc.error.location})")
+        return EXIT_FAILED
+    finally:
+        hub.close()
+    _print_summary(summary, args.json)
+    return EXIT_OK if summary.failed == 0 else EXIT_FAILED
+
+
+def add_import_csv(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``import-csv`` on the ``s117hub`` sub-command parsers."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "import-csv", help="import a council CSV export (one event per row)",
+        description="Import a council CSV export: each row is stored as its own message "
+        "and applied by the workers. Columns follow the source's CSV column map.")
+    parser.add_argument("file", metavar="FILE", type=Path, help="the CSV file")
+    parser.add_argument("--source", required=True, metavar="S",
+                        help="the council source the export comes from")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help=f"rows per transaction (default {BATCH_SIZE})")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=cmd_import_csv)
+    return parser
