@@ -15,6 +15,7 @@ from datetime import datetime
 from mapping.errors import MappingError
 from register_core.adapters.inbox import Inbox, Stored, partition_for
 from register_core.domain.commands import Command
+from register_core.services.inbound import stored_error
 
 
 def person_key(commands: list[Command], source: str) -> str | None:
@@ -41,7 +42,7 @@ class Intake:
         stored = self.inbox.store(
             source=source, message_id=message_id, channel=channel, message_type=message_type,
             payload=payload, received_at=received_at, partition=partition, status=status,
-            error=error.as_dict() if error is not None else None, ack=ack)
+            error=stored_error(error) if error is not None else None, ack=ack)
         if not stored.duplicate and status == "received":
             self.notify(partition)
         return stored
@@ -51,4 +52,4 @@ class Intake:
         """Keep what could not even be attributed (unknown sender, unparseable)."""
         return self.inbox.store(source=source, message_id=message_id, channel=channel,
                                 message_type=None, payload=payload, received_at=received_at,
-                                status="rejected", error=error.as_dict(), ack=ack)
+                                status="rejected", error=stored_error(error), ack=ack)

@@ -94,8 +94,8 @@ def _unreplayable_ids(conn: Any, args: argparse.Namespace) -> str | None:
 def _print_rows(rows: list[dict[str, Any]]) -> None:
     print("id\tsource\tmessage_id\tchannel\tstatus\treceived_at\terror")
     for m in rows:
-        error = m["error"] or {}  # intake writes "error", a worker "code"
-        code = error.get("code") or error.get("error") or "-"
+        error = m["error"] or {}
+        code = error.get("code") or "-"
         print("\t".join([str(m["id"]), m["source"], m["message_id"], m["channel"],
                          m["status"], m["received_at"].isoformat(), str(code)]))
 

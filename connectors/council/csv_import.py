@@ -39,6 +39,7 @@ from register_core.adapters.database import writer
 from register_core.adapters.inbox import partition_for, store_message
 from register_core.adapters.sources import SourceDefinition
 from register_core.domain.commands import Command
+from register_core.services.inbound import stored_error
 
 from ..intake import person_key
 
@@ -262,7 +263,7 @@ class CsvImporter:
                     conn, source=source_id, message_id=row.message_id, channel=CHANNEL,
                     message_type=row.message_type, payload=row.payload,
                     received_at=self.received_at, partition=partition, status=status,
-                    error=row.error.as_dict() if row.error is not None else None)
+                    error=stored_error(row.error) if row.error is not None else None)
                 if not stored.duplicate and status == "received":
                     touched.add(partition)
                 results.append(stored.duplicate)

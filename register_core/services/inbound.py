@@ -81,7 +81,7 @@ def process_batch(engine: Engine, message_ids: Sequence[int], mapper: Mapper, cl
                 raise
             except (MappingError, RegisterError) as exc:
                 savepoint.rollback()
-                error = _error_body(exc)
+                error = stored_error(exc)
                 inbox.mark(conn, message_id, status="failed", now=clock.now(), error=error)
                 log.info("inbound message failed", extra={"message_id": message_id})
                 outcomes.append(Outcome(message_id, "failed", error=error))
@@ -128,7 +128,9 @@ def drain(engine: Engine, mapper: Mapper, clock: Clock, policy: Policy | None = 
             time.sleep(0.0005)  # let the waiting writer take the lock before our next batch
 
 
-def _error_body(exc: MappingError | RegisterError) -> dict[str, object]:
+def stored_error(exc: MappingError | RegisterError) -> dict[str, object]:
+    """The one shape of an inbox row's ``error``, whether it failed on arrival (mapping) or in
+    the worker (mapping or a register rule)."""
     if isinstance(exc, MappingError):
         return {"kind": "mapping", "code": exc.code, "message": exc.message,
                 "location": exc.location, "line": exc.line}

@@ -190,7 +190,7 @@ def test_an_invalid_event_is_stored_failed_and_answered_422(
     assert answer["message"] and answer["duplicate"] is False
     [row] = council.inbox()
     assert (row.id, row.status, row.payload) == (answer["message_id"], "failed", raw)
-    assert row.error["error"] == code and row.error["location"] == location
+    assert row.error["code"] == code and row.error["location"] == location
 
     repeat = council.post(None, raw=raw)  # the same answer again, marked duplicate
     assert repeat.status_code == 422

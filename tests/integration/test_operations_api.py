@@ -303,7 +303,7 @@ def test_messages_list_newest_first_with_the_summary_fields(ops: Ops, stored: St
     assert "payload" not in response.text and NHS_A not in response.text
     failed = next(m for m in body["items"] if m["id"] == stored.failed)
     # Intake stores MappingError.as_dict() ("error"); a worker stores "kind" and "code".
-    assert failed["error"]["error"] == "unknown-code" and failed["error"]["location"]
+    assert failed["error"]["code"] == "unknown-code" and failed["error"]["location"]
     assert failed["person_ids"] == []
 
 
