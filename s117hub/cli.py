@@ -99,14 +99,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from .serve import serve
 
     serve(_hub(settings), with_http=not args.no_http, with_mllp=not args.no_mllp,
-          with_worker=False if args.no_worker else None)
+          with_worker=False if args.no_worker else None, with_pollers=not args.no_poll)
     return EXIT_OK
 
 
 def cmd_mllp(settings: Settings, _args: argparse.Namespace) -> int:
     from .serve import serve
 
-    serve(_hub(settings), with_http=False, with_mllp=True)
+    serve(_hub(settings), with_http=False, with_mllp=True, with_pollers=False)
     return EXIT_OK
 
 
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-mllp", action="store_true", help="do not listen for MLLP")
     serve.add_argument("--no-worker", action="store_true",
                        help="do not run the in-process worker")
+    serve.add_argument("--no-poll", action="store_true",
+                       help="do not run the FHIR and council pollers")
     serve.set_defaults(handler=cmd_serve)
     commands.add_parser("mllp", help="the MLLP listener only (S117HUB_MLLP)"
                         ).set_defaults(handler=cmd_mllp)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import uvicorn
 
+from connectors.council.poller import PollerLoop
+from connectors.fhir.poller import FhirPollRunner
 from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.hl7v2.server import MllpServer
 
@@ -67,17 +70,44 @@ async def run_servers(hub: Hub, http: uvicorn.Server | None = None,
         task.result()  # re-raise whatever stopped the first server
 
 
+class Pollers:
+    """The FHIR and council pollers, each in its own daemon thread. One process of a
+    deployment runs them (``serve``); duplicates would be recognised, but are wasted work."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.fhir = FhirPollRunner(hub, hub.sources)
+        self.council = PollerLoop(engine=hub.engine, sources=hub.sources, notify=hub.notify,
+                                  clock=hub.clock)
+        self._stop = threading.Event()
+        self._council_thread = threading.Thread(target=self.council.run, args=(self._stop,),
+                                                name="council-poller", daemon=True)
+
+    def start(self) -> None:
+        self.fhir.start()
+        self._council_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.fhir.stop()
+        self._council_thread.join(10)
+        self.council.close()
+
+
 def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
-          with_worker: bool | None = None, worker_threads: int = 2) -> None:
+          with_worker: bool | None = None, worker_threads: int = 2,
+          with_pollers: bool = True) -> None:
     """``with_worker`` defaults to True for the in-process broker (the embedded default) and
     False for RabbitMQ/Redis, where ``s117hub worker`` processes do the work."""
     if with_worker is None:
         with_worker = hub.settings.broker_url.startswith("stub")
-    worker = sweeper = None
+    worker = sweeper = pollers = None
     if with_worker:
         worker = start_worker(hub.broker, threads=worker_threads)
         sweeper = Sweeper(hub.tasks)
         sweeper.start()
+    if with_pollers:
+        pollers = Pollers(hub)
+        pollers.start()
     if with_http:
         log.info("serving HTTP on %s:%s", *hub.settings.http_bind)
     if with_mllp:
@@ -85,6 +115,8 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
     try:
         asyncio.run(run_servers(hub, with_http=with_http, with_mllp=with_mllp))
     finally:
+        if pollers is not None:
+            pollers.stop()
         if sweeper is not None:
             sweeper.stop()
         if worker is not None:
@@ -108,7 +140,6 @@ def run_worker(hub: Hub, threads: int = 4) -> None:
 
 def signal_wait() -> None:
     import signal
-    import threading
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
