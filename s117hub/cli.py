@@ -18,6 +18,7 @@ from register_core.adapters.security import ROLES, TokenStore
 from register_core.domain.errors import InvalidValue, NotFound
 
 from .cli_csv import add_import_csv
+from .cli_reconcile import add_reconcile
 from .cli_replay import add_replay
 from .config import Settings
 from .logs import configure_logging
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=cmd_token_revoke)
     add_import_csv(commands)
     add_replay(commands)
+    add_reconcile(commands)
     return parser
 
 

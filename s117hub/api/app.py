@@ -13,6 +13,7 @@ from s117hub.bootstrap import Hub
 from .auth import authenticate
 from .errors import install_error_handlers
 from .routes_council import router as council_router
+from .routes_exceptions import router as exceptions_router
 from .routes_fhir import router as fhir_router
 from .routes_operations import router as operations_router
 from .routes_register import health, register
@@ -39,6 +40,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(fhir_router)
     app.include_router(council_router)
     app.include_router(operations_router)
+    app.include_router(exceptions_router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
     def openapi(request: Request) -> dict[str, Any]:

@@ -1,0 +1,280 @@
+"""Missed entitlements and overdue duties for one person (pure; s117-rules.md, "Missed
+entitlements and duties the hub should find").
+
+``detect(person, position, today)`` reads the person's journal and the position computed from
+it and returns the findings that should be open exceptions today. The rules, README-ready:
+
+- ``missed-entitlement``: active after leaving hospital from an entitling detention, but no
+  other partner has acknowledged it (a ``s117-confirmed`` fact from a source other than the one
+  that reported the leaving, within this s117 period) within 5 working days of the later of
+  the leaving and the hub hearing of it (2.2, 19.2, 19.6): a discharge known only to the trust.
+- ``ended-on-cto``, ``one-sided-ending``, ``source-conflict``: an s117 ending the rules refused
+  (``position.refused_endings``), one finding per exception kind its violations name (16.1-16.3,
+  16.6, 16.9; an ending with nothing active to end is a source conflict). The entitlement
+  stays active.
+- ``review-overdue``: active and ``next_review_due`` (3 months after discharge, then 12 months
+  after the latest review) has passed (14.1; MoU 5).
+- ``no-named-practitioner``: pending or active with no named practitioner 5 working days after
+  the s117 period began (7.3: from admission, for pre-discharge planning).
+- ``no-aftercare-plan``: active with no plan agreed in this s117 period 5 working days after
+  leaving hospital (7.2, 19.2: planning starts at admission).
+- ``s117-charge``: a charge recorded against a service under s117 (13.1; cabinet report 11).
+- ``child-12-week-notification``: under 18 at admission, in hospital 12 consecutive weeks, and
+  no Children Act 1989 s85 notification during that detention (6.1).
+- ``source-conflict`` (``source_conflicts.py``): sources disagree on a detention's start,
+  section, end or ICB, on the date of death (or tell of events after it), or on the council
+  of ordinary residence from the same date.
+
+Duties (missed entitlement, reviews, practitioner, plan, child notification) are not raised
+for a person whose recorded date of death has passed; endings, charges and conflicts are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from register_core.domain.calendar import add_working_days
+from register_core.domain.commands import (
+    RecordChildNotification,
+    RecordS117Ended,
+    RecordServiceCharged,
+)
+from register_core.domain.episodes import fact_day
+from register_core.domain.legal_status import describe
+from register_core.domain.model import Fact, Person
+from register_core.domain.position import Position
+from register_core.domain.rules import children
+from register_core.domain.rules.ending import Violation
+
+from . import source_conflicts
+from .findings import DetectorPolicy, Finding, finding, iso
+
+__all__ = ["DetectorPolicy", "Finding", "detect"]
+
+
+@dataclass(frozen=True)
+class _Context:
+    person: Person
+    position: Position
+    today: date
+    policy: DetectorPolicy
+    facts: list[Fact]  # live facts known on ``today``
+
+    @property
+    def deceased(self) -> bool:
+        return self.person.death_date is not None and self.person.death_date <= self.today
+
+    def period_floor(self) -> date | None:
+        """The date of the last lawful ending: facts after it belong to the current period."""
+        refused = {id(r.fact) for r in self.position.refused_endings}
+        lawful = [f.command.date for f in self.facts if isinstance(f.command, RecordS117Ended)
+                  and id(f) not in refused]
+        return max(lawful, default=None)
+
+    def explained(self, key: str) -> list[str]:
+        found = self.position.explain.get(key)
+        return list(found.facts) if found else []
+
+
+def detect(person: Person, position: Position, today: date,
+           policy: DetectorPolicy | None = None) -> list[Finding]:
+    """Every finding for the person as of ``today``, one per fingerprint, in a stable order."""
+    facts = [f for f in person.live_facts() if fact_day(f) <= today]
+    ctx = _Context(person, position, today, policy or DetectorPolicy(), facts)
+    detectors: list[Callable[[_Context], list[Finding]]] = [_refused_endings, _charges]
+    if not ctx.deceased:
+        detectors += [_missed_entitlement, _review_overdue, _no_named_practitioner,
+                      _no_aftercare_plan, _child_notification]
+    found = [f for detector in detectors for f in detector(ctx)]
+    found += source_conflicts.detention_conflicts(facts, today)
+    found += source_conflicts.death_conflicts(facts, today)
+    found += source_conflicts.residence_conflicts(facts)
+    unique = {f.fingerprint: f for f in reversed(found)}
+    return sorted(unique.values(), key=lambda f: (f.kind, f.fingerprint))
+
+
+def _section(code: str | None) -> str:
+    return f"{describe(code)} ({code})" if code else "an entitling section"
+
+
+def _missed_entitlement(ctx: _Context) -> list[Finding]:
+    ent = ctx.position.entitlement
+    if ent.status != "active" or ent.start is None or ent.trigger_section is None:
+        return []  # not active, or started by a council confirmation (nothing to acknowledge)
+    cited = set(ctx.explained("entitlement.start"))
+    leaving = [f for f in ctx.facts if f.cite() in cited and (
+        fact_day(f) == ent.start or getattr(f.command, "end", None) == ent.start)]
+    if not leaving:
+        return []
+    reporters = sorted({f.source for f in leaving})
+    floor = ctx.period_floor()
+    acknowledged = [f for f in ctx.facts if f.kind in ctx.policy.acknowledging_kinds
+                    and f.source not in reporters
+                    and (floor is None or fact_day(f) > floor)]
+    if acknowledged:
+        return []
+    heard = min(f.command.provenance.received_at.date() for f in leaving)
+    due = add_working_days(max(ent.start, heard), ctx.policy.confirmation_working_days)
+    if ctx.today <= due:
+        return []
+    return [finding(
+        "missed-entitlement", [ent.trigger_episode, ent.start],
+        f"Left hospital on {iso(ent.start)} after detention under {_section(ent.trigger_section)}"
+        f", told by {', '.join(reporters)} only: no s117 confirmation from another partner "
+        f"by {iso(due)}",
+        {"rule": "s117 begins on leaving hospital after an entitling detention (joint policy "
+                 "2.2, 8.4); every partner's register records it within 5 working days of "
+                 "notice (19.2, 19.6)",
+         "entitlement_start": iso(ent.start), "trigger_section": ent.trigger_section,
+         "episode": ent.trigger_episode, "reported_by": reporters, "heard": iso(heard),
+         "confirmation_due": iso(due), "acknowledging_kinds": sorted(
+             ctx.policy.acknowledging_kinds),
+         "facts": [f.cite() for f in leaving]})]
+
+
+_ENDING_SUMMARY = {
+    "ended-on-cto": "recorded while the person is on a CTO (joint policy 16.2)",
+    "one-sided-ending": "is not a joint decision with reasons (joint policy 16.1, 16.3, 16.9)",
+    "source-conflict": "has no active s117 entitlement to end on that date",
+}
+
+
+def _refused_endings(ctx: _Context) -> list[Finding]:
+    found = []
+    status = ctx.position.entitlement.status
+    for refused in ctx.position.refused_endings:
+        cmd = refused.fact.command
+        assert isinstance(cmd, RecordS117Ended)
+        by_kind: dict[str, list[Violation]] = {}
+        for violation in refused.violations:
+            by_kind.setdefault(violation.exception_kind, []).append(violation)
+        for kind, violations in by_kind.items():
+            rules = sorted({v.rule for v in violations})
+            what = _ENDING_SUMMARY.get(kind, "breaks the ending rules")
+            found.append(finding(
+                kind, [refused.fact.source, cmd.date, *rules],
+                f"s117 ending dated {iso(cmd.date)} from {refused.fact.source} {what}; the "
+                f"register does not end the entitlement (now {status})",
+                {"rule": "; ".join(v.message for v in violations),
+                 "violations": [{"rule": v.rule, "field": v.field, "message": v.message}
+                                for v in violations],
+                 "ending": {"date": iso(cmd.date), "source": refused.fact.source,
+                            "reason_given": bool(cmd.reason and cmd.reason.strip()),
+                            "council_signed": cmd.council_signoff is not None,
+                            "icb_signed": cmd.icb_signoff is not None,
+                            "grounds": list(cmd.grounds)},
+                 "entitlement_status": status, "facts": [refused.fact.cite()]}))
+    return found
+
+
+def _review_overdue(ctx: _Context) -> list[Finding]:
+    ent = ctx.position.entitlement
+    due = ent.next_review_due
+    if ent.status != "active" or due is None:
+        return []
+    if ctx.today <= add_working_days(due, ctx.policy.review_grace_working_days):
+        return []
+    which = "3-month" if ent.last_review is None else "12-month"
+    since = (f"discharge on {iso(ent.start)}" if ent.last_review is None
+             else f"the last review on {iso(ent.last_review)}")
+    return [finding(
+        "review-overdue", [which, due],
+        f"The {which} s117 review after {since} was due by {iso(due)} and is overdue",
+        {"rule": "reviews within 3 months of discharge, then at least every 12 months "
+                 "(joint policy 14.1; MoU 5)",
+         "review": which, "due": iso(due), "last_review": iso(ent.last_review),
+         "entitlement_start": iso(ent.start),
+         "facts": ctx.explained("entitlement.next_review_due")})]
+
+
+def _no_named_practitioner(ctx: _Context) -> list[Finding]:
+    ent = ctx.position.entitlement
+    since = ent.pending_since or ent.start
+    if ent.status not in ("pending", "active") or ent.named_practitioner or since is None:
+        return []
+    due = add_working_days(since, ctx.policy.named_practitioner_working_days)
+    if ctx.today <= due:
+        return []
+    return [finding(
+        "no-named-practitioner", [since],
+        f"No named practitioner recorded for an s117 entitlement ({ent.status} since "
+        f"{iso(since)}); due by {iso(due)}",
+        {"rule": "each person who will be subject to s117 must have a named practitioner, "
+                 "involved in pre-discharge planning (joint policy 7.3)",
+         "entitlement_status": ent.status, "since": iso(since), "due": iso(due),
+         "facts": ctx.explained("entitlement.status")})]
+
+
+def _no_aftercare_plan(ctx: _Context) -> list[Finding]:
+    ent = ctx.position.entitlement
+    if ent.status != "active" or ent.start is None:
+        return []
+    floor = ctx.period_floor()
+    plan = ent.aftercare_plan_date
+    if plan is not None and (floor is None or plan > floor):
+        return []
+    due = add_working_days(ent.start, ctx.policy.aftercare_plan_working_days)
+    if ctx.today <= due:
+        return []
+    return [finding(
+        "no-aftercare-plan", [ent.start],
+        f"No s117 aftercare plan agreed for the entitlement active since {iso(ent.start)}; "
+        f"due by {iso(due)}",
+        {"rule": "aftercare planning starts at admission and a plan is agreed on leaving "
+                 "hospital (joint policy 7.2, 19.2)",
+         "entitlement_start": iso(ent.start), "due": iso(due),
+         "earlier_plan": iso(plan), "facts": ctx.explained("entitlement.start")})]
+
+
+def _charges(ctx: _Context) -> list[Finding]:
+    found = []
+    for fact in ctx.position.charges_under_s117:
+        cmd = fact.command
+        assert isinstance(cmd, RecordServiceCharged)
+        found.append(finding(
+            "s117-charge", [fact.source, cmd.date, cmd.service, cmd.amount],
+            f"Charge of {cmd.amount} for '{cmd.service}' on {iso(cmd.date)} recorded by "
+            f"{fact.source} against a service under s117",
+            {"rule": "no charge may be made for s117 aftercare services (joint policy 13.1; "
+                     "cabinet report 11)",
+             "service": cmd.service, "amount": cmd.amount, "date": iso(cmd.date),
+             "source": fact.source,
+             "entitlement_status": ctx.position.entitlement.status, "facts": [fact.cite()]}))
+    return found
+
+
+def _child_notification(ctx: _Context) -> list[Finding]:
+    birth = ctx.person.birth_date
+    if birth is None:
+        return []
+    notices = [f for f in ctx.facts if isinstance(f.command, RecordChildNotification)]
+    episodes = sorted(ctx.position.detentions, key=lambda ep: ep.start)
+    found = []
+    for index, ep in enumerate(episodes):
+        if not children.s85_notification_due(birth, ep.start, ep.end, ctx.today):
+            continue
+        following = episodes[index + 1].start if index + 1 < len(episodes) else None
+        if any(n.command.date >= ep.start and (following is None or n.command.date < following)
+               for n in notices):  # type: ignore[attr-defined]
+            continue
+        reached = ep.start + children.TWELVE_WEEKS
+        age = children.age_on(birth, ep.start)
+        found.append(finding(
+            "child-12-week-notification", [ep.ref, ep.start],
+            f"A child (under 18 when admitted on {iso(ep.start)}) has been in hospital 12 "
+            f"consecutive weeks or more (reached {iso(reached)}) with no Children Act 1989 "
+            "s85 notification recorded",
+            {"rule": "a child or young person detained for 12 consecutive weeks or more: the "
+                     "responsible council must be notified (Children Act 1989 s85; joint "
+                     "policy 6.1)",
+             "episode": ep.ref, "detention_start": iso(ep.start), "detention_end": iso(ep.end),
+             "twelve_weeks_reached": iso(reached), "age_at_admission": age,
+             "facts": [f.cite() for f in ep.facts]}))
+    return found
+
+
+def kinds_of(findings: Sequence[Finding]) -> list[str]:
+    """The kinds found, in order (handy in tests and reports)."""
+    return [f.kind for f in findings]

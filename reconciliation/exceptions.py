@@ -1,0 +1,162 @@
+"""The exceptions workflow rules (pure): which findings open, stay, close or stay closed.
+
+    open ──assign──▶ assigned ──resolve──▶ resolved      (decision + reason, by a person)
+      │                 │
+      ├─────────────────┴──dismiss──▶ dismissed          (reason, by a person)
+      └── finding gone ──▶ resolved by "system", "condition no longer holds"
+
+Sync rules, per person, on every detection:
+
+- One live (open or assigned) exception per fingerprint: a finding with no live row opens one.
+- A live exception whose finding is gone is resolved by ``system``.
+- A live exception whose finding is still there keeps its status; its summary and detail are
+  refreshed when they changed.
+- A person's decision sticks until the facts change: a dismissed exception, or one a person
+  resolved, is not reopened for the same fingerprint; a new fingerprint (the facts behind it
+  changed) opens a new exception. An exception the system resolved does not hold anything
+  back: if the same finding returns, a new exception opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from register_core.domain.errors import InvalidValue
+
+from .findings import Finding
+
+STATUSES: tuple[str, ...] = ("open", "assigned", "resolved", "dismissed")
+LIVE: frozenset[str] = frozenset({"open", "assigned"})
+SYSTEM = "system"
+AUTO_RESOLVE_DECISION = "resolved"
+AUTO_RESOLVE_REASON = "condition no longer holds"
+DUPLICATE_REASON = "duplicate of another open exception for the same finding"
+
+# Decisions a person may record when resolving (``accept-source:<source id>`` besides).
+DECISIONS: tuple[str, ...] = ("resolved", "corrected", "dismiss")
+ACCEPT_SOURCE = "accept-source:"
+MAX_REASON = 2000
+
+
+class ExceptionClosed(InvalidValue):
+    """The exception was resolved or dismissed already: closed exceptions do not change."""
+
+    code = "exception-closed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredException:
+    id: str
+    kind: str
+    status: str
+    fingerprint: str
+    summary: str
+    detail: dict[str, Any]
+    closed_by: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status in LIVE
+
+    @property
+    def closed_by_person(self) -> bool:
+        return not self.live and self.closed_by not in (None, SYSTEM)
+
+
+@dataclass(kw_only=True)
+class SyncPlan:
+    open: list[Finding] = field(default_factory=list)
+    auto_resolve: list[StoredException] = field(default_factory=list)
+    duplicates: list[StoredException] = field(default_factory=list)
+    refresh: list[tuple[StoredException, Finding]] = field(default_factory=list)
+    held_closed: list[tuple[StoredException, Finding]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.open or self.auto_resolve or self.duplicates or self.refresh)
+
+
+def plan_sync(existing: Sequence[StoredException], findings: Sequence[Finding]) -> SyncPlan:
+    """What to write so the person's exceptions match today's findings (rules above).
+
+    ``existing`` is every stored exception of the person, oldest first.
+    """
+    plan = SyncPlan()
+    wanted = {f.fingerprint: f for f in findings}
+    live: dict[str, StoredException] = {}
+    for row in existing:
+        if not row.live:
+            continue
+        if row.fingerprint in live:
+            plan.duplicates.append(row)  # a race left two: keep the oldest
+        elif row.fingerprint in wanted:
+            live[row.fingerprint] = row
+        else:
+            plan.auto_resolve.append(row)
+    decided = {row.fingerprint: row for row in existing if row.closed_by_person}
+    for fp, found in wanted.items():
+        if fp in live:
+            row = live[fp]
+            if row.summary != found.summary or row.detail != found.detail:
+                plan.refresh.append((row, found))
+        elif fp in decided:
+            plan.held_closed.append((decided[fp], found))
+        else:
+            plan.open.append(found)
+    return plan
+
+
+def require_live(row_status: str) -> None:
+    if row_status not in LIVE:
+        raise ExceptionClosed(f"the exception is {row_status} already; closed exceptions do not "
+                              "change (a new one opens if the facts behind it change)",
+                              field="status", rule="exception-live")
+
+
+def check_assignee(assignee: str) -> str:
+    text = assignee.strip()
+    if not text or len(text) > 100:
+        raise InvalidValue("an assignee is 1 to 100 characters", field="assignee",
+                           rule="exception-assignee")
+    return text
+
+
+def check_reason(reason: str) -> str:
+    text = reason.strip()
+    if not text:
+        raise InvalidValue("a decision needs its reason", field="reason",
+                           rule="exception-decision-reason")
+    if len(text) > MAX_REASON:
+        raise InvalidValue(f"a reason is at most {MAX_REASON} characters", field="reason",
+                           rule="exception-decision-reason")
+    return text
+
+
+def closing_status(decision: str, *, correcting: bool) -> str:
+    """The status a decision closes with; refuses decisions the workflow does not know.
+
+    ``resolved``: dealt with (outside the hub, or by the correction given);
+    ``corrected``: the register was corrected here (a correction is required);
+    ``accept-source:<source>``: a source conflict settled in that source's favour;
+    ``dismiss``: not a real problem (no correction allowed).
+    """
+    if decision.startswith(ACCEPT_SOURCE):
+        if not decision.removeprefix(ACCEPT_SOURCE).strip():
+            raise InvalidValue("accept-source needs a source id, e.g. accept-source:trust-a",
+                               field="decision", rule="exception-decision")
+        return "resolved"
+    if decision not in DECISIONS:
+        raise InvalidValue(f"unknown decision {decision!r}; use one of "
+                           f"{', '.join(DECISIONS)} or {ACCEPT_SOURCE}<source>",
+                           field="decision", rule="exception-decision")
+    if decision == "corrected" and not correcting:
+        raise InvalidValue("a 'corrected' decision needs the correction to apply",
+                           field="apply", rule="exception-correction")
+    if decision == "dismiss":
+        if correcting:
+            raise InvalidValue("a dismissal changes nothing on the register: drop 'apply' "
+                               "or resolve instead", field="apply", rule="exception-correction")
+        return "dismissed"
+    return "resolved"

@@ -1,0 +1,94 @@
+"""What a register owner does with an exception: assign, resolve (maybe with a correction),
+dismiss. The rules are ``reconciliation.exceptions``; this runs them in a unit of work.
+
+A correction is itself provenance: it is recorded as a fact through the one write path
+(``handlers.record_command``) with source ``register``, source_ref ``exception:<id>`` and the
+deciding token as ``recorded_by``, in the same transaction as the decision. The person's
+exceptions are then synced again, so what the correction settled closes at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reconciliation.detectors import DetectorPolicy
+from reconciliation.exceptions import (
+    check_assignee,
+    check_reason,
+    closing_status,
+    require_live,
+)
+from register_core.adapters.exceptions_store import ExceptionStore, register_identifier
+from register_core.adapters.unit_of_work import SqlUnitOfWork
+from register_core.domain.commands import Command, PersonRef, Provenance
+from register_core.domain.errors import InvalidValue, NotFound
+from register_core.domain.position import Policy
+from register_core.ports import Clock
+from register_core.services.handlers import record_command
+
+from .reconcile import reconcile_person
+
+# Builds the correcting command for the person the exception is about.
+Correction = Callable[[PersonRef, Provenance], Command]
+REGISTER_SOURCE = "register"
+
+
+def _live_row(store: ExceptionStore, exception_id: str) -> dict[str, Any]:
+    """The exception, locked after its person (the order the sync takes them in)."""
+    row = store.get(exception_id)
+    if row is not None and row["person_id"] is not None:
+        store.lock_person(row["person_id"])
+        row = store.get(exception_id, for_update=True)
+    if row is None:
+        raise NotFound("no exception with this id", field="exception_id",
+                       rule="exception-exists")
+    require_live(row["status"])
+    return row
+
+
+def assign_exception(uow: SqlUnitOfWork, exception_id: str, assignee: str) -> dict[str, Any]:
+    store = ExceptionStore(uow.connection)
+    _live_row(store, exception_id)
+    store.assign(exception_id, check_assignee(assignee))
+    return store.get(exception_id) or {}
+
+
+def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, decision: str,
+                    reason: str, by: str, correction: Correction | None = None,
+                    policy: Policy | None = None,
+                    rules: DetectorPolicy | None = None) -> dict[str, Any]:
+    """Resolve or dismiss (``decision`` says which); the caller commits.
+
+    ``by`` is who decided (the token id): it is ``closed_by`` and the correction's
+    ``recorded_by``.
+    """
+    store = ExceptionStore(uow.connection)
+    row = _live_row(store, exception_id)
+    status = closing_status(decision.strip(), correcting=correction is not None)
+    reason = check_reason(reason)
+    person_id = row["person_id"]
+    if correction is not None:
+        if person_id is None:
+            raise InvalidValue("this exception names no person to correct", field="apply",
+                               rule="exception-correction")
+        prov = Provenance(source=REGISTER_SOURCE, source_ref=f"exception:{exception_id}",
+                          received_at=clock.now(), recorded_by=by)
+        record_command(correction(_person_ref(uow, person_id), prov), uow, clock, policy)
+    store.close([exception_id], status=status, decision=decision.strip(), reason=reason,
+                closed_by=by, at=clock.now())
+    if correction is not None:
+        reconcile_person(uow, person_id, clock, policy, rules=rules)
+    return store.get(exception_id) or {}
+
+
+def _person_ref(uow: SqlUnitOfWork, person_id: str) -> PersonRef:
+    """How a register correction names the person: the NHS number, else the register's own
+    identifier (``register``, person id), so the one write path finds the same record."""
+    person = uow.persons.get(person_id)
+    if person is None:
+        raise NotFound("the exception's person no longer exists", field="person_id",
+                       rule="person-exists")
+    if person.nhs_number:
+        return PersonRef(nhs_number=person.nhs_number)
+    return PersonRef(local_id=register_identifier(uow.connection, person_id, REGISTER_SOURCE))

@@ -1,0 +1,97 @@
+"""``s117hub reconcile``: sweep the whole register once.
+
+Recomputes every person's S117 position as of today (due dates move with no message) and
+brings their exceptions in step with the detectors: new findings open, findings that no longer
+hold are resolved by ``system``, dismissed ones stay dismissed while the facts are the same.
+A progress bar goes to stderr; what changed is printed to stdout. Run it nightly (cron, a
+systemd timer or a Kubernetes CronJob); it is safe to run while the hub is serving.
+
+Kept apart from ``cli.py`` (which imports ``add_reconcile``), so it imports nothing from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from register_core.ports import Clock
+from register_core.services.reconcile import SweepReport, count_people, sweep
+
+from .config import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _by_kind(label: str, counts: Counter[str]) -> list[str]:
+    total = sum(counts.values())
+    lines = [f"{label}\t{total}"]
+    lines += [f"{label}\t{kind}\t{n}" for kind, n in sorted(counts.items())]
+    return lines
+
+
+def report_lines(report: SweepReport) -> list[str]:
+    """Tab-separated, one fact a line, for people and for scripts."""
+    lines = [f"people swept\t{report.people}", f"positions changed\t{report.positions_changed}"]
+    lines += [f"field changed\t{name}\t{n}" for name, n in sorted(report.fields_changed.items())]
+    lines += _by_kind("exceptions opened", report.opened)
+    lines += _by_kind("exceptions auto-resolved", report.auto_resolved)
+    if report.failed:
+        lines.append(f"failed\t{len(report.failed)}")
+        lines += [f"failed\t{person_id}" for person_id in report.failed]
+    return lines
+
+
+def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .bootstrap import bootstrap
+
+    if args.page < 1:
+        print("s117hub: --page must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    hub = bootstrap(settings, clock=args.clock)
+    try:
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        total = count_people(hub.engine) if show else None
+        with tqdm(total=total, unit="people", desc="reconcile", file=sys.stderr,
+                  disable=not show) as bar:
+            report = sweep(hub.engine, hub.clock, hub.policy, progress=bar.update,
+                           page=args.page)
+    finally:
+        hub.close()
+    for line in report_lines(report):
+        print(line)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def add_reconcile(subparsers: Any) -> argparse.ArgumentParser:
+    """Declare ``reconcile`` on the ``s117hub`` sub-command parser."""
+    reconcile = subparsers.add_parser(
+        "reconcile", help="recompute every position and sync exceptions (nightly sweep)",
+        description=__doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else None,
+        epilog="Exit status: 0 done, 1 some people could not be swept (listed).")
+    reconcile.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                           help="show a progress bar on stderr (default: when it is a "
+                           "terminal)")
+    reconcile.add_argument("--page", type=int, default=100, metavar="N",
+                           help="people read per page, and per transaction on SQLite "
+                           "(default 100)")
+    reconcile.set_defaults(handler=cmd_reconcile, clock=None)
+    return reconcile
+
+
+def run(argv: Sequence[str], settings: Settings | None = None,
+        clock: Clock | None = None) -> int:
+    """``s117hub reconcile ARGS`` on its own (tests, and scripts that import it), optionally
+    as of another clock's today."""
+    parser = argparse.ArgumentParser(prog="s117hub")
+    add_reconcile(parser.add_subparsers(dest="command", required=True))
+    try:
+        args = parser.parse_args(["reconcile", *argv])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    args.clock = clock
+    return int(args.handler(settings or Settings(), args))

@@ -1,0 +1,146 @@
+"""Endings the rules refuse (joint policy 16.1-16.3, 16.6, 16.9) and sources that disagree."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from ..domain.builders import (
+    COUNCIL_A,
+    COUNCIL_B,
+    confirmed,
+    details,
+    detention,
+    ended,
+    left,
+    legal,
+    plan,
+    practitioner,
+    regrade,
+    residence,
+    review,
+)
+from .helpers import council_detention, found, from_source, kinds, of_kind, run
+
+KEPT = [detention("2026-01-05"), practitioner("worker-17", "2026-01-08"), plan("2026-02-27"),
+        left("2026-03-02"), confirmed("2026-03-02")]
+
+
+# -- endings ---------------------------------------------------------------------------------
+
+def test_an_ending_by_the_council_alone_is_one_sided_and_the_entitlement_stays_active():
+    findings, pos = run([*KEPT, ended("2026-04-01", icb=False)], "2026-04-10")
+    assert pos.entitlement.status == "active"
+    [one_sided] = findings
+    assert one_sided.kind == "one-sided-ending"
+    assert one_sided.detail["ending"] | {"grounds": None} == {
+        "date": "2026-04-01", "source": "council", "reason_given": True,
+        "council_signed": True, "icb_signed": False, "grounds": None}
+    assert [v["rule"] for v in one_sided.detail["violations"]] == ["joint-ending"]
+    assert one_sided.detail["entitlement_status"] == "active"
+    assert "council-officer-1" not in repr(one_sided)  # no sign-off names
+
+
+def test_an_ending_without_reasons_or_on_a_forbidden_ground_alone_is_raised():
+    no_reason = of_kind(found([*KEPT, ended("2026-04-01", reason=None)], "2026-04-10"),
+                        "one-sided-ending")
+    assert [v["rule"] for v in no_reason[0].detail["violations"]] == ["ending-needs-reasons"]
+    refused = of_kind(found([*KEPT, ended("2026-04-01", grounds=("refused-plan",))],
+                            "2026-04-10"), "one-sided-ending")
+    assert [v["rule"] for v in refused[0].detail["violations"]] == ["forbidden-sole-ground"]
+
+
+def test_an_ending_while_on_a_cto_is_ended_on_cto_and_one_sided_as_well_when_it_is():
+    on_cto = [*KEPT[:3], legal("cto-start", "2026-03-02"), confirmed("2026-03-02")]
+    findings, pos = run([*on_cto, ended("2026-05-01")], "2026-05-10")
+    assert [f.kind for f in findings] == ["ended-on-cto"]
+    assert pos.entitlement.status == "active" and pos.on_cto
+    both = kinds([*on_cto, ended("2026-05-01", icb=False)], "2026-05-10")
+    assert both == ["ended-on-cto", "one-sided-ending"]
+
+
+def test_an_ending_with_nothing_active_to_end_is_a_source_conflict():
+    [conflict] = of_kind(found([detention("2026-01-05"), ended("2026-02-01")], "2026-02-10"),
+                         "source-conflict")
+    assert conflict.detail["violations"][0]["rule"] == "ending-needs-active-entitlement"
+
+
+def test_a_lawful_joint_ending_raises_nothing():
+    assert kinds([*KEPT, review("2026-05-01"), ended("2026-05-01")], "2027-01-01") == []
+
+
+# -- detentions told differently ---------------------------------------------------------------
+
+def test_sources_disagreeing_on_a_detentions_start_are_a_conflict_naming_both():
+    [conflict] = found([*KEPT, *council_detention("2026-01-06")], "2026-04-01")
+    assert conflict.kind == "source-conflict"
+    assert conflict.detail["field"] == "detention.start"
+    assert [(v["source"], v["value"]) for v in conflict.detail["values"]] == [
+        ("council", "2026-01-06"), ("trust-a", "2026-01-05")]
+    assert all(v["facts"] for v in conflict.detail["values"])
+
+
+def test_a_council_that_tells_the_detention_from_the_regrade_agrees():
+    trust = [detention("2026-01-05", "02"), regrade("2026-01-20", "03"),
+             practitioner("worker-17", "2026-01-21"), plan("2026-02-27"), left("2026-03-02"),
+             confirmed("2026-03-02")]
+    assert kinds([*trust, *council_detention("2026-01-20")], "2026-04-01") == []
+
+
+def test_a_council_still_holding_the_s2_disagrees_on_the_section():
+    trust = [detention("2026-01-05", "02"), regrade("2026-01-20", "03")]
+    conflict = of_kind(found([*trust, *council_detention("2026-01-05", "02")], "2026-02-01"),
+                       "source-conflict")
+    assert [c.detail["field"] for c in conflict] == ["detention.section"]
+    assert "Section 2 (02)" in conflict[0].summary and "Section 3 (03)" in conflict[0].summary
+
+
+def test_different_ends_conflict_but_a_source_not_knowing_the_end_does_not():
+    assert [f.detail["field"] for f in of_kind(
+        found([*KEPT, *council_detention("2026-01-05", end="2026-03-05")], "2026-04-01"),
+        "source-conflict")] == ["detention.end"]
+    assert kinds([*KEPT, *council_detention("2026-01-05")], "2026-04-01") == []
+
+
+def test_sources_naming_different_icbs_for_the_same_detention_conflict():
+    trust = [detention("2026-01-05", icb="ICB-X")]
+    council = council_detention("2026-01-05", icb="ICB-Y")
+    assert [f.detail["field"] for f in of_kind(found([*trust, *council], "2026-01-06"),
+                                                 "source-conflict")] == [
+        "detention.responsible_icb"]
+
+
+def test_detentions_at_different_times_are_not_compared():
+    earlier = council_detention("2024-02-01", end="2024-04-01")
+    assert kinds([*earlier, *KEPT], "2026-04-01") == []
+
+
+# -- alive or deceased -------------------------------------------------------------------------
+
+def test_sources_disagreeing_on_the_date_of_death_conflict():
+    told = [*KEPT, details(death_date=date(2026, 5, 1), as_of="2026-05-02"),
+            from_source(details(death_date=date(2026, 5, 3), as_of="2026-05-04"), "council")]
+    [conflict] = found(told, "2026-06-01")
+    assert conflict.detail["field"] == "person.death_date"
+    assert [(v["source"], v["value"]) for v in conflict.detail["values"]] == [
+        ("council", "2026-05-03"), ("pds", "2026-05-01")]
+
+
+def test_events_after_the_date_of_death_conflict_with_it():
+    [conflict] = found([*KEPT, details(death_date=date(2026, 3, 10), as_of="2026-03-11"),
+                        review("2026-04-01")], "2026-06-01")
+    assert conflict.fingerprint.startswith("source-conflict:alive-after-death")
+    assert [e["kind"] for e in conflict.detail["later_events"]] == ["review-completed"]
+
+
+# -- ordinary residence ------------------------------------------------------------------------
+
+def test_two_sources_naming_different_councils_from_the_same_date_conflict():
+    other = from_source(residence("2025-01-01", COUNCIL_B), "trust-a")
+    [conflict] = found([residence("2025-01-01", COUNCIL_A), other, *KEPT], "2026-04-01")
+    assert conflict.detail["field"] == "ordinary_residence.council_code"
+    assert conflict.detail["date"] == "2025-01-01"
+
+
+def test_one_source_moving_the_person_is_not_a_conflict():
+    assert kinds([residence("2025-01-01", COUNCIL_A), residence("2025-01-01", COUNCIL_B),
+                  residence("2025-06-01", COUNCIL_B), *KEPT], "2026-04-01") == []
