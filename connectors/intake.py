@@ -14,6 +14,7 @@ from datetime import datetime
 
 from mapping.errors import MappingError
 from register_core.adapters.inbox import Inbox, Stored, partition_for
+from register_core.domain.codec import to_json
 from register_core.domain.commands import Command
 from register_core.services.inbound import stored_error
 
@@ -36,13 +37,18 @@ class Intake:
 
     def accept(self, *, source: str, channel: str, message_id: str, message_type: str | None,
                payload: str, received_at: datetime, commands: list[Command],
-               error: MappingError | None = None, ack: str | None = None) -> Stored:
+               error: MappingError | None = None, ack: str | None = None,
+               keep_commands: bool = False) -> Stored:
+        """``keep_commands``: the commands are exactly what the worker's mapper makes of the
+        stored payload, so they are stored with it and the worker skips mapping again."""
         partition = partition_for(person_key(commands, source))
         status = "failed" if error is not None else "received"
+        kept = ([[c.kind, to_json(c)] for c in commands]
+                if keep_commands and status == "received" else None)
         stored = self.inbox.store(
             source=source, message_id=message_id, channel=channel, message_type=message_type,
             payload=payload, received_at=received_at, partition=partition, status=status,
-            error=stored_error(error) if error is not None else None, ack=ack)
+            error=stored_error(error) if error is not None else None, ack=ack, commands=kept)
         if not stored.duplicate and status == "received":
             self.notify(partition)
         return stored

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
@@ -24,6 +25,12 @@ from register_core.ports import Clock
 from register_core.services.inbound import Mapper, drain
 
 log = logging.getLogger(__name__)
+
+# The drainer waits this long after a hint before it drains, so a batch gathers what arrives
+# meanwhile: the commit is the costly part of a batch (SQLite writes each touched page to
+# the WAL, PostgreSQL flushes its WAL), and a drainer that kept up message by message spent
+# the CPU the MLLP listener needed. It delays the register by at most this, never the ACK.
+LINGER_SECONDS = 0.02
 
 
 def build_broker(url: str) -> dramatiq.Broker:
@@ -74,34 +81,76 @@ class PartitionLocks:
             local.release()
 
 
+class Hints:
+    """Drops a hint for a partition that already has one queued and not yet taken.
+
+    Only for the in-process broker, where the actor runs here and says when it takes a
+    partition; with RabbitMQ or Redis the actor runs elsewhere and every hint is sent. A
+    message stored before the actor took the partition is seen by its drain, one stored
+    after gets a hint of its own: none waits for the sweeper. Without this, a listener
+    faster than the worker queued one dramatiq message per inbox row.
+    """
+
+    def __init__(self, coalesce: bool) -> None:
+        self.coalesce = coalesce
+        self._queued: set[int] = set()
+        self._lock = threading.Lock()
+
+    def should_send(self, key: int) -> bool:
+        if not self.coalesce:
+            return True
+        with self._lock:
+            if key in self._queued:
+                return False
+            self._queued.add(key)
+            return True
+
+    def taken(self, key: int) -> None:
+        with self._lock:
+            self._queued.discard(key)
+
+
 @dataclass
 class Tasks:
     broker: dramatiq.Broker
     process_partition: dramatiq.Actor  # type: ignore[type-arg]
     sweep: dramatiq.Actor  # type: ignore[type-arg]
+    hints: Hints = field(default_factory=lambda: Hints(coalesce=False))
+    one_drainer: bool = False  # SQLite: every partition drained by one drainer (key 0)
 
     def notify(self, partition: int) -> None:
-        self.process_partition.send(partition)
+        key = 0 if self.one_drainer else partition
+        if self.hints.should_send(key):
+            self.process_partition.send(key)
 
 
 def register_actors(broker: dramatiq.Broker, engine: Engine, clock: Clock, policy: Policy,
                     mapper: Mapper) -> Tasks:
     locks = PartitionLocks(engine)
     inbox = Inbox(engine)
+    hints = Hints(coalesce=isinstance(broker, StubBroker))
+    # SQLite takes one writer at a time, so drainers of different partitions only queue for
+    # its lock; one drainer of all partitions (in id order, so each person's messages stay
+    # in order) batches whatever is waiting, where per-partition batches were mostly of one.
+    one_drainer = engine.dialect.name == "sqlite"
 
     def process_partition(partition: int) -> None:
+        target = None if one_drainer else partition
         # Drain, release, then look again: a message stored while we held the lock had its
         # hint dropped, and must not wait for the sweeper.
         while True:
             with locks.hold(partition) as mine:
+                if mine and LINGER_SECONDS:
+                    time.sleep(LINGER_SECONDS)
+                hints.taken(partition)  # from here on, a new message sends a new hint
                 if not mine:
                     return
-                drain(engine, mapper, clock, policy, partition=partition)
-            if not inbox.pending_ids(partition=partition, limit=1):
+                drain(engine, mapper, clock, policy, partition=target)
+            if not inbox.pending_ids(partition=target, limit=1):
                 return
 
     def sweep() -> None:
-        for partition in inbox.pending_partitions():
+        for partition in ([0] if one_drainer else inbox.pending_partitions()):
             process_partition_actor.send(partition)
 
     process_partition_actor = dramatiq.actor(
@@ -109,7 +158,8 @@ def register_actors(broker: dramatiq.Broker, engine: Engine, clock: Clock, polic
         max_retries=20, min_backoff=200, max_backoff=30_000)
     sweep_actor = dramatiq.actor(sweep, broker=broker, actor_name="sweep_inbox",
                                  queue_name="inbound", max_retries=0)
-    return Tasks(broker=broker, process_partition=process_partition_actor, sweep=sweep_actor)
+    return Tasks(broker=broker, process_partition=process_partition_actor, sweep=sweep_actor,
+                 hints=hints, one_drainer=one_drainer)
 
 
 def start_worker(broker: dramatiq.Broker, threads: int = 2) -> dramatiq.Worker:

@@ -6,13 +6,15 @@ answer already given, and never processed twice.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -23,6 +25,8 @@ PARTITIONS = 16  # messages of one person share a partition, drained in order by
 
 STATUSES = ("received", "applied", "failed", "rejected")
 
+_m = inbox_messages.c
+
 
 def partition_for(person_key: str | None) -> int:
     """Stable partition of a person key (NHS number or source:local id); 0 when unknown."""
@@ -32,14 +36,36 @@ def partition_for(person_key: str | None) -> int:
 
 
 def _insert_or_nothing(dialect_insert: Any) -> Any:
-    """Built once (per call it cost more than SQLite's insert): duplicates return no id."""
     return (dialect_insert(inbox_messages)
             .on_conflict_do_nothing(index_elements=["source", "message_id"])
-            .returning(inbox_messages.c.id))
+            .returning(_m.id))
 
 
-_INSERT_PG = _insert_or_nothing(pg_insert)
-_INSERT_SQLITE = _insert_or_nothing(sqlite_insert)
+# Built once: constructing statements per call cost more than SQLite running them.
+_INSERT = {"postgresql": _insert_or_nothing(pg_insert),
+           "sqlite": _insert_or_nothing(sqlite_insert)}
+_FIRST_STORED = select(_m.id, _m.status, _m.ack).where(
+    and_(_m.source == bindparam("source"), _m.message_id == bindparam("message_id")))
+_COUNT_RESENT = (update(inbox_messages).where(_m.id == bindparam("mid"))
+                 .values(resent=_m.resent + 1))
+_MARK = (update(inbox_messages).where(_m.id == bindparam("mid"))
+         .values(status=bindparam("status"), error=bindparam("error"),
+                 person_ids=bindparam("person_ids"), processed_at=bindparam("now"),
+                 attempts=_m.attempts + 1))
+_GET = select(inbox_messages).where(_m.id == bindparam("mid"))
+_PENDING = (select(_m.id).where(and_(_m.status == "received", _m.id > bindparam("after")))
+            .order_by(_m.id).limit(bindparam("limit")))
+_PENDING_IN = _PENDING.where(_m.partition == bindparam("partition"))
+_LOAD = select(inbox_messages).where(_m.id.in_(bindparam("ids", expanding=True))).order_by(_m.id)
+_LOAD_LOCKED = _LOAD.with_for_update(skip_locked=True)
+_NEXT = (select(inbox_messages).where(and_(_m.status == "received", _m.id > bindparam("after")))
+         .order_by(_m.id).limit(bindparam("limit")))
+_NEXT_IN = _NEXT.where(_m.partition == bindparam("partition"))
+# (partition given, PostgreSQL): the query; PostgreSQL locks rows so two workers never
+# process one message at once.
+_NEXT_QUERIES = {(False, False): _NEXT, (True, False): _NEXT_IN,
+                 (False, True): _NEXT.with_for_update(skip_locked=True),
+                 (True, True): _NEXT_IN.with_for_update(skip_locked=True)}
 
 
 @dataclass(frozen=True)
@@ -64,111 +90,166 @@ class InboxEntry:
     partition: int
     error: dict[str, Any] | None = None
     ack: str | None = None
+    commands: list[Any] | None = None  # [[kind, command JSON], ...] mapped on arrival
 
 
 def _entry(row: Any) -> InboxEntry:
     return InboxEntry(id=row.id, source=row.source, message_id=row.message_id,
                       channel=row.channel, message_type=row.message_type, payload=row.payload,
                       received_at=row.received_at, status=row.status, attempts=row.attempts,
-                      partition=row.partition, error=row.error, ack=row.ack)
+                      partition=row.partition, error=row.error, ack=row.ack,
+                      commands=row.commands)
 
 
 def store_message(conn: Connection, *, source: str, message_id: str, channel: str,
                   message_type: str | None, payload: str, received_at: datetime,
                   partition: int = 0, status: str = "received",
-                  error: dict[str, Any] | None = None, ack: str | None = None) -> Stored:
+                  error: dict[str, Any] | None = None, ack: str | None = None,
+                  commands: list[Any] | None = None) -> Stored:
     """Insert in the caller's transaction; on a duplicate return the first one's row."""
     values = {"source": source, "message_id": message_id, "channel": channel,
               "message_type": message_type, "payload": payload, "received_at": received_at,
               "partition": partition, "status": status, "attempts": 0, "resent": 0,
-              "error": error, "ack": ack}
-    stmt = _INSERT_PG if conn.dialect.name == "postgresql" else _INSERT_SQLITE
-    new_id = conn.execute(stmt, values).scalar()
+              "error": error, "ack": ack, "commands": commands}
+    new_id = conn.execute(_INSERT[conn.dialect.name], values).scalar()
     if new_id is not None:
         return Stored(id=new_id, duplicate=False, status=status, ack=ack)
-    existing = conn.execute(
-        select(inbox_messages.c.id, inbox_messages.c.status, inbox_messages.c.ack)
-        .where(and_(inbox_messages.c.source == source,
-                    inbox_messages.c.message_id == message_id))).one()
-    conn.execute(update(inbox_messages).where(inbox_messages.c.id == existing.id)
-                 .values(resent=inbox_messages.c.resent + 1))
+    existing = conn.execute(_FIRST_STORED, {"source": source, "message_id": message_id}).one()
+    conn.execute(_COUNT_RESENT, {"mid": existing.id})
     return Stored(id=existing.id, duplicate=True, status=existing.status, ack=existing.ack)
+
+
+class _GroupCommit:
+    """Stores from concurrent callers committed in one transaction.
+
+    Whoever finds no commit running commits every row queued so far, its own included; the
+    others wait, and return once their row is committed (by them or by an earlier leader).
+    One commit per group is one SQLite write-lock hand-off and one PostgreSQL WAL flush
+    instead of one per message, and an ACK still waits for its own row's commit.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: list[tuple[dict[str, Any], Future[Stored]]] = []
+        self._queue_lock = threading.Lock()
+        self._leader = threading.Lock()
+
+    def store(self, fields: dict[str, Any]) -> Stored:
+        outcome: Future[Stored] = Future()
+        with self._queue_lock:
+            self._queue.append((fields, outcome))
+        with self._leader:
+            if not outcome.done():
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._commit(group)
+        return outcome.result()
+
+    def _commit(self, group: list[tuple[dict[str, Any], Future[Stored]]]) -> None:
+        try:
+            with writer(self.engine, urgent=True) as conn, conn.begin():
+                results = [store_message(conn, **fields) for fields, _ in group]
+        except Exception as exc:
+            if len(group) == 1:
+                group[0][1].set_exception(exc)
+                return
+            for one in group:  # one bad row must not fail the rows stored with it
+                self._commit([one])
+            return
+        for (_, outcome), result in zip(group, results, strict=True):
+            outcome.set_result(result)
 
 
 class Inbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._group = _GroupCommit(engine)
 
     def store(self, **fields: Any) -> Stored:
-        with writer(self.engine, urgent=True) as conn, conn.begin():
-            return store_message(conn, **fields)
+        """Commit one message (grouped with concurrent callers'); return once committed."""
+        return self._group.store(fields)
 
     def record_ack(self, message_id: int, ack: str) -> None:
         """Keep the ACK we sent, so a duplicate gets the same answer and the console shows it."""
         with self.engine.begin() as conn:
-            conn.execute(update(inbox_messages).where(inbox_messages.c.id == message_id)
-                         .values(ack=ack))
+            conn.execute(update(inbox_messages).where(_m.id == message_id).values(ack=ack))
 
     def get(self, message_id: int) -> InboxEntry | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(inbox_messages)
-                               .where(inbox_messages.c.id == message_id)).first()
+            row = conn.execute(_GET, {"mid": message_id}).first()
         return _entry(row) if row else None
 
     def pending_ids(self, *, partition: int | None = None, limit: int = 500,
                     after_id: int = 0) -> list[int]:
-        query = (select(inbox_messages.c.id)
-                 .where(and_(inbox_messages.c.status == "received",
-                             inbox_messages.c.id > after_id))
-                 .order_by(inbox_messages.c.id).limit(limit))
+        params: dict[str, Any] = {"after": after_id, "limit": limit}
+        query = _PENDING
         if partition is not None:
-            query = query.where(inbox_messages.c.partition == partition)
+            query, params["partition"] = _PENDING_IN, partition
         with self.engine.connect() as conn:
-            return list(conn.execute(query).scalars())
+            return list(conn.execute(query, params).scalars())
 
     def pending_partitions(self) -> list[int]:
         with self.engine.connect() as conn:
             return list(conn.execute(
-                select(inbox_messages.c.partition).where(inbox_messages.c.status == "received")
-                .group_by(inbox_messages.c.partition)).scalars())
+                select(_m.partition).where(_m.status == "received")
+                .group_by(_m.partition)).scalars())
 
     def requeue(self, ids: Sequence[int]) -> int:
-        """Replay: put stored messages back to be processed again from their raw payload."""
+        """Replay: put stored messages back to be processed again from their raw payload
+        (the commands mapped on arrival are dropped, so a fixed code map takes effect)."""
         if not ids:
             return 0
         with self.engine.begin() as conn:
-            result = conn.execute(update(inbox_messages)
-                                  .where(inbox_messages.c.id.in_(list(ids)))
-                                  .values(status="received", error=None, processed_at=None))
+            result = conn.execute(update(inbox_messages).where(_m.id.in_(list(ids)))
+                                  .values(status="received", error=None, processed_at=None,
+                                          commands=None))
             return result.rowcount
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(inbox_messages.c.status, func.count())
-                                .group_by(inbox_messages.c.status)).all()
+            rows = conn.execute(select(_m.status, func.count()).group_by(_m.status)).all()
         return {status: count for status, count in rows}
 
 
 def load_for_processing(conn: Connection, message_id: int) -> InboxEntry | None:
     """Lock the row (PostgreSQL) so two workers never process one message at once."""
-    query = select(inbox_messages).where(inbox_messages.c.id == message_id)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    row = conn.execute(query).first()
-    return _entry(row) if row else None
+    found = load_many_for_processing(conn, [message_id])
+    return found[0] if found else None
 
 
 def load_many_for_processing(conn: Connection, message_ids: Sequence[int]
                              ) -> list[InboxEntry]:
-    query = (select(inbox_messages).where(inbox_messages.c.id.in_(list(message_ids)))
-             .order_by(inbox_messages.c.id))
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return [_entry(row) for row in conn.execute(query)]
+    query = _LOAD_LOCKED if conn.dialect.name == "postgresql" else _LOAD
+    return [_entry(row) for row in conn.execute(query, {"ids": list(message_ids)})]
+
+
+def next_received(conn: Connection, *, partition: int | None, after_id: int, limit: int
+                  ) -> list[InboxEntry]:
+    """The next ``received`` rows after ``after_id`` in arrival order, in the caller's
+    transaction (locked on PostgreSQL)."""
+    query = _NEXT_QUERIES[partition is not None, conn.dialect.name == "postgresql"]
+    params: dict[str, Any] = {"after": after_id, "limit": limit}
+    if partition is not None:
+        params["partition"] = partition
+    return [_entry(row) for row in conn.execute(query, params)]
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A processed message's new status, written with the others of its batch at once."""
+
+    message_id: int
+    status: str
+    error: dict[str, Any] | None = None
+    person_ids: list[str] | None = None
+
+
+def mark_many(conn: Connection, marks: Sequence[Mark], *, now: datetime) -> None:
+    if marks:
+        conn.execute(_MARK, [{"mid": m.message_id, "status": m.status, "error": m.error,
+                              "person_ids": m.person_ids, "now": now} for m in marks])
 
 
 def mark(conn: Connection, message_id: int, *, status: str, now: datetime,
          error: dict[str, Any] | None = None, person_ids: list[str] | None = None) -> None:
-    conn.execute(update(inbox_messages).where(inbox_messages.c.id == message_id).values(
-        status=status, error=error, person_ids=person_ids, processed_at=now,
-        attempts=inbox_messages.c.attempts + 1))
+    mark_many(conn, [Mark(message_id, status, error, person_ids)], now=now)

@@ -1,22 +1,25 @@
 """The person repository over SQLAlchemy Core: loads a person with their journal, and saves
-new facts, identifiers and the recomputed projections in the caller's transaction."""
+new facts, identifiers and the recomputed projections in the caller's transaction.
+
+Every statement is built once at import: building one per call (``select(...).where(a == b)``)
+cost several times what SQLite took to run it. The writes are in ``person_writes``.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, literal, select, union_all
 
-from register_core.domain.codec import command_from_json, to_json
-from register_core.domain.errors import ConcurrentChange
+from register_core.domain.codec import command_from_json
+from register_core.domain.commands import MergePersons
 from register_core.domain.model import Fact, Identifier, Person
 from register_core.domain.position import Position
 
-from .tables import detentions, entitlements, facts, person_identifiers, persons, register_changes
-
-_DEMOGRAPHICS = ("nhs_number", "nhs_number_verified", "family_name", "given_name", "birth_date",
-                 "sex", "postcode", "gp_practice_ods", "death_date")
+from .person_writes import DEMOGRAPHICS as _DEMOGRAPHICS
+from .person_writes import PersonRows, WriteBuffer
+from .tables import entitlements, facts, person_identifiers, persons
 
 
 def _text(value: Any) -> str | None:
@@ -47,87 +50,157 @@ def projection_values(person: Person, position: Position | None) -> dict[str, st
     return values
 
 
-# Built once: constructing statements per call cost more than SQLite running them.
-_UPDATE_PERSON = (update(persons)
-                  .where(and_(persons.c.id == bindparam("pid"),
-                              persons.c.version == bindparam("old_version")))
-                  .values({name: bindparam(name) for name in _DEMOGRAPHICS}
-                          | {"version": bindparam("new_version"),
-                             "updated_at": bindparam("now")}))
-_INSERT_IDENTIFIER = insert(person_identifiers)
-_INSERT_FACTS = insert(facts)
-_INSERT_CHANGES = insert(register_changes)
-_INSERT_ENTITLEMENT = insert(entitlements)
-_ENTITLEMENT_COLUMNS = [c.name for c in entitlements.columns if c.name != "person_id"]
-_UPDATE_ENTITLEMENT = (update(entitlements)
-                       .where(entitlements.c.person_id == bindparam("pid"))
-                       .values({name: bindparam(name) for name in _ENTITLEMENT_COLUMNS}))
-_DELETE_DETENTIONS = delete(detentions).where(detentions.c.person_id == bindparam("pid"))
-_INSERT_DETENTIONS = insert(detentions)
+# One round trip for both identity look-ups; ``k`` says which key matched.
+_LOCATE = union_all(
+    select(literal("n").label("k"), persons.c.id.label("pid"))
+    .where(persons.c.nhs_number == bindparam("nhs")),
+    select(literal("l").label("k"), person_identifiers.c.person_id.label("pid"))
+    .where(and_(person_identifiers.c.source == bindparam("source"),
+                person_identifiers.c.value == bindparam("value"))))
+_BY_NHS = select(persons.c.id).where(persons.c.nhs_number == bindparam("nhs"))
+_BY_IDENTIFIER = select(person_identifiers.c.person_id).where(and_(
+    person_identifiers.c.source == bindparam("source"),
+    person_identifiers.c.value == bindparam("value")))
+# The person row and their entitlement projection (the "before" of the change history).
+_ENTITLEMENT_READ = [c.label(f"e_{c.name}") for c in entitlements.columns]
+_GET_PERSON = (select(persons, *_ENTITLEMENT_READ)
+               .select_from(persons.outerjoin(entitlements))
+               .where(persons.c.id == bindparam("pid")))
+_GET_PERSON_LOCKED = _GET_PERSON.with_for_update(of=persons)
+_GET_IDENTIFIERS = (select(person_identifiers.c.source, person_identifiers.c.value)
+                    .where(person_identifiers.c.person_id == bindparam("pid"))
+                    .order_by(person_identifiers.c.id))
+_GET_FACTS = (select(facts.c.id, facts.c.seq, facts.c.kind, facts.c.payload,
+                     facts.c.retracted_by)
+              .where(facts.c.person_id == bindparam("pid")).order_by(facts.c.seq))
 
 
 class SqlPersonRepository:
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
+        self._postgres = connection.dialect.name == "postgresql"
+        # What the database holds (or will once the buffer is flushed), per person.
         self._loaded: dict[str, dict[str, str | None]] = {}
         self._stored_identifiers: dict[str, set[Identifier]] = {}
-        self._stored_detentions: dict[str, list[tuple[Any, ...]]] = {}
+        self._stored_detentions: dict[str, list[Any]] = {}
+        self._stored_version: dict[str, int] = {}
+        self._has_entitlement: set[str] = set()
+        self._writes = WriteBuffer()
+        self._defer = False
+        # Persons as this transaction wrote them, when the caller asked to keep them.
+        self._keep = False
+        self._persons: dict[str, Person] = {}
+        self._by_nhs: dict[str, str] = {}
+        self._by_identifier: dict[tuple[str, str], str] = {}
+
+    # -- a batch in one transaction ------------------------------------------------------
+
+    def batch_mode(self) -> None:
+        """For many commands in one transaction (the inbound worker): a person read or saved
+        earlier in it is served from memory, and writes wait for ``flush``, which the
+        caller must call before it commits or reads the register tables itself. After
+        rolling back to a savepoint taken after a flush, call ``rolled_back``."""
+        self._keep = self._defer = True
+
+    def flush(self) -> None:
+        if self._writes:
+            self._writes.flush(self.conn)
+
+    def forget(self) -> None:
+        """Write what is pending, then read everything again when needed."""
+        self.flush()
+        self._drop_remembered()
+
+    def rolled_back(self) -> None:
+        """The transaction went back to a savepoint taken after the last flush: drop the
+        writes since and what was remembered about stored state."""
+        self._writes.clear()
+        self._drop_remembered()
+
+    def _drop_remembered(self) -> None:
+        for remembered in (self._persons, self._by_nhs, self._by_identifier, self._loaded,
+                           self._stored_identifiers, self._stored_detentions,
+                           self._stored_version, self._has_entitlement):
+            remembered.clear()
+
+    def _remember(self, person: Person) -> None:
+        if not self._keep:
+            return
+        self._persons[person.id] = person
+        if person.nhs_number:
+            self._by_nhs[person.nhs_number] = person.id
+        for ident in person.identifiers:
+            self._by_identifier[ident.source, ident.value] = person.id
 
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, person_id: str, *, for_update: bool = False) -> Person | None:
-        query = select(persons).where(persons.c.id == person_id)
-        if for_update and self.conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = self.conn.execute(query).mappings().first()
+        kept = self._persons.get(person_id)
+        if kept is not None:
+            return kept  # read (and locked, on PostgreSQL) or created by this transaction
+        query = _GET_PERSON_LOCKED if for_update and self._postgres else _GET_PERSON
+        row = self.conn.execute(query, {"pid": person_id}).mappings().first()
         if row is None:
             return None
         person = Person(id=row["id"], version=row["version"],
                         **{name: row[name] for name in _DEMOGRAPHICS})
-        person.identifiers = [
-            Identifier(r.source, r.value) for r in self.conn.execute(
-                select(person_identifiers.c.source, person_identifiers.c.value)
-                .where(person_identifiers.c.person_id == person_id)
-                .order_by(person_identifiers.c.id))]
+        person.identifiers = [Identifier(r.source, r.value) for r in self.conn.execute(
+            _GET_IDENTIFIERS, {"pid": person_id})]
         person.facts = [
             Fact(id=r.id, seq=r.seq, command=command_from_json(r.kind, r.payload),
                  retracted_by=r.retracted_by)
-            for r in self.conn.execute(
-                select(facts.c.id, facts.c.seq, facts.c.kind, facts.c.payload,
-                       facts.c.retracted_by)
-                .where(facts.c.person_id == person_id).order_by(facts.c.seq))]
-        self._loaded[person_id] = self._stored_projection(person)
+            for r in self.conn.execute(_GET_FACTS, {"pid": person_id})]
+        self._loaded[person_id] = self._stored_projection(person, row)
         self._stored_identifiers[person_id] = set(person.identifiers)
+        self._stored_version[person_id] = person.version
+        self._remember(person)
         return person
 
+    def locate(self, nhs_number: str | None, source: str, local_id: str | None
+               ) -> tuple[str | None, str | None]:
+        """(person id by NHS number, person id by the source's identifier), each or None.
+
+        A key of a person this transaction holds is answered from memory (in batch mode its
+        rows may not be written yet); only the others are looked up, in one round trip."""
+        by_nhs = self._by_nhs.get(nhs_number) if nhs_number else None
+        by_local = self._by_identifier.get((source, local_id)) if local_id else None
+        find_nhs = nhs_number if nhs_number and by_nhs is None else None
+        find_local = local_id if local_id and by_local is None else None
+        if find_nhs and find_local:
+            found = dict(self.conn.execute(_LOCATE, {"nhs": find_nhs, "source": source,
+                                                     "value": find_local}).all())
+            return found.get("n"), found.get("l")
+        if find_nhs:
+            by_nhs = self.id_by_nhs_number(find_nhs)
+        if find_local:
+            by_local = self.id_by_identifier(source, find_local)
+        return by_nhs, by_local
+
     def id_by_nhs_number(self, nhs_number: str) -> str | None:
-        return self.conn.execute(
-            select(persons.c.id).where(persons.c.nhs_number == nhs_number)).scalar()
+        return self.conn.execute(_BY_NHS, {"nhs": nhs_number}).scalar()
 
     def id_by_identifier(self, source: str, value: str) -> str | None:
-        return self.conn.execute(
-            select(person_identifiers.c.person_id).where(and_(
-                person_identifiers.c.source == source, person_identifiers.c.value == value))
-        ).scalar()
+        return self.conn.execute(_BY_IDENTIFIER, {"source": source, "value": value}).scalar()
 
-    def _stored_projection(self, person: Person) -> dict[str, str | None]:
+    def _stored_projection(self, person: Person, row: Any) -> dict[str, str | None]:
         values = {f"person.{name}": _text(getattr(person, name)) for name in _DEMOGRAPHICS}
-        row = self.conn.execute(
-            select(entitlements).where(entitlements.c.person_id == person.id)
-        ).mappings().first()
-        self._stored_detentions[person.id] = (row["detentions"] or []) if row else []
-        if row is not None:
+        has_entitlement = row["e_person_id"] is not None
+        if has_entitlement:
+            self._has_entitlement.add(person.id)
+        self._stored_detentions[person.id] = (row["e_detentions"] or []
+                                              if has_entitlement else [])
+        if has_entitlement:
             values.update({
-                "entitlement.status": row["status"],
-                "entitlement.start": _text(row["start"]),
-                "entitlement.trigger_section": row["trigger_section"],
-                "entitlement.responsible_council": row["responsible_council"],
-                "entitlement.responsible_icb": row["responsible_icb"],
-                "entitlement.named_practitioner": row["named_practitioner"],
-                "entitlement.aftercare_plan_date": _text(row["aftercare_plan_date"]),
-                "entitlement.next_review_due": _text(row["next_review_due"]),
-                "entitlement.ended": _text(row["ended_date"]),
-                "entitlement.on_cto": _text(row["on_cto"]),
+                "entitlement.status": row["e_status"],
+                "entitlement.start": _text(row["e_start"]),
+                "entitlement.trigger_section": row["e_trigger_section"],
+                "entitlement.responsible_council": row["e_responsible_council"],
+                "entitlement.responsible_icb": row["e_responsible_icb"],
+                "entitlement.named_practitioner": row["e_named_practitioner"],
+                "entitlement.aftercare_plan_date": _text(row["e_aftercare_plan_date"]),
+                "entitlement.next_review_due": _text(row["e_next_review_due"]),
+                "entitlement.ended": _text(row["e_ended_date"]),
+                "entitlement.on_cto": _text(row["e_on_cto"]),
             })
         return values
 
@@ -141,71 +214,66 @@ class SqlPersonRepository:
         two writers never both "win" (the caller retries the whole unit of work).
         """
         before = self._loaded.get(person.id, {})
-        row = {name: getattr(person, name) for name in _DEMOGRAPHICS}
-        created = person.version == 0
-        if created:
-            self.conn.execute(insert(persons).values(
-                id=person.id, version=1, created_at=now, updated_at=now, **row))
-            person.version = 1
-        else:
-            result = self.conn.execute(_UPDATE_PERSON, {
-                **row, "pid": person.id, "old_version": person.version,
-                "new_version": person.version + 1, "now": now})
-            if result.rowcount != 1:
-                raise ConcurrentChange("the person was changed by another writer",
-                                       field="person", rule="optimistic-lock")
-            person.version += 1
+        rows = self._writes.persons.get(person.id)
+        if rows is None:
+            created = person.version == 0
+            rows = PersonRows(demographics={}, version=0, updated_at=now,
+                              created_at=now if created else None,
+                              stored_version=self._stored_version.get(person.id,
+                                                                      person.version))
+            self._writes.persons[person.id] = rows
+        person.version += 1
+        rows.demographics = {name: getattr(person, name) for name in _DEMOGRAPHICS}
+        rows.version, rows.updated_at = person.version, now
+        merged = any(isinstance(f.command, MergePersons) for f in person.new_facts)
         self._save_identifiers(person)
         self._save_facts(person, now)
-        self._save_projection(person, position, now, created=created)
+        self._save_projection(person, position, now, rows)
         after = projection_values(person, position)
         changes = [(name, before.get(name), value) for name, value in after.items()
                    if before.get(name) != value]
-        if changes:
-            self.conn.execute(_INSERT_CHANGES, [
-                {"person_id": person.id, "field": name, "old_value": old, "new_value": new,
-                 "source": source, "source_ref": source_ref, "recorded_by": recorded_by,
-                 "at": now} for name, old, new in changes])
+        self._writes.changes.extend(
+            {"person_id": person.id, "field": name, "old_value": old, "new_value": new,
+             "source": source, "source_ref": source_ref, "recorded_by": recorded_by,
+             "at": now} for name, old, new in changes)
+        if merged:
+            # A merge moves an identifier off another person, whom this transaction may
+            # have read already: write it now and read everyone again.
+            self.forget()
+        elif not self._defer:
+            self.flush()
         self._loaded[person.id] = after
+        self._stored_version[person.id] = person.version
+        self._has_entitlement.add(person.id)
+        if not merged:
+            self._remember(person)
         return changes
 
     def _save_identifiers(self, person: Person) -> None:
         known = self._stored_identifiers.setdefault(person.id, set())
         for ident in person.identifiers:
-            if ident in known:
-                continue
-            known.add(ident)
-            owner = self.id_by_identifier(ident.source, ident.value)
-            if owner is None:
-                self.conn.execute(_INSERT_IDENTIFIER, {
-                    "person_id": person.id, "source": ident.source, "value": ident.value})
-            elif owner != person.id:
-                # A merge moves the identifier to the surviving record (ADT A40).
-                self.conn.execute(update(person_identifiers).where(and_(
-                    person_identifiers.c.source == ident.source,
-                    person_identifiers.c.value == ident.value)).values(person_id=person.id))
+            if ident not in known:
+                known.add(ident)
+                self._writes.identifiers[ident.source, ident.value] = person.id
 
     def _save_facts(self, person: Person, now: datetime) -> None:
         new = person.new_facts
-        if new:
-            self.conn.execute(_INSERT_FACTS, [{
-                "person_id": person.id, "seq": f.seq, "kind": f.kind, "effective": f.effective,
-                "payload": to_json(f.command), "source": f.command.provenance.source,
-                "source_ref": f.command.provenance.source_ref,
-                "received_at": f.command.provenance.received_at,
-                "recorded_by": f.command.provenance.recorded_by, "recorded_at": now,
-                "retracted_by": f.retracted_by} for f in new])
+        self._writes.facts.extend((person.id, f, now) for f in new)
         new_seqs = {f.seq for f in new}
-        for fact in person.facts:
-            if fact.id is not None and fact.retracted_by in new_seqs:
-                self.conn.execute(update(facts).where(facts.c.id == fact.id)
-                                  .values(retracted_by=fact.retracted_by))
+        if new_seqs:
+            self._writes.retractions.extend(
+                {"pid": person.id, "fseq": f.seq, "by": f.retracted_by} for f in person.facts
+                if f.retracted_by in new_seqs and f.seq not in new_seqs)
         person.new_facts = []
 
-    def _save_projection(self, person: Person, position: Position, now: datetime, *,
-                         created: bool) -> None:
+    def _save_projection(self, person: Person, position: Position, now: datetime,
+                         rows: PersonRows) -> None:
         ent = position.entitlement
-        values = {
+        episodes = [[d.ref, d.section, _text(d.start), _text(d.end), d.end_reason,
+                     d.provider_ods] for d in position.detentions]
+        if rows.entitlement is None:
+            rows.entitlement_exists = person.id in self._has_entitlement
+        rows.entitlement = {
             "status": ent.status, "start": ent.start, "pending_since": ent.pending_since,
             "trigger_section": ent.trigger_section, "trigger_episode": ent.trigger_episode,
             "responsible_council": ent.responsible_council,
@@ -219,22 +287,12 @@ class SqlPersonRepository:
                        "icb_signoff": ent.ended.icb_signoff} if ent.ended else None),
             "on_cto": position.on_cto, "in_hospital": position.in_hospital,
             "explain": {k: v.as_dict() for k, v in position.explain.items()},
-            "as_of": position.as_of, "updated_at": now,
+            "as_of": position.as_of, "updated_at": now, "detentions": episodes,
         }
-        episodes = [[d.ref, d.section, _text(d.start), _text(d.end), d.end_reason,
-                     d.provider_ods] for d in position.detentions]
-        values["detentions"] = episodes
-        if created or self.conn.execute(_UPDATE_ENTITLEMENT,
-                                        {**values, "pid": person.id}).rowcount == 0:
-            self.conn.execute(_INSERT_ENTITLEMENT, {**values, "person_id": person.id})
         # The detentions table is rewritten only when the episodes really changed.
-        if episodes == self._stored_detentions.get(person.id):
-            return
-        self._stored_detentions[person.id] = episodes
-        if not created:
-            self.conn.execute(_DELETE_DETENTIONS, {"pid": person.id})
-        if position.detentions:
-            self.conn.execute(_INSERT_DETENTIONS, [{
+        if episodes != self._stored_detentions.get(person.id):
+            self._stored_detentions[person.id] = episodes
+            rows.detentions = [{
                 "person_id": person.id, "ref": d.ref, "section": d.section, "start": d.start,
                 "end": d.end, "end_reason": d.end_reason, "provider_ods": d.provider_ods}
-                for d in position.detentions])
+                for d in position.detentions]

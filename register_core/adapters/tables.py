@@ -223,6 +223,9 @@ inbox_messages = Table(
     Column("ack", Text),
     Column("person_ids", Json),
     Column("processed_at", DateTime(timezone=True)),
+    # [[kind, command], ...] as mapped on arrival: the worker applies these instead of
+    # parsing the payload again; replay clears them so the payload is mapped afresh.
+    Column("commands", Json),
     UniqueConstraint("source", "message_id", name="uq_inbox_messages_source_message_id"),
     Index("ix_inbox_messages_status_partition_id", "status", "partition", "id"),
     Index("ix_inbox_messages_received_at", "received_at"),
@@ -235,4 +238,81 @@ poll_cursors = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("failures", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime(timezone=True)),
+)
+
+# -- outbound (issue 5) ----------------------------------------------------------------------
+
+subscriptions = Table(
+    "subscriptions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("display_name", String(200), nullable=False),
+    Column("endpoint", String(500), nullable=False),
+    Column("config", Json, nullable=False),  # credentials, change filter, retry, HL7 header
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per status change: the state partners are told of, snapshotted in the transaction
+# of the change (rendered per subscriber kind only when sent).
+outbound_changes = Table(
+    "outbound_changes", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("person_id", String(36), nullable=False, index=True),
+    Column("changes", Json, nullable=False),
+    Column("document", Json, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# The outbox: one row per (change, subscriber). The row is the truth; broker messages are
+# hints. ``id`` orders deliveries of one subscriber and person (sent strictly in that order).
+outbound_deliveries = Table(
+    "outbound_deliveries", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("change_id", BigId, ForeignKey("outbound_changes.id"), nullable=False),
+    Column("subscription_id", String(64), nullable=False),
+    Column("person_id", String(36), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("idempotency_key", String(36), nullable=False, unique=True),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claim", String(36)),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("last_status_code", Integer),
+    Column("last_error", Json),
+    Column("response_body", Text),
+    Column("manual_retries", Integer, nullable=False, default=0),
+    Column("warned_at", DateTime(timezone=True)),
+    Column("breached_at", DateTime(timezone=True)),
+    Index("ix_outbound_deliveries_status_next", "status", "next_attempt_at"),
+    Index("ix_outbound_deliveries_sub_person_id", "subscription_id", "person_id", "id"),
+)
+# Partial indexes: claims and SLA checks look only at open rows, which stay few however
+# long the delivered history grows.
+_WAITING = outbound_deliveries.c.status.in_(("pending", "retrying"))
+_OPEN = outbound_deliveries.c.status.in_(("pending", "sending", "retrying", "failed"))
+Index("ix_outbound_deliveries_waiting", outbound_deliveries.c.subscription_id,
+      outbound_deliveries.c.id, postgresql_where=_WAITING, sqlite_where=_WAITING)
+Index("ix_outbound_deliveries_open_due", outbound_deliveries.c.due_at,
+      postgresql_where=_OPEN, sqlite_where=_OPEN)
+
+# Best-effort SLA alerts sent to the configured webhook, kept whether or not they got through.
+delivery_alerts = Table(
+    "delivery_alerts", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigId, nullable=False, index=True),
+    Column("kind", String(10), nullable=False),  # warning | breach
+    Column("url", String(500)),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("payload", Json, nullable=False),
 )

@@ -48,13 +48,8 @@ def locate_person(uow: SqlUnitOfWork, command: Command) -> tuple[Person | None, 
     Never links two records with different valid NHS numbers (standards.md section 4).
     """
     ref = command.person
-    source = command.provenance.source
-    by_nhs = by_local = None
-    if ref.nhs_number:
-        by_nhs = uow.persons.id_by_nhs_number(nhs_number.validate(ref.nhs_number,
-                                                                  "person.nhs_number"))
-    if ref.local_id:
-        by_local = uow.persons.id_by_identifier(source, ref.local_id)
+    nhs = nhs_number.validate(ref.nhs_number, "person.nhs_number") if ref.nhs_number else None
+    by_nhs, by_local = uow.persons.locate(nhs, command.provenance.source, ref.local_id)
     if by_nhs and by_local and by_nhs != by_local and not isinstance(command, MergePersons):
         raise IdentityConflict(
             "the source's local identifier belongs to a person with another NHS number",
