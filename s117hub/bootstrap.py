@@ -8,9 +8,12 @@ import dramatiq
 from sqlalchemy import Engine
 
 from connectors.inbound_mapper import make_mapper
+from connectors.outbound.actors import OutboundTasks, register_outbound_actors
+from connectors.outbound.settings import OutboundSettings
 from register_core.adapters.database import make_engine, migrate
 from register_core.adapters.inbox import Inbox
 from register_core.adapters.sources import SourceRegistry
+from register_core.adapters.subscriptions import SubscriptionRegistry
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.position import Policy
 from register_core.ports import Clock, SystemClock
@@ -29,6 +32,8 @@ class Hub:
     inbox: Inbox
     broker: dramatiq.Broker
     tasks: Tasks
+    subscriptions: SubscriptionRegistry
+    outbound: OutboundTasks
     file_config: FileConfig = field(default_factory=FileConfig)
 
     def uow(self) -> SqlUnitOfWork:
@@ -39,6 +44,7 @@ class Hub:
         self.tasks.notify(partition)
 
     def close(self) -> None:
+        self.outbound.close()
         self.broker.close()
         self.engine.dispose()
 
@@ -58,5 +64,9 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None,
     sources = SourceRegistry(engine)
     broker = build_broker(settings.broker_url)
     tasks = register_actors(broker, engine, clock, policy, make_mapper(sources))
+    subscriptions = SubscriptionRegistry(engine)
+    outbound = register_outbound_actors(broker, engine, clock, registry=subscriptions,
+                                        settings=OutboundSettings())
     return Hub(settings=settings, engine=engine, clock=clock, policy=policy, sources=sources,
-               inbox=Inbox(engine), broker=broker, tasks=tasks, file_config=file_config)
+               inbox=Inbox(engine), broker=broker, tasks=tasks, subscriptions=subscriptions,
+               outbound=outbound, file_config=file_config)

@@ -93,6 +93,7 @@ def _hub(settings: Settings):  # type: ignore[no-untyped-def]
     migrate(settings.database_url)
     hub = bootstrap(settings)
     hub.sources.preload(hub.file_config.sources, hub.clock.now())
+    hub.subscriptions.preload(hub.file_config.subscriptions, hub.clock.now())
     return hub
 
 

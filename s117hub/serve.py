@@ -16,6 +16,7 @@ from connectors.council.poller import PollerLoop
 from connectors.fhir.poller import FhirPollRunner
 from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.hl7v2.server import MllpServer
+from connectors.outbound.actors import OutboundSweeper
 
 from .api.app import create_app
 from .bootstrap import Hub
@@ -100,11 +101,13 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
     False for RabbitMQ/Redis, where ``s117hub worker`` processes do the work."""
     if with_worker is None:
         with_worker = hub.settings.broker_url.startswith("stub")
-    worker = sweeper = pollers = None
+    worker = sweeper = outbound_sweeper = pollers = None
     if with_worker:
         worker = start_worker(hub.broker, threads=worker_threads)
         sweeper = Sweeper(hub.tasks)
         sweeper.start()
+        outbound_sweeper = OutboundSweeper(hub.outbound)
+        outbound_sweeper.start()
     if with_pollers:
         pollers = Pollers(hub)
         pollers.start()
@@ -117,6 +120,8 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
     finally:
         if pollers is not None:
             pollers.stop()
+        if outbound_sweeper is not None:
+            outbound_sweeper.stop()
         if sweeper is not None:
             sweeper.stop()
         if worker is not None:
@@ -129,10 +134,13 @@ def run_worker(hub: Hub, threads: int = 4) -> None:
     worker = start_worker(hub.broker, threads=threads)
     sweeper = Sweeper(hub.tasks)
     sweeper.start()
+    outbound_sweeper = OutboundSweeper(hub.outbound)
+    outbound_sweeper.start()
     log.info("worker running with %s threads", threads)
     try:
         signal_wait()
     finally:
+        outbound_sweeper.stop()
         sweeper.stop()
         worker.stop()
         hub.close()

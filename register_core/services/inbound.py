@@ -9,25 +9,33 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from mapping.errors import MappingError
 from register_core.adapters import inbox
 from register_core.adapters.database import urgent_writers_waiting
 from register_core.adapters.unit_of_work import SqlUnitOfWork
+from register_core.domain.codec import command_from_json
 from register_core.domain.commands import Command
 from register_core.domain.errors import ConcurrentChange, RegisterError
 from register_core.domain.position import Policy
 from register_core.ports import Clock
 
 from .handlers import Applied, record_command
+from .outbound import enqueue_status_changes
 
 log = logging.getLogger(__name__)
 
-SQLITE_BATCH_SECONDS = 0.02  # hold SQLite's one write lock briefly; ACKs wait behind it
+# How long a batch holds SQLite's one write lock; an ACK waiting to store queues behind it.
+# Yielding to such a writer after every message (as before) made batches of one or two, and
+# a batch's commit costs as much as applying a couple of messages (SQLite writes each page
+# it touched to the WAL): 20 ms batches doubled the MLLP throughput with everything in one
+# process, because the listener's own stores then commit several messages at once.
+SQLITE_BATCH_SECONDS = 0.02
 
 # Turns a stored message into canonical commands (the mapping layer, per channel and source).
 Mapper = Callable[[inbox.InboxEntry], list[Command]]
@@ -39,6 +47,152 @@ class Outcome:
     status: str  # applied | failed | skipped
     error: dict[str, object] | None = None
     applied: list[Applied] = field(default_factory=list)
+    received_at: datetime | None = None  # when the hub received the notice (SLA start)
+
+
+def commands_of(entry: inbox.InboxEntry, mapper: Mapper) -> list[Command]:
+    """The commands mapped when the message arrived, else the raw payload mapped now."""
+    if entry.commands is not None:
+        return [command_from_json(kind, data) for kind, data in entry.commands]
+    return mapper(entry)
+
+
+# The rows a batch works through, loaded (and on PostgreSQL locked) a chunk at a time as the
+# batch reaches them, so a batch cut short by its time budget has not read a hundred payloads.
+# Chunks start small and double: a SQLite batch that yields to the MLLP listener after a
+# message or two read (and decoded) 32 rows only to read them again in the next batch.
+Rows = Callable[[Connection], Iterator[tuple[int, inbox.InboxEntry | None]]]
+FIRST_CHUNK, CHUNK = 4, 32
+
+
+def _by_ids(message_ids: Sequence[int]) -> Rows:
+    def rows(conn: Connection) -> Iterator[tuple[int, inbox.InboxEntry | None]]:
+        for start in range(0, len(message_ids), CHUNK):
+            chunk = message_ids[start:start + CHUNK]
+            found = {e.id: e for e in inbox.load_many_for_processing(conn, chunk)}
+            for message_id in chunk:
+                yield message_id, found.get(message_id)
+    return rows
+
+
+def _received_after(partition: int | None, after_id: int, limit: int) -> Rows:
+    """The next ``received`` rows, read in the batch's own transaction: one query where
+    listing ids on another connection and then loading them took two."""
+    def rows(conn: Connection) -> Iterator[tuple[int, inbox.InboxEntry | None]]:
+        cursor, left, size = after_id, limit, FIRST_CHUNK
+        while left > 0:
+            want = min(size, left)
+            chunk = inbox.next_received(conn, partition=partition, after_id=cursor, limit=want)
+            for entry in chunk:
+                yield entry.id, entry
+            if len(chunk) < want:
+                return
+            cursor, left, size = chunk[-1].id, left - want, min(size * 2, CHUNK)
+    return rows
+
+
+class _Refused(Exception):
+    """A message failed in a run without its own savepoint: the batch is redone."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
+
+
+def _batch(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Policy | None,
+           time_budget: float | None) -> tuple[list[Outcome], bool]:
+    """Apply rows in arrival order in one transaction: (outcomes, whether the rows ran out).
+
+    One commit covers the batch (a commit per message was most of the cost on PostgreSQL),
+    and a crash before it leaves every row ``received``. A message the rules refuse is rolled
+    back alone and marked failed: the batch runs first without savepoints (two statements a
+    message, round trips on PostgreSQL), and if a message is refused the whole transaction is
+    rolled back and redone with a SAVEPOINT around each message from that one on.
+    Raises ConcurrentChange (nothing committed) for the caller to retry. ``time_budget``
+    (seconds) ends the batch early, so a long batch never holds SQLite's single write lock
+    while the MLLP listener waits to store (and ACK) a message.
+    """
+    guarded_from: int | None = None
+    while True:
+        try:
+            return _apply(engine, rows, mapper, clock, policy, time_budget, guarded_from)
+        except _Refused as refused:
+            guarded_from = refused.position  # strictly smaller each time: this ends
+
+
+def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Policy | None,
+           time_budget: float | None, guarded_from: int | None) -> tuple[list[Outcome], bool]:
+    outcomes: list[Outcome] = []
+    marks: list[inbox.Mark] = []
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+    exhausted = True
+    with SqlUnitOfWork(engine) as uow:
+        conn = uow.connection
+        # A person's next message in the batch reads no row again, and rows are written
+        # once per batch (see person_writes); flushed before the marks and the commit.
+        uow.persons.batch_mode()
+        for position, (message_id, entry) in enumerate(rows(conn)):
+            if outcomes and deadline is not None and time.monotonic() > deadline:
+                exhausted = False
+                break  # commit what is done; the rest comes in the next batch
+            if entry is None or entry.status != "received":
+                outcomes.append(Outcome(message_id, "skipped"))
+                continue
+            savepoint = None
+            if guarded_from is not None and position >= guarded_from:
+                uow.persons.flush()  # so that the savepoint holds this message's writes only
+                savepoint = conn.begin_nested()
+            try:
+                commands = commands_of(entry, mapper)
+                applied = [record_command(c, uow, clock, policy) for c in commands]
+            except ConcurrentChange:
+                raise  # the whole batch is retried
+            except (MappingError, RegisterError) as exc:
+                if savepoint is None:
+                    raise _Refused(position) from exc
+                savepoint.rollback()
+                uow.persons.rolled_back()
+                error = stored_error(exc)
+                marks.append(inbox.Mark(message_id, "failed", error=error))
+                log.info("inbound message failed", extra={"message_id": message_id})
+                outcomes.append(Outcome(message_id, "failed", error=error))
+                continue
+            if savepoint is not None:
+                uow.persons.flush()
+                savepoint.commit()
+            marks.append(inbox.Mark(message_id, "applied",
+                                    person_ids=sorted({a.person_id for a in applied})))
+            outcomes.append(Outcome(message_id, "applied", applied=applied,
+                                    received_at=entry.received_at))
+        uow.persons.flush()
+        # Status changes partners must hear of: one delivery per subscriber, committed with
+        # the change itself (transactional outbox; the SLA clock starts at receipt).
+        received = {o.message_id: o.received_at for o in outcomes if o.received_at}
+        for outcome in outcomes:
+            for applied in outcome.applied:
+                enqueue_status_changes(conn, applied, received.get(outcome.message_id)
+                                       or clock.now(), clock.now())
+        inbox.mark_many(conn, marks, now=clock.now())
+        uow.commit()
+    return outcomes, exhausted
+
+
+def _with_retry(run: Callable[[], tuple[list[Outcome], bool]], attempts: int
+                ) -> tuple[list[Outcome], bool]:
+    for _ in range(attempts - 1):
+        try:
+            return run()
+        except ConcurrentChange:
+            continue
+    return run()
+
+
+def process_batch(engine: Engine, message_ids: Sequence[int], mapper: Mapper, clock: Clock,
+                  policy: Policy | None = None, *, time_budget: float | None = None
+                  ) -> list[Outcome]:
+    """Apply these stored messages in order in one transaction (see ``_batch``); one not
+    ``received`` any more is skipped. Raises ConcurrentChange for the caller to retry."""
+    return _batch(engine, _by_ids(message_ids), mapper, clock, policy, time_budget)[0]
 
 
 def process_message(engine: Engine, message_id: int, mapper: Mapper, clock: Clock,
@@ -47,83 +201,31 @@ def process_message(engine: Engine, message_id: int, mapper: Mapper, clock: Cloc
     return process_batch(engine, [message_id], mapper, clock, policy)[0]
 
 
-def process_batch(engine: Engine, message_ids: Sequence[int], mapper: Mapper, clock: Clock,
-                  policy: Policy | None = None, *, time_budget: float | None = None
-                  ) -> list[Outcome]:
-    """Apply several stored messages in arrival order in one transaction.
-
-    Each message runs in its own SAVEPOINT, so a message the rules refuse is rolled back alone
-    and marked failed, while one commit covers the batch (a commit per message was most of
-    the cost on PostgreSQL). A crash before the commit leaves every row ``received``.
-    Raises ConcurrentChange (nothing committed) for the caller to retry. ``time_budget``
-    (seconds) ends the batch early, so a long batch never holds SQLite's single write lock
-    while the MLLP listener waits to store (and ACK) a message.
-    """
-    outcomes: list[Outcome] = []
-    deadline = None if time_budget is None else time.monotonic() + time_budget
-    with SqlUnitOfWork(engine) as uow:
-        conn = uow.connection
-        entries = {e.id: e for e in inbox.load_many_for_processing(conn, message_ids)}
-        for message_id in message_ids:
-            if outcomes and ((deadline is not None and time.monotonic() > deadline)
-                             or urgent_writers_waiting(engine)):
-                break  # commit what is done; the rest comes in the next batch
-            entry = entries.get(message_id)
-            if entry is None or entry.status != "received":
-                outcomes.append(Outcome(message_id, "skipped"))
-                continue
-            savepoint = conn.begin_nested()
-            try:
-                commands = mapper(entry)
-                applied = [record_command(c, uow, clock, policy) for c in commands]
-            except ConcurrentChange:
-                savepoint.rollback()
-                raise
-            except (MappingError, RegisterError) as exc:
-                savepoint.rollback()
-                error = stored_error(exc)
-                inbox.mark(conn, message_id, status="failed", now=clock.now(), error=error)
-                log.info("inbound message failed", extra={"message_id": message_id})
-                outcomes.append(Outcome(message_id, "failed", error=error))
-                continue
-            savepoint.commit()
-            inbox.mark(conn, message_id, status="applied", now=clock.now(),
-                       person_ids=sorted({a.person_id for a in applied}))
-            outcomes.append(Outcome(message_id, "applied", applied=applied))
-        uow.commit()
-    return outcomes
-
-
 def process_with_retry(engine: Engine, message_ids: Sequence[int], mapper: Mapper,
                        clock: Clock, policy: Policy | None = None, attempts: int = 20,
                        time_budget: float | None = None) -> list[Outcome]:
-    for _ in range(attempts - 1):
-        try:
-            return process_batch(engine, message_ids, mapper, clock, policy,
-                                 time_budget=time_budget)
-        except ConcurrentChange:
-            continue
-    return process_batch(engine, message_ids, mapper, clock, policy, time_budget=time_budget)
+    return _with_retry(lambda: _batch(engine, _by_ids(message_ids), mapper, clock, policy,
+                                      time_budget), attempts)[0]
 
 
 def drain(engine: Engine, mapper: Mapper, clock: Clock, policy: Policy | None = None, *,
           partition: int | None = None, batch: int = 100,
           time_budget: float | None = None) -> int:
     """Process every ``received`` message (of one partition) in arrival order. Memory stays
-    flat: ids are fetched a batch at a time, never the whole backlog."""
-    box = inbox.Inbox(engine)
+    flat: rows are read a chunk at a time, never the whole backlog."""
     done = 0
-    last = 0
+    after = 0
     if time_budget is None and engine.dialect.name == "sqlite":
         time_budget = SQLITE_BATCH_SECONDS
     while True:
-        ids = box.pending_ids(partition=partition, limit=batch, after_id=last)
-        if not ids:
-            return done
-        outcomes = process_with_retry(engine, ids, mapper, clock, policy,
-                                      time_budget=time_budget)
+        rows = _received_after(partition, after, batch)
+        outcomes, exhausted = _with_retry(
+            lambda rows=rows: _batch(engine, rows, mapper, clock, policy, time_budget), 20)
         done += len(outcomes)
-        last = outcomes[-1].message_id
+        if outcomes:
+            after = outcomes[-1].message_id
+        if exhausted and len(outcomes) < batch:
+            return done  # every received row was read: none left
         if urgent_writers_waiting(engine):
             time.sleep(0.0005)  # let the waiting writer take the lock before our next batch
 

@@ -16,6 +16,7 @@ from .routes_council import router as council_router
 from .routes_exceptions import router as exceptions_router
 from .routes_fhir import router as fhir_router
 from .routes_operations import router as operations_router
+from .routes_outbound import router as outbound_router
 from .routes_register import health, register
 
 DESCRIPTION = """Integration hub for England's Section 117 aftercare registers.
@@ -41,6 +42,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(council_router)
     app.include_router(operations_router)
     app.include_router(exceptions_router)
+    app.include_router(outbound_router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
     def openapi(request: Request) -> dict[str, Any]:
