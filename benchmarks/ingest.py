@@ -3,15 +3,19 @@
 Four concurrent connections, original-mode ACK wait (each connection sends its next message
 only after the ACK of the last), into ``s117hub serve`` in a child process. Prints, in the same
 run: the bare python-hl7 and hl7apy parse rates, the end-to-end acknowledged rate, the rate to
-register-applied, and the hub's peak RSS — per backend.
+register-applied, and the hub's peak RSS — per backend. Also the hub's CPU per message (user +
+system, from the start of the stream until every row is applied: steadier than rates when
+other work shares the machine), the load average at the start, and the hub's RSS after each
+quarter of the stream (flat means memory does not grow with N).
 
-    python benchmarks/ingest.py --messages 20000 --backend both
+    python benchmarks/ingest.py --messages 20000 --backend both --runs 3
     python benchmarks/ingest.py --messages 100000 --backend sqlite
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import sys
@@ -56,7 +60,7 @@ def parse_rates(samples: list[bytes]) -> tuple[float, float]:
     return python_hl7, statistics.median(rates)
 
 
-def send_all(port: int, messages: list[bytes], failures: list[str]) -> None:
+def send_all(port: int, messages: list[bytes], failures: list[str], sent: list[int]) -> None:
     reader = FrameReader()
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         for payload in messages:
@@ -69,6 +73,31 @@ def send_all(port: int, messages: list[bytes], failures: list[str]) -> None:
                 acks = reader.feed(data)
             if b"MSA|AA|" not in acks[0]:
                 failures.append(acks[0].decode(errors="replace")[:200])
+            sent[0] += 1  # not atomic across threads: near enough to place the quarters
+
+
+def _proc(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _watch_rss(pid: int, total: int, sent: list[int], marks: list[int],
+               done: threading.Event) -> None:
+    """VmRSS of the hub as the stream passes 1/4, 1/2 and 3/4 (the caller adds the end)."""
+    quarter = 1
+    while not done.is_set() and quarter < 4:
+        if sent[0] >= total * quarter // 4:
+            marks.append(_proc(pid, "VmRSS:"))
+            quarter += 1
+        else:
+            time.sleep(0.05)
 
 
 def fresh_database(backend: str, pg_url: str, workdir: Path) -> tuple[str, str | None]:
@@ -92,6 +121,7 @@ def drop_database(pg_url: str, name: str) -> None:
 def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
     stream = synthetic_adt_stream(messages)
     python_hl7_rate, hl7apy_rate = parse_rates([m for _, _, m in stream[:2000]])
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         url, pg_name = fresh_database(backend, pg_url, Path(tmp))
         migrate(url)
@@ -102,14 +132,23 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
             for person, _control_id, payload in stream:
                 per_connection[person % CONNECTIONS].append(payload)  # keeps per-person order
             failures: list[str] = []
-            threads = [threading.Thread(target=send_all, args=(hub.mllp_port, part, failures))
+            sent, rss_marks, stop = [0], [], threading.Event()
+            threads = [threading.Thread(target=send_all,
+                                        args=(hub.mllp_port, part, failures, sent))
                        for part in per_connection]
+            watcher = threading.Thread(target=_watch_rss,
+                                       args=(hub.pid, messages, sent, rss_marks, stop))
+            cpu_before = _cpu_seconds(hub.pid)
             started = time.perf_counter()
+            watcher.start()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             acknowledged = time.perf_counter() - started
+            stop.set()
+            watcher.join()
+            rss_marks.append(_proc(hub.pid, "VmRSS:"))
             engine = make_engine(url)
             while True:
                 with engine.connect() as conn:
@@ -118,14 +157,15 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
                         .where(inbox_messages.c.status == "received")).scalar_one()
                 if left == 0:
                     break
-                time.sleep(0.2)
+                time.sleep(0.05)
             applied = time.perf_counter() - started
+            cpu = _cpu_seconds(hub.pid) - cpu_before
             with engine.connect() as conn:
                 applied_rows = conn.execute(
                     select(func.count()).select_from(inbox_messages)
                     .where(inbox_messages.c.status == "applied")).scalar_one()
             engine.dispose()
-            rss = hub.peak_rss_kib()
+            rss = _proc(hub.pid, "VmHWM:")
         finally:
             hub.stop()
             if pg_name:
@@ -135,7 +175,17 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
               file=sys.stderr)
     return {"python_hl7": python_hl7_rate, "hl7apy": hl7apy_rate,
             "acked": messages / acknowledged, "applied": messages / applied,
-            "rss_mib": rss / 1024, "applied_rows": applied_rows}
+            "rss_mib": rss / 1024, "applied_rows": applied_rows,
+            "cpu_ms": 1000 * cpu / messages, "load": load,
+            "rss_quarters": [kib / 1024 for kib in rss_marks]}
+
+
+def _row(label: str, r: dict[str, float]) -> str:
+    share = 100 * r["applied"] / r["python_hl7"]
+    quarters = "/".join(f"{m:.0f}" for m in r.get("rss_quarters") or [])  # type: ignore[attr-defined]
+    return (f"{label:<10}{r['python_hl7']:>14,.0f}{r['hl7apy']:>10,.0f}{r['acked']:>10,.0f}"
+            f"{r['applied']:>11,.0f}{share:>10.0f}%{r['rss_mib']:>14,.1f}{r['cpu_ms']:>13.2f}"
+            f"{r['load']:>7.1f}  {quarters}")
 
 
 def main() -> None:
@@ -143,17 +193,24 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--pg-url", default="postgresql+psycopg://root@127.0.0.1:5432/test")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="runs per backend; with more than one, a median row follows")
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     print(f"ingest: {args.messages:,} ADT messages (A01+A03 pairs), {CONNECTIONS} MLLP "
           "connections, original-mode ACK wait")
     print(f"{'backend':<10}{'python-hl7/s':>14}{'hl7apy/s':>10}{'acked/s':>10}"
-          f"{'applied/s':>11}{'applied %':>11}{'peak RSS MiB':>14}")
+          f"{'applied/s':>11}{'applied %':>11}{'peak RSS MiB':>14}{'CPU ms/msg':>13}"
+          f"{'load':>7}  RSS MiB at 1/4, 1/2, 3/4, all")
     for backend in backends:
-        r = run(backend, args.messages, args.pg_url)
-        share = 100 * r["applied"] / r["python_hl7"]
-        print(f"{backend:<10}{r['python_hl7']:>14,.0f}{r['hl7apy']:>10,.0f}{r['acked']:>10,.0f}"
-              f"{r['applied']:>11,.0f}{share:>10.0f}%{r['rss_mib']:>14,.1f}", flush=True)
+        results = []
+        for _ in range(args.runs):
+            results.append(run(backend, args.messages, args.pg_url))
+            print(_row(backend, results[-1]), flush=True)
+        if len(results) > 1:
+            median = {key: statistics.median(r[key] for r in results)  # type: ignore[type-var]
+                      for key in results[0] if key != "rss_quarters"}
+            print(_row("  median", median), flush=True)
 
 
 if __name__ == "__main__":

@@ -77,11 +77,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "commit", _release)
         event.listen(engine, "rollback", _release)
         return engine
-    engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    import os  # EXPERIMENT
-    if os.environ.get("IMV"):
-        engine.dialect.use_insertmanyvalues_wo_returning = True
-    return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
 def writer(engine: Engine, *, urgent: bool = False) -> Connection:

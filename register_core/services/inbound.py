@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from mapping.errors import MappingError
 from register_core.adapters import inbox
 from register_core.adapters.database import urgent_writers_waiting
+from register_core.adapters.subscriptions import load_all as load_subscriptions
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.codec import command_from_json
 from register_core.domain.commands import Command
@@ -168,10 +169,12 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
         # Status changes partners must hear of: one delivery per subscriber, committed with
         # the change itself (transactional outbox; the SLA clock starts at receipt).
         received = {o.message_id: o.received_at for o in outcomes if o.received_at}
+        # Read once for the batch: per change it was a query (a round trip) per message.
+        subscribers = load_subscriptions(conn) if any(o.applied for o in outcomes) else []
         for outcome in outcomes:
             for applied in outcome.applied:
                 enqueue_status_changes(conn, applied, received.get(outcome.message_id)
-                                       or clock.now(), clock.now())
+                                       or clock.now(), clock.now(), subscriptions=subscribers)
         inbox.mark_many(conn, marks, now=clock.now())
         uow.commit()
     return outcomes, exhausted

@@ -21,7 +21,7 @@ from register_core.adapters.subscriptions import SubscriptionRegistry
 from register_core.adapters.tables import delivery_alerts, outbound_deliveries, register_exceptions
 from register_core.ports import FixedClock, SystemClock
 from s117hub.bootstrap import Hub
-from s117hub.worker import start_worker
+from s117hub.worker import build_broker, start_worker
 from tests.unit.outbound.partners import Act, HttpPartner, MllpPartner, always, sequence
 from tests.unit.outbound.support import FAST_RETRY, apply, key_to_change, story, sub
 
@@ -56,9 +56,11 @@ def running(hub: Hub) -> Iterator[Running]:
     registry = SubscriptionRegistry(hub.engine, ttl_seconds=0.2)
     settings = OutboundSettings(sweep_interval_seconds=0.3, batch_size=8, lease_seconds=5,
                                 max_delay_hint_seconds=5)
-    tasks = register_outbound_actors(hub.broker, hub.engine, clock, registry=registry,
+    # Its own broker: the hub's already carries the default outbound actors (bootstrap).
+    broker = build_broker("stub://")
+    tasks = register_outbound_actors(broker, hub.engine, clock, registry=registry,
                                      settings=settings)
-    worker = start_worker(hub.broker, threads=4)
+    worker = start_worker(broker, threads=4)
     sweeper = OutboundSweeper(tasks)
     sweeper.start()
     yield Running(hub, tasks, registry, clock)
@@ -168,8 +170,8 @@ def test_a_delivery_blocked_past_five_working_days_is_a_breach(hub: Hub) -> None
             "max_attempts": 3, "min_backoff_seconds": 60, "timeout_seconds": 2}), received)
         settings = OutboundSettings(alert_webhook_url=f"{webhook.url}/alerts",
                                     alert_warning_hours=24)
-        tasks = register_outbound_actors(hub.broker, hub.engine, clock, registry=registry,
-                                         settings=settings)
+        tasks = register_outbound_actors(build_broker("stub://"), hub.engine, clock,
+                                         registry=registry, settings=settings)
         apply(hub.engine, FixedClock(received), story(1)[0])
         deliverer = tasks.deliverer
         for _ in range(3):  # three attempts, then the dead letter
