@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 
-# Ten digits, optionally spaced 3-3-4: anything shaped like an NHS number.
-_NHS_LIKE = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
+from register_core.domain import nhs_number
 
 
 def redact(text: str) -> str:
-    return _NHS_LIKE.sub("[nhs-number]", text)
+    return nhs_number.redact(text, "[nhs-number]")
 
 
 class RedactingFilter(logging.Filter):

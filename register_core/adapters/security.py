@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from register_core.domain import nhs_number
 from register_core.domain.errors import InvalidValue, NotFound
 from register_core.ports import Clock, SystemClock
 
@@ -133,13 +133,12 @@ class TokenStore:
 
 # Anything shaped like an NHS number (ten digits, optionally spaced 3-3-4). UUIDs never match:
 # their digit runs are at most 12 long and a 10-digit window inside touches another digit.
-_NHS_LIKE = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
 
 
 def redact(text: str | None, limit: int) -> str | None:
     if text is None:
         return None
-    return _NHS_LIKE.sub("[redacted]", text)[:limit]
+    return nhs_number.redact(text, "[redacted]")[:limit]
 
 
 def request_line(method: str, path: str) -> str:

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 from .errors import InvalidValue
 
 _WEIGHTS = range(10, 1, -1)
+
+# Ten digits, optionally spaced 3-3-4, standing alone: anything shaped like an NHS number.
+# Runs inside identifiers (a UUID such as ...-b030-0439610a8bfa) are not numbers anyone typed.
+NHS_NUMBER_LIKE = re.compile(r"(?<![0-9A-Za-z-])\d{3}[ -]?\d{3}[ -]?\d{4}(?![0-9A-Za-z-])")
+
+
+def redact(text: str, replacement: str = "[nhs-number]") -> str:
+    """Mask every NHS-number-shaped run, for logs and audit text."""
+    return NHS_NUMBER_LIKE.sub(replacement, text)
 
 
 def check_digit(first_nine: str) -> int | None:

@@ -133,3 +133,13 @@ def test_check_digit_matches_the_standard_for_any_nine_digits__standards_4(stem)
     assert nhs_number.check_digit(stem) == expected
     valid_endings = [d for d in range(10) if nhs_number.is_valid(stem + str(d))]
     assert valid_endings == ([] if expected is None else [expected])
+
+
+def test_redact_masks_nhs_number_shapes_but_not_digit_runs_inside_uuids():
+    """Audit rows and logs carry ids, never NHS numbers (architecture section 6); a UUID whose
+    last group holds ten digits (…-b030-0439610a8bfa) is an id, not a number to mask."""
+    from register_core.domain.nhs_number import redact
+
+    assert redact("nhs 943 476 5919, 9434765919.") == "nhs [nhs-number], [nhs-number]."
+    path = "GET /api/v1/people/3ea75452-d43e-4bef-b030-0439610a8bfa"
+    assert redact(path) == path
