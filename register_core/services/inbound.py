@@ -28,6 +28,7 @@ from register_core.ports import Clock
 
 from .handlers import Applied, record_command
 from .outbound import enqueue_status_changes
+from .reconcile import reconcile_person
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,10 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
             outcomes.append(Outcome(message_id, "applied", applied=applied,
                                     received_at=entry.received_at))
         uow.persons.flush()
+        # Detectors run on every register change for the person (issue 4), in the same
+        # transaction, so an exception is never missing for an applied message.
+        for person_id in sorted({a.person_id for o in outcomes for a in o.applied}):
+            reconcile_person(uow, person_id, clock, policy)
         # Status changes partners must hear of: one delivery per subscriber, committed with
         # the change itself (transactional outbox; the SLA clock starts at receipt).
         received = {o.message_id: o.received_at for o in outcomes if o.received_at}
