@@ -135,6 +135,13 @@ def register_actors(broker: dramatiq.Broker, engine: Engine, clock: Clock, polic
     one_drainer = engine.dialect.name == "sqlite"
 
     def process_partition(partition: int) -> None:
+        try:
+            _drain_partition(partition)
+        except BaseException:
+            hints.taken(partition)  # so that the next message hints again, not only a retry
+            raise
+
+    def _drain_partition(partition: int) -> None:
         target = None if one_drainer else partition
         # Drain, release, then look again: a message stored while we held the lock had its
         # hint dropped, and must not wait for the sweeper.

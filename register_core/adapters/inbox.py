@@ -142,7 +142,12 @@ class _GroupCommit:
             if not outcome.done():
                 with self._queue_lock:
                     group, self._queue = self._queue, []
-                self._commit(group)
+                try:
+                    self._commit(group)
+                finally:  # never leave a caller waiting, whatever stopped the commit
+                    for _, waiting in group:
+                        if not waiting.done():
+                            waiting.set_exception(RuntimeError("the store was interrupted"))
         return outcome.result()
 
     def _commit(self, group: list[tuple[dict[str, Any], Future[Stored]]]) -> None:

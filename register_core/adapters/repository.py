@@ -86,9 +86,8 @@ class SqlPersonRepository:
         self._stored_version: dict[str, int] = {}
         self._has_entitlement: set[str] = set()
         self._writes = WriteBuffer()
-        self._defer = False
-        # Persons as this transaction wrote them, when the caller asked to keep them.
-        self._keep = False
+        self._batch = False
+        # In batch mode: persons as this transaction holds them, and their keys.
         self._persons: dict[str, Person] = {}
         self._by_nhs: dict[str, str] = {}
         self._by_identifier: dict[tuple[str, str], str] = {}
@@ -100,7 +99,7 @@ class SqlPersonRepository:
         earlier in it is served from memory, and writes wait for ``flush``, which the
         caller must call before it commits or reads the register tables itself. After
         rolling back to a savepoint taken after a flush, call ``rolled_back``."""
-        self._keep = self._defer = True
+        self._batch = True
 
     def flush(self) -> None:
         if self._writes:
@@ -124,7 +123,7 @@ class SqlPersonRepository:
             remembered.clear()
 
     def _remember(self, person: Person) -> None:
-        if not self._keep:
+        if not self._batch:
             return
         self._persons[person.id] = person
         if person.nhs_number:
@@ -240,7 +239,7 @@ class SqlPersonRepository:
             # A merge moves an identifier off another person, whom this transaction may
             # have read already: write it now and read everyone again.
             self.forget()
-        elif not self._defer:
+        elif not self._batch:
             self.flush()
         self._loaded[person.id] = after
         self._stored_version[person.id] = person.version
