@@ -53,7 +53,7 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     try:
         _token_id, plaintext = store.create(args.role, source=args.source, label=args.label)
     except InvalidValue as exc:
-        _err(f"{exc.message} (use --source with --role source-system only)")
+        _err(f"{exc.message} (use --source with --role source-system, and it alone)")
         return EXIT_USAGE
     finally:
         store.engine.dispose()
@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     token_commands = token.add_subparsers(dest="token_command", required=True,
                                           metavar="ACTION")
     create = token_commands.add_parser("create", help="issue a token (printed once)")
-    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--role", required=True, choices=ROLES, action="append",
+                        help="the token's role; repeat to give one token several roles")
     create.add_argument("--source", help="the source a source-system token submits as")
     create.add_argument("--label", help="who or what holds the token")
     create.set_defaults(handler=cmd_token_create)

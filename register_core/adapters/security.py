@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -41,11 +42,23 @@ ROLES: tuple[str, ...] = tuple(r.value for r in Role)
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token id (never the token), its role, and its source if bound."""
+    """Who is calling: the token id (never the token), its roles, and its source if bound.
+
+    Most tokens hold one role. A token may be issued with several (a small team's operator
+    who is both integration engineer and register owner); it may then do what each may.
+    """
 
     token_id: str
-    role: Role
+    roles: frozenset[Role]
     source: str | None = None
+
+    @property
+    def role_names(self) -> str:
+        """The roles as stored and audited: sorted, comma-separated."""
+        return join_roles(self.roles)
+
+    def has_any(self, allowed: frozenset[Role]) -> bool:
+        return bool(self.roles & allowed)
 
 
 @dataclass(frozen=True)
@@ -70,26 +83,45 @@ def parse_role(value: str) -> Role:
                            rule="known-role") from None
 
 
+def parse_roles(value: str | Iterable[str]) -> frozenset[Role]:
+    """``"a,b"`` or ``["a", "b"]`` -> the roles; at least one, each known."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    roles = frozenset(parse_role(name.strip()) for name in names if name.strip())
+    if not roles:
+        raise InvalidValue("a token needs a role", field="role", rule="known-role")
+    return roles
+
+
+def join_roles(roles: Iterable[Role]) -> str:
+    return ",".join(sorted(role.value for role in roles))
+
+
 class TokenStore:
     def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self.engine = engine
         self.clock = clock or SystemClock()
 
-    def create(self, role: str, source: str | None = None,
+    def create(self, role: str | Iterable[str], source: str | None = None,
                label: str | None = None) -> tuple[str, str]:
-        """Issue a token: returns (token id, plaintext). The plaintext is not kept."""
-        parsed = parse_role(role)
-        if parsed is Role.SOURCE_SYSTEM and not source:
+        """Issue a token: returns (token id, plaintext). The plaintext is not kept.
+
+        ``role`` is one role or several; a source-system token holds that role alone, since
+        it stands for a partner system, not a person."""
+        roles = parse_roles(role)
+        if Role.SOURCE_SYSTEM in roles and len(roles) > 1:
+            raise InvalidValue("a source-system token holds no other role", field="role",
+                               rule="source-system-alone")
+        if Role.SOURCE_SYSTEM in roles and not source:
             raise InvalidValue("a source-system token must be bound to a source",
                                field="source", rule="source-system-needs-source")
-        if parsed is not Role.SOURCE_SYSTEM and source:
-            raise InvalidValue(f"a {parsed.value} token is not bound to a source",
+        if Role.SOURCE_SYSTEM not in roles and source:
+            raise InvalidValue(f"a {join_roles(roles)} token is not bound to a source",
                                field="source", rule="only-source-system-has-source")
         token_id = str(uuid.uuid4())
         plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             conn.execute(insert(api_tokens).values(
-                id=token_id, token_hash=hash_token(plaintext), role=parsed.value,
+                id=token_id, token_hash=hash_token(plaintext), role=join_roles(roles),
                 source=source, label=label, created_at=self.clock.now()))
         return token_id, plaintext
 
@@ -106,7 +138,17 @@ class TokenStore:
             return None
         if not hmac.compare_digest(row.token_hash, digest):
             return None
-        return Principal(token_id=row.id, role=Role(row.role), source=row.source)
+        return Principal(token_id=row.id, roles=parse_roles(row.role), source=row.source)
+
+    def principal(self, token_id: str) -> Principal | None:
+        """The live principal of a token id (a console session's), or None if revoked."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(api_tokens.c.id, api_tokens.c.role, api_tokens.c.source)
+                .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))).first()
+        if row is None:
+            return None
+        return Principal(token_id=row.id, roles=parse_roles(row.role), source=row.source)
 
     def revoke(self, token_id: str) -> None:
         with self.engine.begin() as conn:
@@ -155,7 +197,7 @@ class AuditLog:
                person_id: str | None, purpose: str | None, request: str | None) -> None:
         """Write one row: in the caller's transaction if given a connection, else its own."""
         values = {
-            "at": self.clock.now(), "actor": principal.token_id, "role": principal.role.value,
+            "at": self.clock.now(), "actor": principal.token_id, "role": principal.role_names,
             "action": action, "resource": resource, "resource_id": resource_id,
             "person_id": person_id, "purpose": redact(purpose, 200),
             "request": redact(request.split("?", 1)[0] if request else None, 300),

@@ -171,11 +171,24 @@ api_tokens = Table(
     "api_tokens", metadata,
     Column("id", String(36), primary_key=True),
     Column("token_hash", String(64), nullable=False, unique=True),
-    Column("role", String(30), nullable=False),
+    # One role, or several joined by commas ("integration-engineer,register-owner").
+    Column("role", String(120), nullable=False),
     Column("source", String(64)),
     Column("label", String(200)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+)
+
+# A web-console login: the cookie holds a random value whose sha256 is ``id``; the session
+# acts with its token's roles and dies with it (revoking the token ends the session).
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("token_id", String(36), ForeignKey("api_tokens.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
 audit_log = Table(
@@ -183,7 +196,7 @@ audit_log = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("actor", String(36), nullable=False),
-    Column("role", String(30), nullable=False),
+    Column("role", String(120), nullable=False),
     Column("action", String(10), nullable=False),
     Column("resource", String(60), nullable=False),
     Column("resource_id", String(100)),

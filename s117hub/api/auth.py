@@ -62,9 +62,9 @@ def require_roles(*roles: Role | str) -> Callable[[Principal], Principal]:
     names = ", ".join(sorted(r.value for r in allowed))
 
     def dependency(principal: CurrentPrincipal) -> Principal:
-        if principal.role not in allowed:
+        if not principal.has_any(allowed):
             raise HttpProblem(403, "forbidden",
-                              f"the {principal.role.value} role may not do this; needs {names}")
+                              f"the {principal.role_names} role may not do this; needs {names}")
         return principal
 
     dependency.__name__ = f"require_{'_or_'.join(sorted(r.name.lower() for r in allowed))}"

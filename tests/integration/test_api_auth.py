@@ -244,8 +244,14 @@ def test_token_store_rules(hub: Hub) -> None:
     token_id, plaintext = store.create("source-system", source="council-x")
     principal = store.verify(plaintext)
     assert principal is not None
-    assert (principal.token_id, principal.role, principal.source) == (
-        token_id, Role.SOURCE_SYSTEM, "council-x")
+    assert (principal.token_id, principal.roles, principal.source) == (
+        token_id, {Role.SOURCE_SYSTEM}, "council-x")
+    with pytest.raises(InvalidValue) as caught:
+        store.create(["source-system", "auditor"], source="council-x")
+    assert caught.value.rule == "source-system-alone"
+    assert store.principal(token_id) == principal
+    store.revoke(token_id)
+    assert store.principal(token_id) is None
     assert store.verify(plaintext + "x") is None and store.verify("") is None
     assert store.verify(None) is None
     store.revoke(token_id)
@@ -263,3 +269,18 @@ def test_database_down_is_503_not_500(hub: Hub) -> None:
         response = client.get("/readyz", headers={"Authorization": "Bearer s117_whatever"})
         assert response.status_code == 503 and response.json()["error"] == "unavailable"
     broken.dispose()
+
+
+def test_a_token_with_two_roles_may_do_what_either_may_and_no_more(world: World,
+                                                                  hub: Hub) -> None:
+    token_id, plaintext = TokenStore(hub.engine, hub.clock).create(
+        ["register-owner", "integration-engineer"], label="small team operator")
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    assert world.client.get(f"/api/v1/people/{world.person_id}", headers=headers
+                            ).status_code == 200
+    assert world.client.get("/api/v1/queues", headers=headers).status_code == 200
+    refused = world.client.get("/api/v1/audit", headers=headers)
+    assert refused.status_code == 403
+    assert "integration-engineer,register-owner" in refused.json()["message"]
+    read = [r for r in _audit_rows(hub) if r["actor"] == token_id]
+    assert [r["role"] for r in read] == ["integration-engineer,register-owner"]

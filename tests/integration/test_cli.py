@@ -77,8 +77,19 @@ def test_token_create_prints_only_a_token_that_verifies(
     plaintext = out.strip()
     assert plaintext.startswith("s117_")
     principal = store.verify(plaintext)
-    assert principal is not None and principal.role is Role.REGISTER_OWNER
+    assert principal is not None and principal.roles == {Role.REGISTER_OWNER}
     assert principal.source is None
+
+
+def test_token_create_with_two_roles_gives_one_token_both(
+        store: TokenStore, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "create", "--role", "register-owner",
+                 "--role", "integration-engineer"]) == 0
+    principal = store.verify(capsys.readouterr().out.strip())
+    assert principal is not None
+    assert principal.roles == {Role.REGISTER_OWNER, Role.INTEGRATION_ENGINEER}
+    assert principal.role_names == "integration-engineer,register-owner"
+    assert "integration-engineer,register-owner" in [t.role for t in store.list()]
 
 
 def test_source_system_token_is_bound_to_its_source(
