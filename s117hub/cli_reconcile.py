@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from register_core.ports import Clock
+from register_core.services.outbound import enqueue_on_change
 from register_core.services.reconcile import SweepReport, count_people, sweep
 
 from .config import Settings
@@ -58,8 +59,10 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         total = count_people(hub.engine) if show else None
         with tqdm(total=total, unit="people", desc="reconcile", file=sys.stderr,
                   disable=not show) as bar:
+            # Positions that move with time alone (a CTO's end passing) are status changes
+            # too: queued for partners with the person's own transaction.
             report = sweep(hub.engine, hub.clock, hub.policy, progress=bar.update,
-                           page=args.page)
+                           page=args.page, on_change=enqueue_on_change(hub.clock.now))
     finally:
         hub.close()
     for line in report_lines(report):

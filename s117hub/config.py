@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     config_file: Path | None = None
     log_level: str = "INFO"
     log_json: bool = True
+    # How often ``serve`` recomputes the whole register (reviews falling due, CTOs ending);
+    # 0 leaves it to a scheduled ``s117hub reconcile``.
+    reconcile_every_hours: float = 24.0
 
     @field_validator("database_url")
     @classmethod

@@ -17,6 +17,8 @@ from connectors.fhir.poller import FhirPollRunner
 from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.hl7v2.server import MllpServer
 from connectors.outbound.actors import OutboundSweeper
+from register_core.services.outbound import enqueue_on_change
+from register_core.services.reconcile import SweepReport, sweep
 
 from .api.app import create_app
 from .bootstrap import Hub
@@ -94,11 +96,48 @@ class Pollers:
         self.council.close()
 
 
+class RegisterSweeper(threading.Thread):
+    """The nightly reconcile (``s117hub reconcile``) inside the serving process: recompute
+    every position as of today, sync exceptions (reviews fall overdue with no message), and
+    queue for partners any status change time alone made. First run ``first_after`` seconds
+    after start, then every ``interval`` seconds. One per deployment (``serve``)."""
+
+    def __init__(self, hub: Hub, interval: float, first_after: float = 60.0) -> None:
+        super().__init__(name="register-sweeper", daemon=True)
+        self.hub = hub
+        self.interval = interval
+        self.first_after = first_after
+        self._stopping = threading.Event()
+
+    def run_once(self) -> SweepReport:
+        report = sweep(self.hub.engine, self.hub.clock, self.hub.policy,
+                       on_change=enqueue_on_change(self.hub.clock.now))
+        if report.fields_changed:
+            self.hub.outbound.hint()  # the outbound sweeper would find them; sooner is kinder
+        log.info("register sweep done", extra={
+            "people": report.people, "positions_changed": report.positions_changed,
+            "exceptions_opened": sum(report.opened.values()), "failed": len(report.failed)})
+        return report
+
+    def run(self) -> None:
+        wait = self.first_after
+        while not self._stopping.wait(wait):
+            try:
+                self.run_once()
+            except Exception:  # the database may be down: try again next time
+                log.exception("register sweep failed")
+            wait = self.interval
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
 def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
           with_worker: bool | None = None, worker_threads: int = 2,
           with_pollers: bool = True) -> None:
     """``with_worker`` defaults to True for the in-process broker (the embedded default) and
-    False for RabbitMQ/Redis, where ``s117hub worker`` processes do the work."""
+    False for RabbitMQ/Redis, where ``s117hub worker`` processes do the work. The register
+    sweep runs here, whatever the broker: ``serve`` is the one process of a deployment."""
     if with_worker is None:
         with_worker = hub.settings.broker_url.startswith("stub")
     worker = sweeper = outbound_sweeper = pollers = None
@@ -111,6 +150,10 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
     if with_pollers:
         pollers = Pollers(hub)
         pollers.start()
+    register_sweeper = None
+    if hub.settings.reconcile_every_hours > 0:
+        register_sweeper = RegisterSweeper(hub, hub.settings.reconcile_every_hours * 3600)
+        register_sweeper.start()
     if with_http:
         log.info("serving HTTP on %s:%s", *hub.settings.http_bind)
     if with_mllp:
@@ -118,6 +161,8 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
     try:
         asyncio.run(run_servers(hub, with_http=with_http, with_mllp=with_mllp))
     finally:
+        if register_sweeper is not None:
+            register_sweeper.stop()
         if pollers is not None:
             pollers.stop()
         if outbound_sweeper is not None:

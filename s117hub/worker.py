@@ -182,15 +182,16 @@ class Sweeper(threading.Thread):
         super().__init__(name="inbox-sweeper", daemon=True)
         self.tasks = tasks
         self.interval = interval
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self.tasks.sweep.send()
             except Exception:
                 log.exception("sweeper could not enqueue")
-            self._stop.wait(self.interval)
+            self._stopping.wait(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
+

@@ -108,15 +108,15 @@ class OutboundSweeper(threading.Thread):
         super().__init__(name="outbound-sweeper", daemon=True)
         self.tasks = tasks
         self.interval = interval or tasks.deliverer.settings.sweep_interval_seconds
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self.tasks.sweep_now()
             except Exception:  # the database may be down: try again next time
                 log.exception("outbound sweep failed")
-            self._stop.wait(self.interval)
+            self._stopping.wait(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()

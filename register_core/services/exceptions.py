@@ -27,6 +27,7 @@ from register_core.domain.position import Policy
 from register_core.ports import Clock
 from register_core.services.handlers import record_command
 
+from .outbound import enqueue_status_changes
 from .reconcile import reconcile_person
 
 # Builds the correcting command for the person the exception is about.
@@ -74,7 +75,11 @@ def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, deci
                                rule="exception-correction")
         prov = Provenance(source=REGISTER_SOURCE, source_ref=f"exception:{exception_id}",
                           received_at=clock.now(), recorded_by=by)
-        record_command(correction(_person_ref(uow, person_id), prov), uow, clock, policy)
+        applied = record_command(correction(_person_ref(uow, person_id), prov), uow, clock,
+                                 policy)
+        # A correction is a register change like any other: partners hear of a status
+        # change in the same transaction, due five working days from the decision.
+        enqueue_status_changes(uow.connection, applied, prov.received_at, clock.now())
     store.close([exception_id], status=status, decision=decision.strip(), reason=reason,
                 closed_by=by, at=clock.now())
     if correction is not None:

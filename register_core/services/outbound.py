@@ -135,6 +135,18 @@ def enqueue_status_changes(conn: Connection, applied: Applied, received_at: date
     return ids
 
 
+def enqueue_on_change(now: Callable[[], datetime]
+                      ) -> Callable[[Connection, Applied], list[int]]:
+    """For changes that no inbound message caused (the nightly sweep moving a position as
+    time passes): the hub itself is the notice, so the SLA clock starts when it noticed."""
+
+    def on_change(conn: Connection, applied: Applied) -> list[int]:
+        at = now()
+        return enqueue_status_changes(conn, applied, at, at)
+
+    return on_change
+
+
 def render_change(claimed: outbox.Claimed) -> StatusChange:
     return StatusChange.model_validate({**claimed.document, "change_id": claimed.change_id})
 
