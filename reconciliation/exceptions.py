@@ -11,6 +11,8 @@ Sync rules, per person, on every detection:
 - A live exception whose finding is gone is resolved by ``system``.
 - A live exception whose finding is still there keeps its status; its summary and detail are
   refreshed when they changed.
+- Kinds no detector raises (``identity-uncertain``, opened by identity matching) are left
+  alone: only a person's decision closes them.
 - A person's decision sticks until the facts change: a dismissed exception, or one a person
   resolved, is not reopened for the same fingerprint; a new fingerprint (the facts behind it
   changed) opens a new exception. An exception the system resolved does not hold anything
@@ -36,8 +38,16 @@ DUPLICATE_REASON = "duplicate of another open exception for the same finding"
 
 # Decisions a person may record when resolving (``accept-source:<source id>`` besides).
 DECISIONS: tuple[str, ...] = ("resolved", "corrected", "dismiss")
+# On an identity-uncertain exception only: merge the two records, or keep them apart (and
+# remember the pair, so the same two are not asked about again).
+SAME_PERSON, DIFFERENT_PEOPLE = "same-person", "different-people"
+IDENTITY_DECISIONS: tuple[str, ...] = (SAME_PERSON, DIFFERENT_PEOPLE)
+IDENTITY_KIND = "identity-uncertain"
 ACCEPT_SOURCE = "accept-source:"
 MAX_REASON = 2000
+# Raised by identity matching in the write path, not by a detector: the sync neither closes
+# them (no detector finds them) nor counts them; a register owner's decision closes them.
+NOT_FROM_DETECTORS: frozenset[str] = frozenset({"identity-uncertain"})
 
 
 class ExceptionClosed(InvalidValue):
@@ -86,6 +96,7 @@ def plan_sync(existing: Sequence[StoredException], findings: Sequence[Finding]) 
     plan = SyncPlan()
     wanted = {f.fingerprint: f for f in findings}
     live: dict[str, StoredException] = {}
+    existing = [row for row in existing if row.kind not in NOT_FROM_DETECTORS]
     for row in existing:
         if not row.live:
             continue
@@ -134,14 +145,24 @@ def check_reason(reason: str) -> str:
     return text
 
 
-def closing_status(decision: str, *, correcting: bool) -> str:
+def closing_status(decision: str, *, correcting: bool, kind: str | None = None) -> str:
     """The status a decision closes with; refuses decisions the workflow does not know.
 
     ``resolved``: dealt with (outside the hub, or by the correction given);
     ``corrected``: the register was corrected here (a correction is required);
     ``accept-source:<source>``: a source conflict settled in that source's favour;
-    ``dismiss``: not a real problem (no correction allowed).
+    ``dismiss``: not a real problem (no correction allowed);
+    ``same-person`` / ``different-people`` (identity-uncertain only): the two records are
+    merged (resolved) / kept apart (dismissed); neither takes a correction.
     """
+    if decision in IDENTITY_DECISIONS:
+        if kind != IDENTITY_KIND:
+            raise InvalidValue(f"{decision!r} decides an {IDENTITY_KIND} exception only",
+                               field="decision", rule="exception-decision")
+        if correcting:
+            raise InvalidValue("an identity decision applies no correction: drop 'apply'",
+                               field="apply", rule="exception-correction")
+        return "resolved" if decision == SAME_PERSON else "dismissed"
     if decision.startswith(ACCEPT_SOURCE):
         if not decision.removeprefix(ACCEPT_SOURCE).strip():
             raise InvalidValue("accept-source needs a source id, e.g. accept-source:trust-a",
@@ -149,7 +170,8 @@ def closing_status(decision: str, *, correcting: bool) -> str:
         return "resolved"
     if decision not in DECISIONS:
         raise InvalidValue(f"unknown decision {decision!r}; use one of "
-                           f"{', '.join(DECISIONS)} or {ACCEPT_SOURCE}<source>",
+                           f"{', '.join(DECISIONS + IDENTITY_DECISIONS)} or "
+                           f"{ACCEPT_SOURCE}<source>",
                            field="decision", rule="exception-decision")
     if decision == "corrected" and not correcting:
         raise InvalidValue("a 'corrected' decision needs the correction to apply",

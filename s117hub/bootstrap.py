@@ -58,7 +58,10 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None,
     file_config = settings.load_file()
     policy = Policy(
         s17_leave_starts_entitlement=file_config.policy.s17_leave_starts_entitlement,
-        practice_to_icb=dict(file_config.policy.practice_to_icb))
+        practice_to_icb=dict(file_config.policy.practice_to_icb),
+        probabilistic_identity=file_config.identity.enabled,
+        identity_link_threshold=file_config.identity.link_threshold,
+        identity_review_threshold=file_config.identity.review_threshold)
     engine = engine or make_engine(settings.database_url)
     clock = clock or SystemClock()
     sources = SourceRegistry(engine)

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,10 +20,25 @@ class PolicyConfig(BaseModel):
     practice_to_icb: dict[str, str] = Field(default_factory=dict)
 
 
+class IdentityConfig(BaseModel):
+    """Probabilistic identity matching in the write path (match probabilities, 0..1)."""
+
+    enabled: bool = True
+    link_threshold: float = Field(default=0.95, gt=0, lt=1)
+    review_threshold: float = Field(default=0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _review_below_link(self) -> IdentityConfig:
+        if self.review_threshold > self.link_threshold:
+            raise ValueError("identity.review_threshold must not exceed link_threshold")
+        return self
+
+
 class FileConfig(BaseModel):
     """What an optional config file may hold; later issues add sources and subscriptions."""
 
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
     sources: list[dict[str, Any]] = Field(default_factory=list)
     subscriptions: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -23,7 +23,15 @@ from register_core.domain.codec import to_json
 from register_core.domain.errors import ConcurrentChange
 from register_core.domain.model import Fact
 
-from .tables import detentions, entitlements, facts, person_identifiers, persons, register_changes
+from .tables import (
+    detentions,
+    entitlements,
+    facts,
+    person_blocking_keys,
+    person_identifiers,
+    persons,
+    register_changes,
+)
 
 DEMOGRAPHICS = ("nhs_number", "nhs_number_verified", "family_name", "given_name",
                 "birth_date", "sex", "postcode", "gp_practice_ods", "death_date")
@@ -60,6 +68,9 @@ _UPDATE_ENTITLEMENT = (update(entitlements)
                        .values({name: bindparam(name) for name in _ENTITLEMENT_COLUMNS}))
 _DELETE_DETENTIONS = delete(detentions).where(detentions.c.person_id == bindparam("pid"))
 _INSERT_DETENTIONS = insert(detentions)
+_DELETE_KEYS = delete(person_blocking_keys).where(
+    person_blocking_keys.c.person_id == bindparam("pid"))
+_INSERT_KEYS = insert(person_blocking_keys)
 
 
 @dataclass
@@ -83,17 +94,19 @@ class WriteBuffer:
     facts: list[tuple[str, Fact, datetime]] = field(default_factory=list)
     retractions: list[dict[str, Any]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
+    # person id -> (their blocking keys now, whether stored keys must be replaced)
+    blocking_keys: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.persons or self.identifiers or self.facts or self.retractions
-                    or self.changes)
+                    or self.changes or self.blocking_keys)
 
     def flush(self, conn: Connection) -> None:
         """Write everything pending, parents first; ConcurrentChange if a person's version
         moved since it was read (the caller retries its whole transaction)."""
         people = self.persons
-        identifiers, written, retractions, changes = (
-            self.identifiers, self.facts, self.retractions, self.changes)
+        identifiers, written, retractions, changes, keys = (
+            self.identifiers, self.facts, self.retractions, self.changes, self.blocking_keys)
         self.clear()  # an error dooms the transaction: nothing is written twice
         created = [{**p.demographics, "id": pid, "version": p.version,
                     "created_at": p.created_at, "updated_at": p.updated_at}
@@ -117,6 +130,8 @@ class WriteBuffer:
         _flush_projections(conn, people)
         if changes:
             conn.execute(_INSERT_CHANGES, changes)
+        if keys:
+            _flush_blocking_keys(conn, keys)
 
     def clear(self) -> None:
         self.persons = {}
@@ -124,6 +139,17 @@ class WriteBuffer:
         self.facts = []
         self.retractions = []
         self.changes = []
+        self.blocking_keys = {}
+
+
+def _flush_blocking_keys(conn: Connection,
+                         keys: dict[str, tuple[tuple[str, ...], bool]]) -> None:
+    replaced = [{"pid": pid} for pid, (_, replace) in keys.items() if replace]
+    if replaced:
+        conn.execute(_DELETE_KEYS, replaced)
+    rows = [{"person_id": pid, "key": key} for pid, (held, _) in keys.items() for key in held]
+    if rows:
+        conn.execute(_INSERT_KEYS, rows)
 
 
 def _flush_projections(conn: Connection, people: dict[str, PersonRows]) -> None:

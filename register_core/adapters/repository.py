@@ -7,11 +7,14 @@ cost several times what SQLite took to run it. The writes are in ``person_writes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, literal, select, union_all
+from sqlalchemy import Connection, and_, bindparam, delete, literal, select, union_all
 
+from reconciliation.blocking import person_blocking_keys
+from reconciliation.identity import Candidate
 from register_core.domain.codec import command_from_json
 from register_core.domain.commands import MergePersons
 from register_core.domain.model import Fact, Identifier, Person
@@ -20,6 +23,7 @@ from register_core.domain.position import Position
 from .person_writes import DEMOGRAPHICS as _DEMOGRAPHICS
 from .person_writes import PersonRows, WriteBuffer
 from .tables import entitlements, facts, person_identifiers, persons
+from .tables import person_blocking_keys as blocking_keys_table
 
 
 def _text(value: Any) -> str | None:
@@ -70,6 +74,26 @@ _GET_PERSON_LOCKED = _GET_PERSON.with_for_update(of=persons)
 _GET_IDENTIFIERS = (select(person_identifiers.c.source, person_identifiers.c.value)
                     .where(person_identifiers.c.person_id == bindparam("pid"))
                     .order_by(person_identifiers.c.id))
+# People sharing a blocking key with an incoming person: one indexed query, at most
+# MAX_CANDIDATES (a key shared by more — a care home's postcode and initial — is weak anyway).
+MAX_CANDIDATES = 100
+_CANDIDATE_COLUMNS = ("nhs_number", "nhs_number_verified", "family_name", "given_name",
+                      "birth_date", "sex", "postcode", "gp_practice_ods")
+_CANDIDATES = (select(persons.c.id, *(persons.c[name] for name in _CANDIDATE_COLUMNS))
+               .where(persons.c.id.in_(
+                   select(blocking_keys_table.c.person_id)
+                   .where(blocking_keys_table.c.key.in_(bindparam("keys", expanding=True)))))
+               .order_by(persons.c.id).limit(MAX_CANDIDATES))
+_DELETE_KEYS = delete(blocking_keys_table).where(
+    blocking_keys_table.c.person_id == bindparam("pid"))
+# What the blocking keys are computed from: keys are rewritten only when one of these changes.
+_KEY_BASIS = ("family_name", "given_name", "birth_date", "postcode")
+
+
+def _key_basis(person: Any) -> tuple[Any, ...]:
+    return tuple(getattr(person, name) for name in _KEY_BASIS)
+
+
 _GET_FACTS = (select(facts.c.id, facts.c.seq, facts.c.kind, facts.c.payload,
                      facts.c.retracted_by)
               .where(facts.c.person_id == bindparam("pid")).order_by(facts.c.seq))
@@ -85,6 +109,7 @@ class SqlPersonRepository:
         self._stored_detentions: dict[str, list[Any]] = {}
         self._stored_version: dict[str, int] = {}
         self._has_entitlement: set[str] = set()
+        self._key_basis: dict[str, tuple[Any, ...]] = {}  # demographics the stored keys are of
         self._writes = WriteBuffer()
         self._batch = False
         # In batch mode: persons as this transaction holds them, and their keys.
@@ -116,10 +141,20 @@ class SqlPersonRepository:
         self._writes.clear()
         self._drop_remembered()
 
+    def drop_blocking_keys(self, person_id: str) -> None:
+        """A person merged into another is nobody's candidate any more (their keys return
+        with an un-merge, through ``reindex``)."""
+        self.flush()
+        self.conn.execute(_DELETE_KEYS, {"pid": person_id})
+
+    def reindex(self, person_id: str) -> None:
+        """Write the person's keys afresh at their next save."""
+        self._key_basis.pop(person_id, None)
+
     def _drop_remembered(self) -> None:
         for remembered in (self._persons, self._by_nhs, self._by_identifier, self._loaded,
                            self._stored_identifiers, self._stored_detentions,
-                           self._stored_version, self._has_entitlement):
+                           self._stored_version, self._has_entitlement, self._key_basis):
             remembered.clear()
 
     def _remember(self, person: Person) -> None:
@@ -152,8 +187,33 @@ class SqlPersonRepository:
         self._loaded[person_id] = self._stored_projection(person, row)
         self._stored_identifiers[person_id] = set(person.identifiers)
         self._stored_version[person_id] = person.version
+        self._key_basis[person_id] = _key_basis(person)
         self._remember(person)
         return person
+
+    def candidates(self, keys: Sequence[str]) -> list[Candidate]:
+        """People sharing any of ``keys`` (blocking keys), by id, as they are now.
+
+        In batch mode the people this transaction holds are taken from memory: their rows,
+        and the keys of those created or changed since the last flush, may not be written
+        yet, and the next message must still find a person the previous one created."""
+        if not keys:
+            return []
+        wanted = set(keys)
+        found: dict[str, Candidate | None] = {
+            row.id: Candidate(id=row.id, **{name: row[i + 1]
+                                            for i, name in enumerate(_CANDIDATE_COLUMNS)})
+            for row in self.conn.execute(_CANDIDATES, {"keys": sorted(wanted)})}
+        for pid, (held, _) in self._writes.blocking_keys.items():
+            if wanted.intersection(held):
+                found.setdefault(pid, None)
+        out = []
+        for pid in sorted(found):
+            person = self._persons.get(pid)
+            candidate = Candidate.from_person(pid, person) if person else found[pid]
+            if candidate is not None:
+                out.append(candidate)
+        return out
 
     def locate(self, nhs_number: str | None, source: str, local_id: str | None
                ) -> tuple[str | None, str | None]:
@@ -225,6 +285,7 @@ class SqlPersonRepository:
         rows.demographics = {name: getattr(person, name) for name in _DEMOGRAPHICS}
         rows.version, rows.updated_at = person.version, now
         merged = any(isinstance(f.command, MergePersons) for f in person.new_facts)
+        self._save_blocking_keys(person)
         self._save_identifiers(person)
         self._save_facts(person, now)
         self._save_projection(person, position, now, rows)
@@ -247,6 +308,18 @@ class SqlPersonRepository:
         if not merged:
             self._remember(person)
         return changes
+
+    def _save_blocking_keys(self, person: Person) -> None:
+        """Queue the person's keys when the demographics behind them changed (or are new).
+        Called after the version is bumped: version 1 is a person first written now."""
+        basis = _key_basis(person)
+        if person.id in self._key_basis and self._key_basis[person.id] == basis:
+            return
+        self._key_basis[person.id] = basis
+        pending = self._writes.blocking_keys.get(person.id)
+        replace = pending[1] if pending is not None else person.version > 1
+        self._writes.blocking_keys[person.id] = (
+            tuple(dict.fromkeys(person_blocking_keys(person))), replace)
 
     def _save_identifiers(self, person: Person) -> None:
         known = self._stored_identifiers.setdefault(person.id, set())

@@ -63,6 +63,34 @@ person_identifiers = Table(
     UniqueConstraint("source", "value", name="uq_person_identifiers_source_value"),
 )
 
+# Identity blocking keys (``reconciliation.blocking``) of each person's current demographics:
+# an incoming person with no exact match is compared only with the people sharing a key,
+# found by one indexed query (the repository rewrites a person's keys when they change).
+person_blocking_keys = Table(
+    "person_blocking_keys", metadata,
+    Column("person_id", String(36), ForeignKey("persons.id"), primary_key=True),
+    Column("key", String(40), primary_key=True),
+    Index("ix_person_blocking_keys_key", "key"),
+)
+
+# One row per merge (ADT A40, or a register owner's "same-person" decision): what moved from
+# the merged person to the survivor, so an un-merge can move exactly that back.
+person_merges = Table(
+    "person_merges", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("survivor_id", String(36), ForeignKey("persons.id"), nullable=False, index=True),
+    Column("merged_id", String(36), ForeignKey("persons.id"), nullable=False, index=True),
+    Column("fact_ids", Json, nullable=False),
+    # [fact id, seq before, seq after, retracted_by before], identifiers, NHS number, keys.
+    Column("moved", Json, nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("source_ref", String(200), nullable=False),
+    Column("merged_by", String(100), nullable=False),
+    Column("merged_at", DateTime(timezone=True), nullable=False),
+    Column("unmerged_by", String(100)),
+    Column("unmerged_at", DateTime(timezone=True)),
+)
+
 facts = Table(
     "facts", metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),

@@ -254,7 +254,9 @@ class CancelEvent(Command):
 class MergePersons(Command):
     """ADT A40: the source's record ``merged_local_id`` is now ``person.local_id``.
 
-    Merges move identifiers, not facts (issue 3): the register re-points the identifier.
+    The identifier moves to the survivor, and with it the rest of the merged person's record
+    (facts, other identifiers), reversibly (``services.merges``) — unless the two carry
+    different valid NHS numbers, which are never linked: then only the identifier moves.
     """
 
     kind: ClassVar[str] = "merge"

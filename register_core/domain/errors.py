@@ -33,6 +33,13 @@ class InvalidValue(RegisterError):
     code = "invalid-value"
 
 
+class IdentityConflict(InvalidValue):
+    """Two records that cannot be one person (different valid NHS numbers, standards.md
+    section 4)."""
+
+    code = "identity-conflict"
+
+
 class ImpossibleDates(RegisterError):
     code = "impossible-dates"
 

@@ -45,6 +45,12 @@ class Policy:
 
     s17_leave_starts_entitlement: bool = True
     practice_to_icb: Mapping[str, str] = field(default_factory=dict)
+    # Identity matching of a person found by neither NHS number nor the source's identifier
+    # (architecture section 1 step 3): link at or above ``identity_link_threshold``, open an
+    # identity-uncertain exception from ``identity_review_threshold``; below, a new person.
+    probabilistic_identity: bool = True
+    identity_link_threshold: float = 0.95
+    identity_review_threshold: float = 0.5
 
 
 @dataclass(frozen=True)

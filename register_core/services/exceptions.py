@@ -14,6 +14,7 @@ from typing import Any
 
 from reconciliation.detectors import DetectorPolicy
 from reconciliation.exceptions import (
+    SAME_PERSON,
     check_assignee,
     check_reason,
     closing_status,
@@ -27,6 +28,7 @@ from register_core.domain.position import Policy
 from register_core.ports import Clock
 from register_core.services.handlers import record_command
 
+from .merges import merge_persons
 from .outbound import enqueue_status_changes
 from .reconcile import reconcile_person
 
@@ -62,13 +64,19 @@ def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, deci
     """Resolve or dismiss (``decision`` says which); the caller commits.
 
     ``by`` is who decided (the token id): it is ``closed_by`` and the correction's
-    ``recorded_by``.
+    ``recorded_by``. On an identity-uncertain exception, ``same-person`` merges the
+    exception's (newer) person into the candidate it names, ``different-people`` keeps
+    them apart for good (the pair's exception stays closed, so it is not raised again).
     """
     store = ExceptionStore(uow.connection)
     row = _live_row(store, exception_id)
-    status = closing_status(decision.strip(), correcting=correction is not None)
+    status = closing_status(decision.strip(), correcting=correction is not None,
+                            kind=row["kind"])
     reason = check_reason(reason)
     person_id = row["person_id"]
+    if decision.strip() == SAME_PERSON:
+        return _same_person(uow, clock, store, row, reason=reason, by=by, policy=policy,
+                            rules=rules)
     if correction is not None:
         if person_id is None:
             raise InvalidValue("this exception names no person to correct", field="apply",
@@ -85,6 +93,27 @@ def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, deci
     if correction is not None:
         reconcile_person(uow, person_id, clock, policy, rules=rules)
     return store.get(exception_id) or {}
+
+
+def _same_person(uow: SqlUnitOfWork, clock: Clock, store: ExceptionStore,
+                 row: dict[str, Any], *, reason: str, by: str, policy: Policy | None,
+                 rules: DetectorPolicy | None) -> dict[str, Any]:
+    """Merge the exception's person into the candidate: the register's own merge, undone
+    by ``merges.unmerge`` exactly."""
+    candidate_id = (row["detail"] or {}).get("candidate_person_id")
+    if not candidate_id or row["person_id"] is None:
+        raise InvalidValue("this exception names no two people to merge", field="decision",
+                           rule="exception-decision")
+    outcome = merge_persons(uow, candidate_id, row["person_id"], source=REGISTER_SOURCE,
+                            source_ref=f"exception:{row['id']}", by=by, clock=clock,
+                            policy=policy)
+    for applied in (outcome.survivor, outcome.merged):
+        enqueue_status_changes(uow.connection, applied, clock.now(), clock.now())
+    store.close([row["id"]], status="resolved", decision=SAME_PERSON, reason=reason,
+                closed_by=by, at=clock.now())
+    for person_id in (candidate_id, row["person_id"]):
+        reconcile_person(uow, person_id, clock, policy, rules=rules)
+    return store.get(row["id"]) or {}
 
 
 def _person_ref(uow: SqlUnitOfWork, person_id: str) -> PersonRef:

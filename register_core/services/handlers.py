@@ -8,38 +8,21 @@ Any RegisterError rolls the whole unit back, so nothing is half-written.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain import nhs_number
 from register_core.domain.commands import Command, MergePersons
-from register_core.domain.errors import InvalidValue
+from register_core.domain.errors import IdentityConflict, InvalidValue
 from register_core.domain.model import Person
-from register_core.domain.position import Policy, Position, compute_position
+from register_core.domain.position import Policy, compute_position
 from register_core.ports import Clock
 
-STATUS_FIELDS = frozenset({
-    "entitlement.status", "entitlement.start", "entitlement.responsible_council",
-    "entitlement.responsible_icb", "entitlement.ended", "entitlement.on_cto",
-})
+from .applied import STATUS_FIELDS, Applied
+from .identity import match_incoming, open_identity_review
+from .merges import merge_persons
 
-
-@dataclass
-class Applied:
-    person_id: str
-    fact_seq: int
-    created: bool
-    changes: list[tuple[str, str | None, str | None]] = field(default_factory=list)
-    position: Position | None = None
-
-    @property
-    def status_changed(self) -> bool:
-        """Whether the change is one partner systems must be told of (outbound, issue 5)."""
-        return any(name in STATUS_FIELDS for name, _, _ in self.changes)
-
-
-class IdentityConflict(InvalidValue):
-    code = "identity-conflict"
+__all__ = ["STATUS_FIELDS", "Applied", "IdentityConflict", "apply_command", "locate_person",
+           "recompute", "record_command"]
 
 
 def locate_person(uow: SqlUnitOfWork, command: Command) -> tuple[Person | None, bool]:
@@ -79,6 +62,14 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
     is applied exactly once however often a worker crashes and retries it.
     """
     person, created = locate_person(uow, command)
+    identity = "exact" if person is not None else "new"
+    merging = _merged_record_owner(uow, command)
+    match = None
+    if person is None:
+        # Neither key is known: the demographics may still name someone registered.
+        match = match_incoming(uow, command, policy)
+        if match is not None and match.decision.outcome == "link" and match.candidate:
+            person, created, identity = match.candidate, False, "probabilistic"
     if person is None:
         person = Person(id=str(uuid.uuid4()))
     if (person.nhs_number and command.person.nhs_number
@@ -92,8 +83,50 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
     changes = uow.persons.save(person, position, source=prov.source,
                                source_ref=prov.source_ref, recorded_by=prov.recorded_by,
                                now=clock.now())
-    return Applied(person_id=person.id, fact_seq=fact.seq, created=created, changes=changes,
-                   position=position)
+    review = None
+    if match is not None and match.decision.outcome == "review":
+        review = open_identity_review(uow, person.id, match.decision, command, clock, policy)
+    applied = Applied(person_id=person.id, fact_seq=fact.seq, created=created,
+                      changes=changes, position=position, identity=identity,
+                      identity_exception=review)
+    if merging is not None and merging != person.id and isinstance(command, MergePersons):
+        _merge_the_rest(uow, applied, merging, command, clock, policy)
+    return applied
+
+
+def _merged_record_owner(uow: SqlUnitOfWork, command: Command) -> str | None:
+    """For an A40: who holds the merged record now (by the source's id, else the merged
+    NHS number), before the merge fact moves that identifier to the survivor."""
+    if not isinstance(command, MergePersons):
+        return None
+    source = command.provenance.source
+    owner = uow.persons.locate(None, source, command.merged_local_id)[1]
+    if owner is None and command.merged_nhs_number and nhs_number.is_valid(
+            command.merged_nhs_number):
+        owner = uow.persons.locate(nhs_number.normalise(command.merged_nhs_number), source,
+                                   None)[0]
+    return owner
+
+
+def _merge_the_rest(uow: SqlUnitOfWork, applied: Applied, merged_id: str,
+                    command: MergePersons, clock: Clock, policy: Policy | None) -> None:
+    """An A40 merges the whole record: the merged person's facts and other identifiers move
+    to the survivor too (``merges``; undone by ``merges.unmerge``). Two records with
+    different valid NHS numbers are never merged (standards.md section 4): then, as before,
+    only the source's identifier moves."""
+    survivor = uow.persons.get(applied.person_id)
+    merged = uow.persons.get(merged_id)
+    if survivor is None or merged is None:
+        return
+    if survivor.nhs_number and merged.nhs_number and survivor.nhs_number != merged.nhs_number:
+        return
+    prov = command.provenance
+    outcome = merge_persons(uow, survivor.id, merged_id, source=prov.source,
+                            source_ref=prov.source_ref, by=prov.recorded_by, clock=clock,
+                            policy=policy, carried=[(prov.source, command.merged_local_id)])
+    applied.changes.extend(outcome.survivor.changes)
+    applied.position = outcome.survivor.position
+    applied.also.append(outcome.merged)
 
 
 def recompute(person_id: str, uow: SqlUnitOfWork, clock: Clock,

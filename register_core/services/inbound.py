@@ -162,14 +162,16 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
             if savepoint is not None:
                 uow.persons.flush()
                 savepoint.commit()
-            marks.append(inbox.Mark(message_id, "applied",
-                                    person_ids=sorted({a.person_id for a in applied})))
+            marks.append(inbox.Mark(message_id, "applied", person_ids=sorted(
+                {a.person_id for a in applied} | {m.person_id for a in applied for m in a.also})))
             outcomes.append(Outcome(message_id, "applied", applied=applied,
                                     received_at=entry.received_at))
         uow.persons.flush()
         # Detectors run on every register change for the person (issue 4), in the same
         # transaction, so an exception is never missing for an applied message.
-        for person_id in sorted({a.person_id for o in outcomes for a in o.applied}):
+        touched = {a.person_id for o in outcomes for a in o.applied}
+        touched |= {m.person_id for o in outcomes for a in o.applied for m in a.also}
+        for person_id in sorted(touched):
             reconcile_person(uow, person_id, clock, policy)
         # Status changes partners must hear of: one delivery per subscriber, committed with
         # the change itself (transactional outbox; the SLA clock starts at receipt).
@@ -177,7 +179,7 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
         # Read once for the batch: per change it was a query (a round trip) per message.
         subscribers = load_subscriptions(conn) if any(o.applied for o in outcomes) else []
         for outcome in outcomes:
-            for applied in outcome.applied:
+            for applied in (a for top in outcome.applied for a in (top, *top.also)):
                 enqueue_status_changes(conn, applied, received.get(outcome.message_id)
                                        or clock.now(), clock.now(), subscriptions=subscribers)
         inbox.mark_many(conn, marks, now=clock.now())

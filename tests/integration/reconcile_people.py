@@ -8,7 +8,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from register_core.adapters.security import Role, TokenStore
 from register_core.domain.commands import (
@@ -42,7 +42,7 @@ def at(day: date) -> datetime:
 def ref(serial: int, *, with_nhs: bool = True) -> PersonRef:
     return PersonRef(nhs_number=make_synthetic(serial) if with_nhs else None,
                      local_id=f"RX1-{serial:05d}", family_name="Testfamily",
-                     given_name="Robin", birth_date=date(1980, 2, 2))
+                     given_name="Robin", birth_date=date(1980, 2, 2) + timedelta(days=serial))
 
 
 def prov(source: str, ref_: str, day: date) -> Provenance:

@@ -1,0 +1,158 @@
+"""Probabilistic identity in the write path (architecture section 1 step 3).
+
+A command whose person is found neither by NHS number nor by the source's own identifier is
+compared, through the blocking keys the repository indexes, with the people who share a key,
+and ``reconciliation.identity.IdentityMatcher`` decides: link (the person is found), review
+(a new person, and an ``identity-uncertain`` exception naming the candidate) or new.
+
+The matcher runs with its default parameters, without name frequencies: a frequency table of
+the whole register would have to be kept in step on every write, and the defaults already
+keep common names in the review band unless birth date and postcode agree too.
+Logs carry person ids and probabilities, never names or NHS numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import select
+
+from reconciliation.blocking import person_blocking_keys
+from reconciliation.findings import Finding, fingerprint
+from reconciliation.identity import REVIEW_EXCEPTION_KIND, IdentityMatcher, MatchDecision
+from register_core.adapters.exceptions_store import ExceptionStore
+from register_core.adapters.tables import register_exceptions
+from register_core.adapters.unit_of_work import SqlUnitOfWork
+from register_core.domain.commands import Command, MergePersons
+from register_core.domain.model import Person
+from register_core.domain.position import Policy
+from register_core.ports import Clock
+
+log = logging.getLogger(__name__)
+
+# What the register owner reads per field: the matcher's level names, in four words.
+_AGREE = frozenset({"exact", "equal"})
+_DISAGREE = frozenset({"else", "differs"})
+SOURCE_ALREADY_LINKED = "candidate-holds-another-record-of-the-source"
+
+
+@lru_cache(maxsize=8)
+def _matcher(link: float, review: float) -> IdentityMatcher:
+    return IdentityMatcher(threshold_link=link, threshold_review=review)
+
+
+def matcher_for(policy: Policy | None) -> IdentityMatcher | None:
+    """The configured matcher, or None when the partnership turned probabilistic linking
+    off (then only the exact keys link, as before)."""
+    policy = policy or Policy()
+    if not policy.probabilistic_identity:
+        return None
+    return _matcher(policy.identity_link_threshold, policy.identity_review_threshold)
+
+
+@dataclass(frozen=True)
+class Match:
+    """The matcher's decision about an incoming person, and the person it would link to."""
+
+    decision: MatchDecision
+    candidate: Person | None
+
+
+def match_incoming(uow: SqlUnitOfWork, command: Command, policy: Policy | None) -> Match | None:
+    """Look for the command's person among those sharing a blocking key; None when there is
+    nothing to compare (no demographics to block on, linking off, a merge, no candidate)."""
+    if isinstance(command, MergePersons):
+        return None  # a merge names both records exactly
+    matcher = matcher_for(policy)
+    if matcher is None:
+        return None
+    keys = person_blocking_keys(command.person)
+    if not keys:
+        return None
+    candidates = uow.persons.candidates(keys)
+    if not candidates:
+        return None
+    decision = matcher.decide(command.person, candidates)
+    if decision.outcome == "new" or decision.candidate_id is None:
+        return Match(decision, None)
+    # Locked only when it is to be written: a review leaves the candidate as it is.
+    candidate = uow.persons.get(decision.candidate_id,
+                                for_update=decision.outcome == "link")
+    source = command.provenance.source
+    if (decision.outcome == "link" and candidate is not None
+            and any(ident.source == source for ident in candidate.identifiers)):
+        # Each source holds a person once: this source's other record for the candidate
+        # makes the incoming one a second person, or a duplicate the source should merge.
+        decision = MatchDecision("review", decision.candidate_id, decision.score,
+                                 decision.probability, decision.contributions,
+                                 decision.levels, SOURCE_ALREADY_LINKED)
+    return Match(decision, candidate)
+
+
+def comparison(levels: dict[str, str] | Any) -> dict[str, str]:
+    """Per field: agree, fuzzy, disagree or missing (what the console and the API show)."""
+    out: dict[str, str] = {}
+    for name, level in levels.items():
+        if level == "missing":
+            out[name] = "missing"
+        elif level in _AGREE:
+            out[name] = "agree"
+        elif level in _DISAGREE:
+            out[name] = "disagree"
+        else:
+            out[name] = "fuzzy"
+    return out
+
+
+def _weight(value: float) -> float | str:
+    if math.isfinite(value):
+        return round(value, 2)
+    return "+inf" if value > 0 else "-inf"
+
+
+def pair_fingerprint(person_a: str, person_b: str) -> str:
+    """The same for (a, b) and (b, a): a decision about a pair holds whichever came first."""
+    low, high = sorted((person_a, person_b))
+    return fingerprint(REVIEW_EXCEPTION_KIND, (low, high))
+
+
+def open_identity_review(uow: SqlUnitOfWork, person_id: str, decision: MatchDecision,
+                         command: Command, clock: Clock, policy: Policy | None) -> str | None:
+    """Open an identity-uncertain exception on the new person naming the candidate; None
+    when the pair is known already (a live exception, or a person decided it)."""
+    candidate_id = decision.candidate_id
+    assert candidate_id is not None
+    fp = pair_fingerprint(person_id, candidate_id)
+    conn = uow.connection
+    uow.persons.flush()  # the exception's person row must exist (batch mode defers it)
+    known = conn.execute(select(register_exceptions.c.id)
+                         .where(register_exceptions.c.fingerprint == fp).limit(1)).first()
+    if known is not None:
+        return None
+    policy = policy or Policy()
+    detail = {
+        "candidate_person_id": candidate_id,
+        "probability": round(decision.probability, 4),
+        "score": _weight(decision.score),
+        "rule": decision.reason,
+        "comparison": comparison(decision.levels),
+        "levels": dict(decision.levels),
+        "weights": {name: _weight(w) for name, w in decision.contributions.items()},
+        "thresholds": {"link": policy.identity_link_threshold,
+                       "review": policy.identity_review_threshold},
+        "source": command.provenance.source,
+        "source_ref": command.provenance.source_ref,
+    }
+    summary = (f"May be the same person as {candidate_id} (match probability "
+               f"{decision.probability:.2f}, {decision.reason}): decide same-person or "
+               "different-people")
+    [(exception_id, _)] = ExceptionStore(conn).open_many(
+        person_id, [Finding(REVIEW_EXCEPTION_KIND, fp, summary, detail)], clock.now())
+    log.info("identity review opened", extra={
+        "person_id": person_id, "candidate_person_id": candidate_id,
+        "probability": round(decision.probability, 4), "rule": decision.reason})
+    return exception_id

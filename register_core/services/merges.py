@@ -1,0 +1,199 @@
+"""Merging two people's records into one, and undoing it exactly.
+
+A merge (ADT A40, or a register owner's "same-person" decision on an identity-uncertain
+exception) moves the merged person's facts and identifiers to the survivor — their NHS number
+too when the survivor has none — recomputes both, and records in ``person_merges`` exactly
+what moved (each fact's id with its journal place before and after). The merged person stays,
+empty and out of every blocking look-up, so ``unmerge`` can move the same facts back to the
+same places and both positions come back as they were.
+
+Two records with different valid NHS numbers are never merged (standards.md section 4).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, select, update
+
+from register_core.adapters.tables import facts, person_identifiers, person_merges
+from register_core.adapters.unit_of_work import SqlUnitOfWork
+from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound
+from register_core.domain.model import Person
+from register_core.domain.position import Policy, compute_position
+from register_core.ports import Clock
+
+from .applied import Applied
+
+log = logging.getLogger(__name__)
+
+_FACTS_OF = (select(facts.c.id, facts.c.seq, facts.c.retracted_by)
+             .where(facts.c.person_id == bindparam("pid")).order_by(facts.c.seq))
+_MOVE_FACT = (update(facts).where(facts.c.id == bindparam("fid"))
+              .values(person_id=bindparam("to"), seq=bindparam("new_seq"),
+                      retracted_by=bindparam("new_rb")))
+_IDENTIFIERS_OF = (select(person_identifiers.c.source, person_identifiers.c.value)
+                   .where(person_identifiers.c.person_id == bindparam("pid"))
+                   .order_by(person_identifiers.c.id))
+_MOVE_IDENTIFIER = (update(person_identifiers)
+                    .where(and_(person_identifiers.c.source == bindparam("src"),
+                                person_identifiers.c.value == bindparam("val"),
+                                person_identifiers.c.person_id == bindparam("owner")))
+                    .values(person_id=bindparam("to")))
+_OPEN_MERGE_OF = (select(person_merges)
+                  .where(and_(person_merges.c.merged_id == bindparam("pid"),
+                              person_merges.c.unmerged_at.is_(None)))
+                  .order_by(person_merges.c.merged_at.desc(), person_merges.c.id).limit(1))
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    merge_id: str
+    survivor: Applied
+    merged: Applied
+    facts_moved: int
+
+
+def open_merge_of(uow: SqlUnitOfWork, person_id: str) -> dict[str, Any] | None:
+    """The merge that emptied this person and is not undone, if any."""
+    row = uow.connection.execute(_OPEN_MERGE_OF, {"pid": person_id}).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def _both(uow: SqlUnitOfWork, first_id: str, second_id: str) -> tuple[Person, Person]:
+    """Both people, locked in id order (two merges of the same pair never deadlock)."""
+    uow.persons.flush()
+    found: dict[str, Person] = {}
+    for pid in sorted({first_id, second_id}):
+        person = uow.persons.get(pid, for_update=True)
+        if person is None:
+            raise NotFound("no person with this id", field="person_id", rule="person-exists")
+        found[pid] = person
+    return found[first_id], found[second_id]
+
+
+def merge_persons(uow: SqlUnitOfWork, survivor_id: str, merged_id: str, *, source: str,
+                  source_ref: str, by: str, clock: Clock, policy: Policy | None = None,
+                  carried: Sequence[tuple[str, str]] = ()) -> MergeOutcome:
+    """Move everything of ``merged_id`` to ``survivor_id`` and recompute both; the caller
+    commits (and tells partners of the status changes in ``MergeOutcome``). ``carried``:
+    identifiers of the merged person already moved (an A40's own), returned on un-merge."""
+    if survivor_id == merged_id:
+        raise InvalidValue("a person cannot be merged into themself", field="person_id",
+                           rule="merge-two-people")
+    survivor, merged = _both(uow, survivor_id, merged_id)
+    if (survivor.nhs_number and merged.nhs_number
+            and survivor.nhs_number != merged.nhs_number):
+        raise IdentityConflict("the two records carry different NHS numbers",
+                               field="person.nhs_number",
+                               rule="never-link-different-nhs-numbers")
+    if open_merge_of(uow, survivor_id) is not None:
+        raise InvalidValue("the survivor was itself merged into someone else",
+                           field="person_id", rule="merge-into-live-person")
+    conn = uow.connection
+    journal = conn.execute(_FACTS_OF, {"pid": merged_id}).all()
+    first = survivor.next_seq()
+    new_seq = {row.seq: first + i for i, row in enumerate(journal)}
+    moved_facts = [[row.id, row.seq, new_seq[row.seq], row.retracted_by] for row in journal]
+    if journal:
+        conn.execute(_MOVE_FACT, [
+            {"fid": fid, "to": survivor_id, "new_seq": after,
+             "new_rb": new_seq.get(rb) if rb is not None else None}
+            for fid, _, after, rb in moved_facts])
+    identifiers = [[r.source, r.value] for r in conn.execute(_IDENTIFIERS_OF,
+                                                             {"pid": merged_id})]
+    _move_identifiers(uow, identifiers, merged_id, survivor_id)
+    identifiers += [[source_, value] for source_, value in carried
+                    if [source_, value] not in identifiers]
+    moved: dict[str, Any] = {"facts": moved_facts, "identifiers": identifiers,
+                             "nhs_number": None}
+    uow.persons.forget()
+    survivor, merged = _both(uow, survivor_id, merged_id)
+    if merged.nhs_number and not survivor.nhs_number:
+        # The number is an identifier: it goes with the facts, and comes back on un-merge.
+        moved.update(nhs_number=merged.nhs_number,
+                     nhs_number_verified=merged.nhs_number_verified,
+                     survivor_nhs_number_verified=survivor.nhs_number_verified)
+        survivor.nhs_number, survivor.nhs_number_verified = (merged.nhs_number,
+                                                             merged.nhs_number_verified)
+        merged.nhs_number = merged.nhs_number_verified = None
+    uow.persons.drop_blocking_keys(merged_id)
+    # The merged person first: their NHS number must be free before the survivor takes it.
+    merged_applied = _recompute(uow, merged, source, source_ref, by, clock, policy)
+    survivor_applied = _recompute(uow, survivor, source, source_ref, by, clock, policy)
+    merge_id = str(uuid.uuid4())
+    uow.persons.flush()
+    conn.execute(insert(person_merges).values(
+        id=merge_id, survivor_id=survivor_id, merged_id=merged_id,
+        fact_ids=[fid for fid, *_ in moved_facts], moved=moved, source=source,
+        source_ref=source_ref, merged_by=by, merged_at=clock.now()))
+    log.info("persons merged", extra={"merge_id": merge_id, "survivor_id": survivor_id,
+                                      "merged_id": merged_id, "facts": len(moved_facts)})
+    return MergeOutcome(merge_id, survivor_applied, merged_applied, len(moved_facts))
+
+
+def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
+            policy: Policy | None = None, source: str = "register",
+            source_ref: str | None = None) -> MergeOutcome:
+    """Undo the merge that emptied ``merged_id``: its facts go back to their places, its
+    identifiers (and NHS number) back to it, and both people are recomputed."""
+    merge = open_merge_of(uow, merged_id)
+    if merge is None:
+        raise NotFound("this person was not merged into anyone (or was un-merged already)",
+                       field="person_id", rule="merge-exists")
+    survivor_id = merge["survivor_id"]
+    source_ref = source_ref or f"unmerge:{merge['id']}"
+    survivor, merged = _both(uow, survivor_id, merged_id)
+    if merged.facts:
+        raise InvalidValue("facts were recorded on the merged person since the merge; "
+                           "move them by hand first", field="person_id",
+                           rule="unmerge-exactly")
+    moved = merge["moved"]
+    conn = uow.connection
+    still_there = {row.id for row in conn.execute(_FACTS_OF, {"pid": survivor_id})}
+    back = [fact for fact in moved["facts"] if fact[0] in still_there]
+    if len(back) != len(moved["facts"]):
+        raise InvalidValue("some merged facts are no longer the survivor's", field="person_id",
+                           rule="unmerge-exactly")
+    if back:
+        conn.execute(_MOVE_FACT, [{"fid": fid, "to": merged_id, "new_seq": before,
+                                   "new_rb": rb} for fid, before, _, rb in back])
+    _move_identifiers(uow, moved["identifiers"], survivor_id, merged_id)
+    uow.persons.forget()
+    survivor, merged = _both(uow, survivor_id, merged_id)
+    if moved.get("nhs_number") and survivor.nhs_number == moved["nhs_number"]:
+        merged.nhs_number = moved["nhs_number"]
+        merged.nhs_number_verified = moved.get("nhs_number_verified")
+        survivor.nhs_number = None
+        survivor.nhs_number_verified = moved.get("survivor_nhs_number_verified")
+    uow.persons.reindex(merged_id)  # back in the blocking look-ups
+    # The survivor first: the NHS number must be free before the merged person takes it back.
+    survivor_applied = _recompute(uow, survivor, source, source_ref, by, clock, policy)
+    merged_applied = _recompute(uow, merged, source, source_ref, by, clock, policy)
+    uow.persons.flush()
+    conn.execute(update(person_merges).where(person_merges.c.id == merge["id"])
+                 .values(unmerged_by=by, unmerged_at=clock.now()))
+    log.info("persons un-merged", extra={"merge_id": merge["id"], "survivor_id": survivor_id,
+                                         "merged_id": merged_id, "facts": len(back)})
+    return MergeOutcome(merge["id"], survivor_applied, merged_applied, len(back))
+
+
+def _move_identifiers(uow: SqlUnitOfWork, identifiers: list[list[str]], owner: str,
+                      to: str) -> None:
+    if identifiers:
+        uow.connection.execute(_MOVE_IDENTIFIER, [
+            {"src": source, "val": value, "owner": owner, "to": to}
+            for source, value in identifiers])
+
+
+def _recompute(uow: SqlUnitOfWork, person: Person, source: str, source_ref: str, by: str,
+               clock: Clock, policy: Policy | None) -> Applied:
+    position = compute_position(person, clock.today(), policy)
+    changes = uow.persons.save(person, position, source=source, source_ref=source_ref,
+                               recorded_by=by, now=clock.now())
+    return Applied(person_id=person.id, fact_seq=person.next_seq() - 1, created=False,
+                   changes=changes, position=position)
