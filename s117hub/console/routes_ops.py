@@ -1,0 +1,178 @@
+"""Integration engineers' pages: Flow, Messages (with replay), Deliveries (with retry).
+
+Reading needs the roles of the API's read routes (engineer or auditor); replay and retry
+the engineer's. Opening one message or delivery is audited as the API's GET is: the raw
+payload and the partner's answer are a person's data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+
+from register_core.adapters import console_reads, message_store, outbox
+from register_core.adapters.outbox import STATUSES as DELIVERY_STATUSES
+from register_core.domain.errors import InvalidValue, NotFound
+from s117hub.api.auth import audit_read
+
+from . import actions, figures
+from .web import (
+    ENGINEER,
+    OPS_READERS,
+    ConsoleRoute,
+    ConsoleUser,
+    actor,
+    hub_of,
+    read_and_audit,
+    render,
+    see_other,
+    viewer,
+)
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+Reader = Annotated[ConsoleUser, Depends(viewer(OPS_READERS))]
+# The Flow page's own refresh is not activity: an unattended console still times out.
+PassiveReader = Annotated[ConsoleUser, Depends(viewer(OPS_READERS, touch=False))]
+Engineer = Annotated[ConsoleUser, Depends(actor(ENGINEER))]
+MESSAGE_STATUSES = ("received", "applied", "failed", "rejected")
+PAGE_SIZE = 50
+Text = Annotated[str, Query(max_length=200)]
+
+
+def _day(text: str, field: str) -> date | None:
+    if not text.strip():
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidValue("a date is YYYY-MM-DD", field=field, rule="iso-date") from None
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+# -- flow ------------------------------------------------------------------------------------
+
+
+@router.get("/ui/flow")
+def flow_page(request: Request, user: Reader) -> Response:
+    hub = hub_of(request)
+    with hub.engine.connect() as conn:
+        data = figures.flow(conn, hub.clock.now())
+    return render(request, "flow.html", user, active="flow", flow=data)
+
+
+@router.get("/ui/flow/fragment")
+def flow_fragment(request: Request, user: PassiveReader) -> Response:
+    hub = hub_of(request)
+    with hub.engine.connect() as conn:
+        data = figures.flow(conn, hub.clock.now())
+    return render(request, "_flow.html", user, flow=data)
+
+
+# -- messages ----------------------------------------------------------------------------
+
+
+@router.get("/ui/messages")
+def messages_page(request: Request, user: Reader, source: Text = "", status: Text = "",
+                  since: Text = "", until: Text = "", control_id: Text = "",
+                  person_id: Text = "",
+                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
+    hub = hub_of(request)
+    if status and status not in MESSAGE_STATUSES:
+        raise InvalidValue("unknown status", field="status", rule="known-status")
+    first, last = _day(since, "since"), _day(until, "until")
+    wanted = message_store.MessageFilter(
+        source=source.strip() or None, statuses=[status] if status else None,
+        since=_midnight(first) if first else None,
+        until=_midnight(last) + timedelta(days=1) if last else None,  # the whole last day
+        control_id=control_id.strip() or None, person_id=person_id.strip() or None)
+    with hub.engine.connect() as conn:
+        total, items = message_store.search(conn, wanted, limit=PAGE_SIZE, offset=offset)
+        sources = sorted({q[0] for q in message_store.inbound_queues(conn, hub.clock.now())[0]})
+    form = {"source": source, "status": status, "since": since, "until": until,
+            "control_id": control_id, "person_id": person_id}
+    return render(request, "messages.html", user, active="messages", items=items,
+                  total=total, offset=offset, page_size=PAGE_SIZE, form=form,
+                  sources=sources, statuses=MESSAGE_STATUSES)
+
+
+MessageId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.get("/ui/messages/{message_id}")
+def message_page(request: Request, user: Reader, message_id: MessageId) -> Response:
+    hub = hub_of(request)
+    with read_and_audit(hub) as conn:
+        message = message_store.get(conn, message_id)
+        if message is None:
+            raise NotFound(f"no message {message_id}")
+        person_ids = message["person_ids"]
+        audit_read(conn, request, user.principal, "inbound-message", str(message_id),
+                   person_ids[0] if person_ids else None)
+        commands = console_reads.message_commands(conn, message_id)
+        changes = console_reads.changes_from(conn, message["source"], message["message_id"])
+        recorded = console_reads.facts_from(conn, message["source"], message["message_id"])
+    return render(request, "message.html", user, active="messages", message=message,
+                  commands=commands, changes=changes, facts=recorded,
+                  may_replay=user.may(ENGINEER))
+
+
+@router.post("/ui/messages/{message_id}/replay")
+def replay(request: Request, user: Engineer, message_id: MessageId,
+           force: Annotated[str, Form(max_length=10)] = "") -> Response:
+    actions.replay_message(request, hub_of(request), user.principal, message_id,
+                           force=force == "yes")
+    return see_other(f"/ui/messages/{message_id}?done=replayed")
+
+
+# -- deliveries --------------------------------------------------------------------------
+
+
+@router.get("/ui/deliveries")
+def deliveries_page(request: Request, user: Reader, status: Text = "",
+                    subscription_id: Text = "") -> Response:
+    hub = hub_of(request)
+    if status and status not in DELIVERY_STATUSES:
+        raise InvalidValue("unknown status", field="status", rule="known-status")
+    shown = [status] if status else ["failed", "retrying"]
+    sections = []
+    with hub.engine.connect() as conn:
+        for wanted in shown:
+            total, items = outbox.search(conn, status=wanted,
+                                         subscription_id=subscription_id.strip() or None,
+                                         limit=PAGE_SIZE)
+            sections.append({"status": wanted, "total": total, "items": items})
+    return render(request, "deliveries.html", user, active="deliveries", sections=sections,
+                  form={"status": status, "subscription_id": subscription_id},
+                  statuses=DELIVERY_STATUSES, may_retry=user.may(ENGINEER))
+
+
+DeliveryId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.get("/ui/deliveries/{delivery_id}")
+def delivery_page(request: Request, user: Reader, delivery_id: DeliveryId) -> Response:
+    hub = hub_of(request)
+    with read_and_audit(hub) as conn:
+        item = outbox.get(conn, delivery_id)
+        if item is None:
+            raise NotFound(f"no delivery {delivery_id}")
+        audit_read(conn, request, user.principal, "delivery", str(delivery_id),
+                   item["person_id"])
+        newer = outbox.later_delivered(conn, item)
+    return render(request, "delivery.html", user, active="deliveries", item=item,
+                  newer=newer, may_retry=user.may(ENGINEER), now=hub.clock.now(),
+                  aware=outbox.aware)
+
+
+@router.post("/ui/deliveries/{delivery_id}/retry")
+def retry(request: Request, user: Engineer, delivery_id: DeliveryId,
+          force: Annotated[str, Form(max_length=10)] = "") -> Response:
+    actions.retry_delivery(request, hub_of(request), user.principal, delivery_id,
+                           force=force == "yes")
+    return see_other(f"/ui/deliveries/{delivery_id}?done=retried")
+

@@ -1,0 +1,214 @@
+"""Register owners' pages: Exceptions (assign, resolve, dismiss), Person, Disputes, Board.
+
+Reading needs the roles of the API's read routes (register owner or auditor); decisions the
+register owner's. Every read of a person's data is audited exactly as the API audits it
+(worklist rows, one exception, one person, dispute rows), with the console's request line.
+Worklists show the person id, never a name or NHS number: those appear only on the Person
+page, whose every opening is an audited read of that one record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+
+from reconciliation.findings import EXCEPTION_KINDS
+from register_core import reports, views
+from register_core.adapters import console_reads
+from register_core.adapters.disputes_store import DisputeStore
+from register_core.adapters.exceptions_store import ExceptionStore
+from register_core.domain import nhs_number as nhs
+from register_core.domain.errors import InvalidValue, NotFound
+from register_core.services import disputes as dispute_workflow
+from s117hub.api.auth import audit_read
+
+from . import actions, timeline
+from .web import (
+    OWNER,
+    REGISTER_READERS,
+    ConsoleRoute,
+    ConsoleUser,
+    actor,
+    hub_of,
+    read_and_audit,
+    render,
+    see_other,
+    viewer,
+)
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+Reader = Annotated[ConsoleUser, Depends(viewer(REGISTER_READERS))]
+Owner = Annotated[ConsoleUser, Depends(actor(OWNER))]
+# Looking a person up sends an NHS number: a POST, so it stays out of URLs and history.
+LookupUser = Annotated[ConsoleUser, Depends(actor(REGISTER_READERS))]
+Text = Annotated[str, Query(max_length=40)]
+LIVE = ("open", "assigned")
+EXCEPTION_STATUSES = ("open", "assigned", "resolved", "dismissed")
+AGE_CHOICES = (1, 5, 10, 30, 90)
+PAGE_SIZE = 100
+ExceptionId = Annotated[str, Path(max_length=36)]
+PersonId = Annotated[str, Path(max_length=36)]
+Reason = Annotated[str, Form(max_length=2000)]
+
+# -- exceptions ------------------------------------------------------------------------------
+
+
+@router.get("/ui/exceptions")
+def exceptions_page(request: Request, user: Reader, kind: Text = "", status: Text = "",
+                    older_than: Text = "", council: Text = "", icb: Text = "",
+                    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
+    hub = hub_of(request)
+    if status not in ("", "all", *EXCEPTION_STATUSES):
+        raise InvalidValue("unknown status", field="status", rule="known-status")
+    if older_than and not older_than.isdigit():
+        raise InvalidValue("age is a number of days", field="older_than", rule="days")
+    wanted = console_reads.Worklist(
+        kind=kind.strip() or None, council=council.strip() or None, icb=icb.strip() or None,
+        status=status if status in EXCEPTION_STATUSES else None,
+        statuses=None if status else LIVE,
+        older_than_days=int(older_than) if older_than else None)
+    now = hub.clock.now()
+    with read_and_audit(hub) as conn:
+        total, items = console_reads.exception_worklist(conn, wanted, now, limit=PAGE_SIZE,
+                                                        offset=offset)
+        for item in items:  # the API audits each listed exception as a read of its person
+            audit_read(conn, request, user.principal, "exception", item["id"],
+                       item["person_id"])
+    for item in items:
+        item["age_seconds"] = (now - datetime.fromisoformat(item["raised"])).total_seconds()
+    form = {"kind": kind, "status": status, "older_than": older_than, "council": council,
+            "icb": icb}
+    return render(request, "exceptions.html", user, active="exceptions", items=items,
+                  total=total, offset=offset, page_size=PAGE_SIZE, form=form,
+                  kinds=EXCEPTION_KINDS, statuses=EXCEPTION_STATUSES, ages=AGE_CHOICES)
+
+
+@router.get("/ui/exceptions/{exception_id}")
+def exception_page(request: Request, user: Reader, exception_id: ExceptionId) -> Response:
+    hub = hub_of(request)
+    with read_and_audit(hub) as conn:
+        item = ExceptionStore(conn).get(exception_id)
+        if item is None:
+            raise NotFound("no exception with this id")
+        audit_read(conn, request, user.principal, "exception", exception_id,
+                   item["person_id"])
+    detail = item["detail"] or {}
+    competing = [v for v in detail.get("values", []) if isinstance(v, dict) and "source" in v]
+    shown = {"rule", "values"}
+    other_detail = {k: v for k, v in detail.items() if k not in shown}
+    return render(request, "exception.html", user, active="exceptions", item=item,
+                  competing=competing, rule=detail.get("rule"), other_detail=other_detail,
+                  live=item["status"] in LIVE, may_decide=user.may(OWNER),
+                  correction_types=list(actions.CORRECTION_TYPES),
+                  section_label=timeline.section_label)
+
+
+@router.post("/ui/exceptions/{exception_id}/assign")
+def assign(request: Request, user: Owner, exception_id: ExceptionId,
+           assignee: Annotated[str, Form(max_length=100)] = "") -> Response:
+    actions.assign_exception(request, hub_of(request), user.principal, exception_id, assignee)
+    return see_other(f"/ui/exceptions/{exception_id}?done=assigned")
+
+
+@router.post("/ui/exceptions/{exception_id}/resolve")
+def resolve(request: Request, user: Owner, exception_id: ExceptionId,
+            decision: Annotated[str, Form(max_length=100)] = "resolved", reason: Reason = "",
+            apply_type: Annotated[str, Form(max_length=40)] = "",
+            apply_date: Annotated[str, Form(max_length=20)] = "",
+            apply_value: Annotated[str, Form(max_length=200)] = "") -> Response:
+    correction = actions.correction_from_form(apply_type, apply_date, apply_value)
+    actions.close_exception(request, hub_of(request), user.principal, exception_id,
+                            decision=decision, reason=reason, correction=correction)
+    return see_other(f"/ui/exceptions/{exception_id}?done=resolved")
+
+
+@router.post("/ui/exceptions/{exception_id}/dismiss")
+def dismiss(request: Request, user: Owner, exception_id: ExceptionId,
+            reason: Reason = "") -> Response:
+    actions.close_exception(request, hub_of(request), user.principal, exception_id,
+                            decision="dismiss", reason=reason)
+    return see_other(f"/ui/exceptions/{exception_id}?done=dismissed")
+
+
+# -- people ----------------------------------------------------------------------------------
+
+
+@router.get("/ui/people")
+def people_page(request: Request, user: Reader) -> Response:
+    return render(request, "people.html", user, active="people", error=None)
+
+
+@router.post("/ui/people/lookup")
+def lookup(request: Request, user: LookupUser,
+           wanted: Annotated[str, Form(max_length=64)] = "") -> Response:
+    text = wanted.strip()
+    hub = hub_of(request)
+    with hub.engine.connect() as conn:
+        if nhs.redact(text, "") != text:  # shaped like an NHS number
+            found = views.people_by_nhs_number(conn, nhs.validate(text, field="nhs_number"))
+        else:
+            found = [text] if text and views.person_json(conn, text, hub.clock.today()) \
+                else []
+    if len(found) == 1:
+        return see_other(f"/ui/people/{found[0]}")
+    return render(request, "people.html", user, active="people", status=404,
+                  error="No person on the register has that NHS number or id.")
+
+
+@router.get("/ui/people/{person_id}")
+def person_page(request: Request, user: Reader, person_id: PersonId) -> Response:
+    hub = hub_of(request)
+    today = hub.clock.today()
+    with read_and_audit(hub) as conn:
+        record = views.person_json(conn, person_id, today, hub.policy)
+        if record is None:
+            raise NotFound("no person with this id")
+        audit_read(conn, request, user.principal, "person", person_id, person_id)
+    return render(request, "person.html", user, active="people", person=record,
+                  events=timeline.timeline(record),
+                  values=timeline.explained_values(record), today=today.isoformat(),
+                  section_label=timeline.section_label)
+
+
+# -- disputes --------------------------------------------------------------------------------
+
+
+@router.get("/ui/disputes")
+def disputes_page(request: Request, user: Reader, stage: Text = "",
+                  show: Text = "open") -> Response:
+    hub = hub_of(request)
+    today = hub.clock.today()
+    if stage and stage not in ("1", "2", "3", "4"):
+        raise InvalidValue("a stage is 1 to 4", field="stage", rule="dispute-stage")
+    resolved = {"open": False, "resolved": True}.get(show)
+    with read_and_audit(hub) as conn:
+        _, rows = DisputeStore(conn).query(today, stage=int(stage) if stage else None,
+                                           resolved=resolved, limit=500)
+        items = [dispute_workflow.dispute_json(row, today) for row in rows]
+        for item in items:  # as the API: each listed dispute is a read of its person
+            audit_read(conn, request, user.principal, "dispute", item["id"],
+                       item["person_id"])
+    for item in items:
+        item["working_days_left"] = (None if item["resolved"] else
+                                     timeline.working_days_left(today, item["stage_due"]))
+    by_stage = {n: [i for i in items if i["stage"] == n] for n in (1, 2, 3, 4)}
+    return render(request, "disputes.html", user, active="disputes", by_stage=by_stage,
+                  total=len(items), overdue=sum(1 for i in items if i["overdue"]),
+                  form={"stage": stage, "show": show}, today=today)
+
+
+# -- board report ------------------------------------------------------------------------
+
+
+@router.get("/ui/board")
+def board_page(request: Request, user: Reader,
+               months: Annotated[int, Query(ge=1, le=60)] = 12) -> Response:
+    hub = hub_of(request)
+    with hub.engine.connect() as conn:
+        report = reports.board_report(conn, today=hub.clock.today(), now=hub.clock.now(),
+                                      months=months)
+    trend_labels = [f"{row['month']} active" for row in report["trend"]]
+    return render(request, "board.html", user, active="board", report=report, months=months,
+                  trend_labels=trend_labels)
