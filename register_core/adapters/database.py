@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -84,6 +86,15 @@ def writer(engine: Engine, *, urgent: bool = False) -> Connection:
     """A connection whose transactions will write (BEGIN IMMEDIATE on SQLite). ``urgent``:
     a sender waits for this commit, so background batches give way to it."""
     return engine.connect().execution_options(**{WRITER_OPTION: True, URGENT_OPTION: urgent})
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write, committed on success: for reads that also write (an
+    audit row). On SQLite a transaction that reads first and writes later fails at once if
+    another writer committed meanwhile; this one takes the write lock up front."""
+    with writer(engine) as conn, conn.begin():
+        yield conn
 
 
 def urgent_writers_waiting(engine: Engine) -> bool:

@@ -9,15 +9,19 @@ from fastapi import Depends, FastAPI, Request
 from connectors.intake import Intake
 from register_core.adapters.security import AuditLog, TokenStore
 from s117hub.bootstrap import Hub
+from s117hub.console import router as console_router
 
 from .auth import authenticate
 from .errors import install_error_handlers
+from .metrics import router as metrics_router
 from .routes_council import router as council_router
 from .routes_exceptions import router as exceptions_router
 from .routes_fhir import router as fhir_router
+from .routes_identity import router as identity_router
 from .routes_operations import router as operations_router
 from .routes_outbound import router as outbound_router
 from .routes_register import health, register
+from .routes_reports import router as reports_router
 
 DESCRIPTION = """Integration hub for England's Section 117 aftercare registers.
 
@@ -42,7 +46,11 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(council_router)
     app.include_router(operations_router)
     app.include_router(exceptions_router)
+    app.include_router(identity_router)
     app.include_router(outbound_router)
+    app.include_router(reports_router)
+    app.include_router(console_router)  # the web console at /ui/, outside the schema
+    app.include_router(metrics_router)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authenticate)])
     def openapi(request: Request) -> dict[str, Any]:

@@ -8,6 +8,11 @@
     HTTPException      → Starlette's own (unknown path, wrong method) in the same shape
     OperationalError   → 503: the database is down or busy, try again
 
+A body FastAPI cannot parse (not JSON, not UTF-8) is refused before the route's dependencies
+run, so the token and role are checked here first: 401 and 403 keep their precedence over
+422, as for any other request. An unparseable body is then 422 ``invalid-request`` with
+``field`` ``body`` (FastAPI's own answers were 422 or an undocumented 400).
+
 Under ``/fhir/`` the same refusals (401, 403, unknown path, wrong method, 503) are FHIR
 OperationOutcome bodies instead (architecture section 4).
 """
@@ -93,8 +98,58 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "request"
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+# FastAPI's detail when the body is not decodable at all (its only 400).
+_BODY_PARSE_DETAIL = "There was an error parsing the body"
+_UNPARSEABLE_BODY = {"error": "invalid-request", "message": "body: the body could not be "
+                     "parsed", "field": "body", "rule": "json_invalid",
+                     "errors": [{"field": "body", "message": "the body could not be parsed",
+                                 "type": "json_invalid"}]}
+
+
+def _role_gates(dependant: Any) -> list[Any]:
+    """The route's ``require_*`` dependencies (auth.require_roles), however deep."""
+    gates = []
+    for sub in getattr(dependant, "dependencies", ()):
+        if getattr(sub.call, "__name__", "").startswith("require_"):
+            gates.append(sub.call)
+        gates.extend(_role_gates(sub))
+    return gates
+
+
+def _refusal_before_body(request: Request) -> HttpProblem | None:
+    """What the route's own dependencies would have answered before reading the body."""
+    tokens = getattr(request.app.state, "tokens", None)
+    route = request.scope.get("route")
+    if tokens is None or route is None:
+        return None
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    principal = tokens.verify(credentials.strip()) if scheme.lower() == "bearer" else None
+    if principal is None:
+        return HttpProblem(401, "unauthorised", "an Authorization: Bearer token is required "
+                           "(unknown or revoked tokens are refused)",
+                           headers={"WWW-Authenticate": "Bearer"})
+    for gate in _role_gates(getattr(route, "dependant", None)):
+        try:
+            gate(principal)
+        except HttpProblem as refused:
+            return refused
+    return None
+
+
+def _unparseable_body(request: Request) -> JSONResponse:
+    refused = _refusal_before_body(request)
+    if refused is not None:
+        fhir = _fhir_refusal(request, refused.status, refused.message, refused.headers)
+        return fhir or JSONResponse(refused.as_dict(), status_code=refused.status,
+                                    headers=refused.headers)
+    fhir = _fhir_refusal(request, 422, "the body could not be parsed")
+    return fhir or JSONResponse(_UNPARSEABLE_BODY, status_code=422)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        return _unparseable_body(request)
     errors = [{"field": _field(e.get("loc", ())), "message": e.get("msg", "invalid"),
                "type": e.get("type", "invalid")} for e in exc.errors()]
     first = errors[0] if errors else {"field": "request", "message": "invalid", "type": ""}
@@ -114,6 +169,8 @@ async def _problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _BODY_PARSE_DETAIL:
+        return _unparseable_body(request)
     fhir = _fhir_refusal(request, exc.status_code, str(exc.detail),
                          getattr(exc, "headers", None))
     if fhir is not None:

@@ -40,6 +40,7 @@ from connectors.council.events import EventOutcome, accept_event, reject_body
 from connectors.council.schema import csv_request_body, events_request_body
 from connectors.intake import Intake
 from mapping.errors import MappingError
+from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.sources import SourceDefinition
 from s117hub.bootstrap import Hub
@@ -95,6 +96,15 @@ class EventResult(BaseModel):
 
 
 class EventResults(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "error": "invalid-events", "message": "1 of 2 events invalid; the others are stored",
+        "accepted": 1, "invalid": 1, "results": [
+            {"index": 0, "status": "accepted", "event_id": "ev-1001", "message_id": 7,
+             "duplicate": False},
+            {"index": 1, "status": "invalid", "event_id": "ev-1002", "message_id": 8,
+             "duplicate": False, "code": "invalid-value",
+             "message": "NHS number fails the modulus-11 check digit",
+             "location": "person.nhs_number"}]}]})
     error: Literal["invalid-events"]
     message: str
     accepted: int
@@ -128,6 +138,9 @@ class CsvImportOut(BaseModel):
 
 
 class InvalidCsv(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "error": "invalid-csv", "code": "no-type-column",
+        "message": "the header has no event-type column", "location": "line 1"}]})
     error: Literal["invalid-csv"]
     code: str
     message: str
@@ -202,7 +215,7 @@ async def _spool_body(request: Request, limit: int) -> IO[bytes]:
 
 def _audit(hub: Hub, request: Request, principal: Principal, resource: str,
            ids: list[str]) -> None:
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         for resource_id in ids:
             audit_write(conn, request, principal, resource, resource_id, None)
 
@@ -271,7 +284,7 @@ def _take_events(request: Request, hub: Hub, principal: Principal, source: Sourc
     "events (`invalid-events` with each event's outcome; its valid events are stored).",
     openapi_extra=EVENTS_OPENAPI,
     responses={**_AUTH_RESPONSES, 422: {
-        "model": InvalidEvent | EventResults,
+        "model": InvalidEvent | EventResults | Problem,
         "description": "Invalid event (single) or per-event outcomes (array)"}})
 async def post_events(request: Request, hub: HubDep, principal: SourceSystem,
                       source: SourcePath) -> JSONResponse:
@@ -318,7 +331,7 @@ def _import(request: Request, hub: Hub, principal: Principal, source: SourceDefi
     openapi_extra=CSV_OPENAPI,
     responses={**_AUTH_RESPONSES,
                415: {"model": Problem, "description": "Not text/csv or multipart"},
-               422: {"model": CsvImportOut | InvalidCsv,
+               422: {"model": CsvImportOut | InvalidCsv | Problem,
                      "description": "Some rows failed, or the file is not an export"}})
 async def post_csv(
     request: Request, hub: HubDep, principal: SourceSystem, source: SourcePath,

@@ -13,13 +13,20 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from register_core.adapters.database import write_transaction
 from register_core.adapters.disputes_store import DisputeStore
 from register_core.adapters.security import Principal, Role
 from register_core.services import disputes as workflow
 from s117hub.bootstrap import Hub
 
 from .auth import audit_read, audit_write, get_hub, require_roles
-from .routes_register import PROBLEM_RESPONSES, Problem
+from .routes_register import (
+    MAX_OFFSET,
+    PROBLEM_RESPONSES,
+    Problem,
+    example_of,
+    page_config,
+)
 
 HubDep = Annotated[Hub, Depends(get_hub)]
 Reader = Annotated[Principal, Depends(require_roles(Role.REGISTER_OWNER, Role.AUDITOR))]
@@ -59,12 +66,15 @@ class DisputeOut(BaseModel):
 
 
 class DisputePage(BaseModel):
+    model_config = page_config(example_of(DisputeOut))
     items: list[DisputeOut]
     total: int
 
 
 class DisputeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"person_id": "5b0c6c1e-8f9e-4a57-9a43-2f4d1c7b8a10", "kind": "funding",
+         "summary": "Split of the supported-accommodation cost", "opened": "2027-03-02"}]})
     person_id: str = Field(min_length=1, max_length=36)
     kind: DisputeKind = Field(description="`ending` starts at stage 3, the others at 1.")
     summary: str = Field(min_length=1, max_length=4000,
@@ -74,12 +84,14 @@ class DisputeIn(BaseModel):
 
 
 class EscalateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"reason": "no agreement between team managers within 5 working days"}]})
     reason: str = Field(min_length=1, max_length=4000)
 
 
 class ResolveDisputeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"outcome": "60:40 council:ICB split agreed at stage 2"}]})
     outcome: str = Field(min_length=1, max_length=4000)
 
 
@@ -94,10 +106,10 @@ def list_disputes(
     kind: Annotated[DisputeKind | None, Query()] = None,
     resolved: Annotated[bool | None, Query(description="Resolved or still open.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, object]:
     today = hub.clock.today()
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         total, rows = DisputeStore(conn).query(
             today, stage=stage, overdue=overdue, person_id=person_id, kind=kind,
             resolved=resolved, limit=limit, offset=offset)
@@ -111,7 +123,7 @@ def list_disputes(
             summary="One dispute with its history", responses=NOT_FOUND)
 def get_dispute(request: Request, hub: HubDep, principal: Reader,
                 dispute_id: DisputeId) -> dict[str, Any]:
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         item = workflow.get_dispute(conn, hub.clock.today(), dispute_id)
         audit_read(conn, request, principal, "dispute", dispute_id, item["person_id"])
     return item

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from register_core.adapters.database import write_transaction
 from register_core.adapters.exceptions_store import ExceptionFilter, ExceptionStore
 from register_core.adapters.security import Principal, Role
 from register_core.domain.errors import NotFound
@@ -22,7 +23,13 @@ from s117hub.bootstrap import Hub
 from .auth import audit_read, audit_write, get_hub, require_roles
 from .corrections import Correction, CorrectionIn
 from .routes_disputes import router as disputes_router
-from .routes_register import PROBLEM_RESPONSES, Problem
+from .routes_register import (
+    MAX_OFFSET,
+    PROBLEM_RESPONSES,
+    Problem,
+    example_of,
+    page_config,
+)
 
 HubDep = Annotated[Hub, Depends(get_hub)]
 Reader = Annotated[Principal, Depends(require_roles(Role.REGISTER_OWNER, Role.AUDITOR))]
@@ -61,12 +68,14 @@ class ExceptionOut(BaseModel):
 
 
 class ExceptionPage(BaseModel):
+    model_config = page_config(example_of(ExceptionOut))
     items: list[ExceptionOut]
     total: int
 
 
 class AssignIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"assignee": "s117-coordinator-2"}]})
     assignee: str = Field(min_length=1, max_length=100, examples=["s117-coordinator-2"])
 
 
@@ -86,7 +95,8 @@ class ResolveIn(BaseModel):
 
 
 class DismissIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"reason": "the trust corrected the discharge date; nothing was missed"}]})
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -102,11 +112,11 @@ def list_exceptions(
                                          "(GSS code).")] = None,
     icb: Annotated[str | None, Query(max_length=12, description="Responsible ICB.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, object]:
     wanted = ExceptionFilter(status=status, kind=kind, person_id=person_id, council=council,
                              icb=icb)
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         total, items = ExceptionStore(conn).query(wanted, limit=limit, offset=offset)
         for item in items:
             audit_read(conn, request, principal, "exception", item["id"], item["person_id"])
@@ -117,7 +127,7 @@ def list_exceptions(
             summary="One exception", responses=NOT_FOUND)
 def get_exception(request: Request, hub: HubDep, principal: Reader,
                   exception_id: ExceptionId) -> dict[str, Any]:
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         item = ExceptionStore(conn).get(exception_id)
         if item is None:
             raise NotFound("no exception with this id", field="exception_id",

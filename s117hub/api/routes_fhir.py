@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from connectors.fhir.capability import capability_statement
 from connectors.fhir.outcome import FHIR_JSON, operation_outcome
 from connectors.fhir.submission import FhirAnswer, FhirSubmissions, Interaction, Submission
+from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.sources import SourceDefinition
 from s117hub.bootstrap import Hub
@@ -58,33 +59,61 @@ def fhir_submitter(principal: Annotated[Principal, Depends(require_roles(Role.SO
 
 CurrentSubmitter = Annotated[Submitter, Depends(fhir_submitter)]
 
+# Synthetic: an NHS number from the 999 test range, no name.
+PATIENT_EXAMPLE: dict[str, Any] = {
+    "resourceType": "Patient", "id": "rx1-000123", "meta": {"versionId": "1"},
+    "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9990000018"}],
+    "birthDate": "1980-02-02"}
+OUTCOME_EXAMPLE: dict[str, Any] = {
+    "resourceType": "OperationOutcome", "issue": [{
+        "severity": "information", "code": "informational",
+        "diagnostics": "stored as message 42"}]}
+CAPABILITY_EXAMPLE: dict[str, Any] = {
+    "resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
+    "fhirVersion": "4.0.1", "format": ["application/fhir+json"],
+    "rest": [{"mode": "server", "resource": [
+        {"type": "Patient", "interaction": [{"code": "create"}, {"code": "update"}]}]}]}
 _BODY_DOC: dict[str, Any] = {
     "requestBody": {"required": True, "content": {
-        FHIR_JSON: {"schema": {"type": "object"}},
-        "application/json": {"schema": {"type": "object"}}}},
+        FHIR_JSON: {"schema": {"type": "object"}, "example": PATIENT_EXAMPLE},
+        "application/json": {"schema": {"type": "object"}, "example": PATIENT_EXAMPLE}}},
 }
+
+
+def _fhir_example(example: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {FHIR_JSON: {"example": example}}}
+
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     400: {"description": "OperationOutcome: not JSON, not FHIR, or fails R4 validation"},
     401: {"description": "OperationOutcome: no valid token"},
     403: {"description": "OperationOutcome: not a source-system token of a fhir-r4 source"},
+    404: {"description": "OperationOutcome: not a resource type the hub takes"},
     422: {"description": "OperationOutcome: a code or business rule the hub cannot accept"},
 }
 
 
 @router.get("/metadata", response_class=FhirResponse, dependencies=[Depends(authenticate)],
-            summary="CapabilityStatement (FHIR 4.0.1)")
+            summary="CapabilityStatement (FHIR 4.0.1)",
+            responses={200: _fhir_example(CAPABILITY_EXAMPLE, "CapabilityStatement"),
+                       401: _ANSWERS[401], 503: {"description": "OperationOutcome: the "
+                                                 "database is unavailable"}})
 def metadata(request: Request, hub: Annotated[Hub, Depends(get_hub)]) -> FhirResponse:
     return FhirResponse(capability_statement(_base_url(request), hub.clock.now()))
 
 
-@router.post("", response_class=FhirResponse, openapi_extra=_BODY_DOC, responses=_ANSWERS,
+@router.post("", response_class=FhirResponse, openapi_extra=_BODY_DOC,
+             responses={**_ANSWERS, 200: _fhir_example(
+                 {"resourceType": "Bundle", "type": "transaction-response", "entry": [
+                     {"response": {"status": "201 Created"}}]},
+                 "transaction-response or batch-response Bundle")},
              summary="Submit a transaction or batch Bundle")
 async def post_bundle(request: Request, submitter: CurrentSubmitter) -> FhirResponse:
     return await _submit(request, submitter, "bundle")
 
 
 @router.post("/{resource_type}", response_class=FhirResponse, openapi_extra=_BODY_DOC,
-             responses=_ANSWERS, status_code=201,
+             responses={**_ANSWERS, 201: _fhir_example(OUTCOME_EXAMPLE, "Stored")},
+             status_code=201,
              summary="Create a Patient, Encounter or EpisodeOfCare")
 async def create_resource(request: Request, submitter: CurrentSubmitter,
                           resource_type: str) -> FhirResponse:
@@ -92,7 +121,8 @@ async def create_resource(request: Request, submitter: CurrentSubmitter,
 
 
 @router.put("/{resource_type}/{resource_id}", response_class=FhirResponse,
-            openapi_extra=_BODY_DOC, responses=_ANSWERS,
+            openapi_extra=_BODY_DOC,
+            responses={**_ANSWERS, 200: _fhir_example(OUTCOME_EXAMPLE, "Stored")},
             summary="Update (or create) a Patient, Encounter or EpisodeOfCare")
 async def update_resource(request: Request, submitter: CurrentSubmitter, resource_type: str,
                           resource_id: str) -> FhirResponse:
@@ -118,7 +148,7 @@ async def _submit(request: Request, submitter: Submitter, interaction: Interacti
             submission = submissions.submit(submitter.source, raw, interaction=interaction,
                                             resource_type=resource_type,
                                             resource_id=resource_id)
-        with hub.engine.begin() as conn:
+        with write_transaction(hub.engine) as conn:
             audit_write(conn, request, submitter.principal, "inbound-message",
                         str(submission.inbox_id), None)
         return submission

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from register_core.adapters import message_store
+from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.sources import SourceDefinition
 from register_core.domain.errors import InvalidValue, NotFound
@@ -22,7 +23,15 @@ from s117hub.bootstrap import Hub
 
 from .auth import audit_read, audit_write, require_roles
 from .errors import HttpProblem
-from .routes_register import PROBLEM_RESPONSES, HubDep, Limit, Offset, Problem
+from .routes_register import (
+    PROBLEM_RESPONSES,
+    HubDep,
+    Limit,
+    Offset,
+    Problem,
+    json_example,
+    page_config,
+)
 
 MASK = "***"
 # Inbox pseudo-sources of messages that could not be attributed: never a configured id.
@@ -56,7 +65,11 @@ SourceId = Annotated[str, Path(min_length=1, max_length=64, description="The sou
 SourceBody = Annotated[SourceDefinition, Body(openapi_examples=SOURCE_EXAMPLES)]
 
 
+SOURCE_OUT = SOURCE_EXAMPLES["hl7"]["value"] | {"enabled": True}
+
+
 class SourcePage(BaseModel):
+    model_config = page_config(SOURCE_OUT)
     items: list[SourceDefinition]
     total: int
 
@@ -90,7 +103,7 @@ def _audit_source_change(hub: Hub, request: Request, principal: Principal,
                          source_id: str) -> None:
     # A source is configuration, not a person's record: person_id stays empty. The registry
     # commits on its own, so this row follows in a transaction of its own.
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         audit_write(conn, request, principal, "source", source_id, None)
 
 
@@ -114,7 +127,8 @@ def list_sources(hub: HubDep, _principal: OpsReader) -> dict[str, Any]:
 
 
 @router.post("/sources", response_model=SourceDefinition, status_code=201,
-             summary="Add a source (409 if the id exists)", responses=CONFLICT)
+             summary="Add a source (409 if the id exists)",
+             responses={**CONFLICT, 201: json_example(SOURCE_OUT)})
 def create_source(request: Request, hub: HubDep, principal: Engineer,
                   definition: SourceBody) -> dict[str, Any]:
     if _fresh(hub, definition.source_id) is not None:
@@ -127,7 +141,7 @@ def create_source(request: Request, hub: HubDep, principal: Engineer,
 
 
 @router.get("/sources/{source_id}", response_model=SourceDefinition, summary="One source",
-            responses=NOT_FOUND)
+            responses={**NOT_FOUND, 200: json_example(SOURCE_OUT)})
 def get_source(hub: HubDep, _principal: OpsReader, source_id: SourceId) -> dict[str, Any]:
     definition = _fresh(hub, source_id)
     if definition is None:
@@ -137,7 +151,9 @@ def get_source(hub: HubDep, _principal: OpsReader, source_id: SourceId) -> dict[
 
 @router.put("/sources/{source_id}", response_model=SourceDefinition,
             summary="Create or replace a source (201 when new, 200 when replaced)",
-            responses={201: {"model": SourceDefinition, "description": "Created"}})
+            responses={200: json_example(SOURCE_OUT),
+                       201: {"model": SourceDefinition, "description": "Created"}
+                       | json_example(SOURCE_OUT)})
 def put_source(request: Request, response: Response, hub: HubDep, principal: Engineer,
                source_id: SourceId, definition: SourceBody) -> dict[str, Any]:
     if definition.source_id != source_id:
@@ -197,11 +213,14 @@ class MessageDetailOut(MessageOut):
 
 
 class MessagePage(BaseModel):
+    model_config = page_config(MESSAGE_EXAMPLE)
     items: list[MessageOut]
     total: int
 
 
 class ReplayAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 42,
+                                                              "status": "received"}]})
     id: int
     status: Literal["received"]
 
@@ -234,14 +253,16 @@ def search_messages(
     return {"items": items, "total": total}
 
 
-MessageId = Annotated[int, Path(ge=1, description="The hub's id of the stored message.")]
+# le: ids are 64-bit in the database; a larger one is a 422, not a driver overflow (500).
+MessageId = Annotated[int, Path(ge=1, le=2**63 - 1,
+                                description="The hub's id of the stored message.")]
 
 
 @router.get("/messages/{message_id}", response_model=MessageDetailOut, responses=NOT_FOUND,
             summary="One stored message with its raw payload (audited read)")
 def get_message(request: Request, hub: HubDep, principal: OpsReader,
                 message_id: MessageId) -> dict[str, Any]:
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         message = message_store.get(conn, message_id)
         if message is None:
             raise NotFound(f"no message {message_id}", field="message_id",
@@ -286,7 +307,7 @@ def replay_message(
                           "appends its facts again — add ?force=true if that is intended")
     if message["status"] != "received":
         hub.inbox.requeue([message_id])
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         audit_write(conn, request, principal, "inbound-message", str(message_id),
                     _first(message["person_ids"]))
     hub.notify(message["partition"])
@@ -322,6 +343,17 @@ class OutboundQueues(BaseModel):
 
 
 class QueuesOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "as_of": "2026-06-01T09:00:00+00:00",
+        "inbound": {"queues": [{"source": "trust-a", "channel": "mllp", "depth": 2,
+                                "failed": 1, "rejected": 0, "applied_last_hour": 120,
+                                "oldest_received_age_seconds": 3.5}],
+                    "totals": {"depth": 2, "failed": 1, "rejected": 0,
+                               "applied_last_hour": 120,
+                               "oldest_received_age_seconds": 3.5}},
+        "outbound": {"queues": [{"subscription_id": "council-x", "depth": 1, "in_flight": 0,
+                                 "failed": 0, "breached": 0,
+                                 "oldest_age_seconds": 12.0}]}}]})
     as_of: datetime
     inbound: InboundQueues
     outbound: OutboundQueues = Field(description="Filled in once outbound delivery exists.")

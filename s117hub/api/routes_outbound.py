@@ -16,13 +16,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mapping.outbound import COUNCIL_EXAMPLE, CouncilStatusDocument
 from register_core.adapters import outbox
+from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.subscriptions import SubscriptionDefinition, SubscriptionRegistry
 from register_core.domain.errors import InvalidValue, NotFound
 
 from .auth import audit_read, audit_write, require_roles
 from .errors import HttpProblem
-from .routes_register import PROBLEM_RESPONSES, HubDep, Limit, Offset, Problem
+from .routes_register import (
+    PROBLEM_RESPONSES,
+    HubDep,
+    Limit,
+    Offset,
+    Problem,
+    example_of,
+    json_example,
+    page_config,
+)
 
 MASK = "***"
 Engineer = Annotated[Principal, Depends(require_roles(Role.INTEGRATION_ENGINEER))]
@@ -81,7 +91,11 @@ SubscriptionId = Annotated[str, Path(min_length=1, max_length=64)]
 SubscriptionBody = Annotated[SubscriptionDefinition, Body(openapi_examples=SUBSCRIPTION_EXAMPLES)]
 
 
+SUBSCRIPTION_OUT = SUBSCRIPTION_EXAMPLES["council"]["value"] | {"enabled": True}
+
+
 class SubscriptionPage(BaseModel):
+    model_config = page_config(SUBSCRIPTION_OUT)
     items: list[SubscriptionDefinition]
     total: int
 
@@ -112,7 +126,7 @@ def _fresh(out: Outbound, subscription_id: str) -> SubscriptionDefinition | None
 
 
 def _audit_change(hub: Any, request: Request, principal: Principal, sid: str) -> None:
-    with hub.engine.begin() as conn:  # configuration, not a person's record
+    with write_transaction(hub.engine) as conn:  # configuration, not a person's record
         audit_write(conn, request, principal, "subscription", sid, None)
 
 
@@ -125,7 +139,8 @@ def list_subscriptions(out: OutboundDep, _principal: OpsReader) -> dict[str, Any
 
 
 @router.post("/subscriptions", response_model=SubscriptionDefinition, status_code=201,
-             summary="Add a subscription (409 if the id exists)", responses=CONFLICT)
+             summary="Add a subscription (409 if the id exists)",
+             responses={**CONFLICT, 201: json_example(SUBSCRIPTION_OUT)})
 def create_subscription(request: Request, hub: HubDep, out: OutboundDep, principal: Engineer,
                         definition: SubscriptionBody) -> dict[str, Any]:
     if _fresh(out, definition.subscription_id) is not None:
@@ -138,7 +153,8 @@ def create_subscription(request: Request, hub: HubDep, out: OutboundDep, princip
 
 
 @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionDefinition,
-            summary="One subscription", responses=NOT_FOUND)
+            summary="One subscription",
+            responses={**NOT_FOUND, 200: json_example(SUBSCRIPTION_OUT)})
 def get_subscription(out: OutboundDep, _principal: OpsReader,
                      subscription_id: SubscriptionId) -> dict[str, Any]:
     definition = _fresh(out, subscription_id)
@@ -150,7 +166,9 @@ def get_subscription(out: OutboundDep, _principal: OpsReader,
 
 @router.put("/subscriptions/{subscription_id}", response_model=SubscriptionDefinition,
             summary="Create or replace a subscription (201 when new, 200 when replaced)",
-            responses={201: {"model": SubscriptionDefinition, "description": "Created"}})
+            responses={200: json_example(SUBSCRIPTION_OUT),
+                       201: {"model": SubscriptionDefinition, "description": "Created"}
+                       | json_example(SUBSCRIPTION_OUT)})
 def put_subscription(request: Request, response: Response, hub: HubDep, out: OutboundDep,
                      principal: Engineer, subscription_id: SubscriptionId,
                      definition: SubscriptionBody) -> dict[str, Any]:
@@ -173,7 +191,7 @@ def delete_subscription(request: Request, hub: HubDep, out: OutboundDep, princip
     if not out.registry.delete(subscription_id):
         raise NotFound(f"no subscription {subscription_id!r}", field="subscription_id",
                        rule="subscription-exists")
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         outbox.cancel_open(conn, subscription_id, hub.clock.now())
     _audit_change(hub, request, principal, subscription_id)
     return Response(status_code=204)
@@ -220,16 +238,20 @@ class DeliveryDetailOut(DeliveryOut):
 
 
 class DeliveryPage(BaseModel):
+    model_config = page_config(example_of(DeliveryOut))
     items: list[DeliveryOut]
     total: int
 
 
 class RetryAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 17,
+                                                              "status": "pending"}]})
     id: int
     status: Literal["pending"]
 
 
-DeliveryId = Annotated[int, Path(ge=1)]
+# le: ids are 64-bit in the database; a larger one is a 422, not a driver overflow (500).
+DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @router.get("/deliveries", response_model=DeliveryPage, summary="The outbox (newest first)")
@@ -250,7 +272,7 @@ def list_deliveries(
             responses=NOT_FOUND, summary="One delivery with the partner's response (audited)")
 def get_delivery(request: Request, hub: HubDep, principal: OpsReader,
                  delivery_id: DeliveryId) -> dict[str, Any]:
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         item = outbox.get(conn, delivery_id)
         if item is None:
             raise NotFound(f"no delivery {delivery_id}", field="delivery_id",
@@ -273,7 +295,7 @@ def retry_delivery(
     round of attempts and the same idempotency key. When the partner already has a newer
     change for the person, sending this older state is refused (409) unless `force=true`."""
     now = hub.clock.now()
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         item = outbox.get(conn, delivery_id)
         if item is None:
             raise NotFound(f"no delivery {delivery_id}", field="delivery_id",
@@ -301,6 +323,9 @@ class SlaItem(DeliveryOut):
 
 
 class SlaOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "as_of": "2026-06-01T09:00:00+00:00", "open_total": 1, "breached_total": 0,
+        "items": [example_of(DeliveryOut) | {"seconds_left": 86400.0, "breached": False}]}]})
     as_of: datetime
     open_total: int = Field(description="Not delivered yet (pending, sending, retrying, "
                             "failed).")

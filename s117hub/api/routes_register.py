@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from register_core import views
+from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.tables import persons
 from register_core.domain import nhs_number as nhs
@@ -55,7 +56,32 @@ PERSON_EXAMPLE: dict[str, Any] = {
 }
 
 
+def example_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The first example a response model documents, to build larger examples from."""
+    extra = model.model_config.get("json_schema_extra")
+    assert isinstance(extra, dict), model
+    examples = extra["examples"]
+    assert isinstance(examples, list) and isinstance(examples[0], dict), model
+    return examples[0]
+
+
+def page_config(item: dict[str, Any]) -> ConfigDict:
+    """``{"items": [...], "total": n}`` pages document one item's example."""
+    return ConfigDict(json_schema_extra={"examples": [{"items": [item], "total": 1}]})
+
+
+def json_example(example: Any, description: str | None = None) -> dict[str, Any]:
+    """A ``responses=`` entry that documents an example for a model defined elsewhere."""
+    entry: dict[str, Any] = {"content": {"application/json": {"example": example}}}
+    return entry | ({"description": description} if description else {})
+
+
 class Problem(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"error": "unauthorised", "message": "an Authorization: Bearer token is required",
+         "field": None, "rule": None},
+        {"error": "invalid-request", "message": "limit: Input should be greater than 0",
+         "field": "limit", "rule": "greater_than"}]})
     error: str = Field(examples=["unauthorised"])
     message: str
     field: str | None = None
@@ -63,6 +89,7 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready"}]})
     status: Literal["ok", "ready", "unavailable"]
 
 
@@ -189,6 +216,7 @@ class PersonOut(BaseModel):
 
 
 class PersonPage(BaseModel):
+    model_config = page_config(PERSON_EXAMPLE)
     items: list[PersonOut]
     total: int
 
@@ -215,6 +243,7 @@ class EntitlementOut(BaseModel):
 
 
 class EntitlementPage(BaseModel):
+    model_config = page_config(example_of(EntitlementOut))
     items: list[EntitlementOut]
     total: int
 
@@ -233,6 +262,12 @@ class AuditEntryOut(BaseModel):
 
 
 class AuditPage(BaseModel):
+    model_config = page_config({
+        "id": 41, "at": "2026-06-01T09:00:00+00:00",
+        "actor": "7f1c2d3e-0000-4000-8000-000000000001", "role": "register-owner",
+        "action": "read", "resource": "person", "resource_id": PERSON_EXAMPLE["id"],
+        "person_id": PERSON_EXAMPLE["id"], "purpose": "review planning",
+        "request": "GET /api/v1/people"})
     items: list[AuditEntryOut]
     total: int
 
@@ -247,7 +282,9 @@ HubDep = Annotated[Hub, Depends(get_hub)]
 RegisterReader = Annotated[Principal, Depends(require_roles(Role.REGISTER_OWNER, Role.AUDITOR))]
 Auditor = Annotated[Principal, Depends(require_roles(Role.AUDITOR))]
 Limit = Annotated[int, Query(ge=1, le=500, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+# le: the databases take a 64-bit OFFSET; a larger one was a driver overflow (500).
+MAX_OFFSET = 2**63 - 1
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]
 
 health = APIRouter(tags=["operations"])
 register = APIRouter(prefix="/api/v1", tags=["register"], responses=PROBLEM_RESPONSES)
@@ -284,7 +321,7 @@ def find_people(
 ) -> dict[str, object]:
     wanted = nhs.validate(nhs_number, field="nhs_number") if nhs_number is not None else None
     today = hub.clock.today()
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         if wanted is not None:
             matches = views.people_by_nhs_number(conn, wanted)
             total, ids = len(matches), matches[offset:offset + limit]
@@ -306,7 +343,7 @@ def get_person(
     request: Request, hub: HubDep, principal: RegisterReader,
     person_id: Annotated[str, Path(max_length=36, description="The register's person id.")],
 ) -> dict[str, object]:
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         record = views.person_json(conn, person_id, hub.clock.today(), hub.policy)
         if record is None:
             raise NotFound("no person with this id", field="person_id", rule="person-exists")
@@ -328,7 +365,7 @@ def list_entitlements(
                                      examples=["QGH"])] = None,
     limit: Limit = 100, offset: Offset = 0,
 ) -> dict[str, object]:
-    with hub.engine.begin() as conn:
+    with write_transaction(hub.engine) as conn:
         total, items = views.entitlement_rows(
             conn, hub.clock.today(), status=status, overdue=overdue, council=council, icb=icb,
             limit=limit, offset=offset)

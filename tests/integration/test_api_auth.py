@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from register_core.adapters.security import ROLES, Role, TokenStore
+from register_core.adapters.sources import SourceDefinition
 from register_core.adapters.tables import api_tokens, audit_log
 from register_core.domain.commands import PersonRef, Provenance, RecordDetentionStarted
 from register_core.domain.errors import InvalidValue, NotFound
@@ -107,6 +108,193 @@ def test_authorisation_matrix(world: World, template: str, allowed: set[str],
         assert response.json()["error"] == "unauthorised" and response.json()["message"]
     if expected == 403:
         assert response.json()["error"] == "forbidden" and response.json()["message"]
+
+
+# -- every operation in the OpenAPI schema × every caller ------------------------------------
+
+ENGINEER, OWNER, AUDITOR, SOURCE = ("integration-engineer", "register-owner", "auditor",
+                                    "source-system")
+OPS_READERS = {ENGINEER, AUDITOR}
+PUBLIC: set[str] = set()  # marker: no token needed at all
+# The expected roles of every operation (architecture section 6): register owners own the
+# register, exceptions, disputes and reports; integration engineers the queues, messages,
+# sources, subscriptions and deliveries; auditors read both; source systems only submit.
+# A route added without a row here fails test_every_operation_is_in_the_role_table.
+OPERATION_ROLES: dict[tuple[str, str], set[str]] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): ANYONE,
+    ("GET", "/api/v1/people"): READERS,
+    ("GET", "/api/v1/people/{person_id}"): READERS,
+    ("POST", "/api/v1/people/{person_id}/unmerge"): {OWNER},
+    ("GET", "/api/v1/entitlements"): READERS,
+    ("GET", "/api/v1/audit"): {AUDITOR},
+    ("GET", "/fhir/r4/metadata"): ANYONE,
+    ("POST", "/fhir/r4"): {SOURCE},
+    ("POST", "/fhir/r4/{resource_type}"): {SOURCE},
+    ("PUT", "/fhir/r4/{resource_type}/{resource_id}"): {SOURCE},
+    ("POST", "/api/v1/sources/{source}/events"): {SOURCE},
+    ("POST", "/api/v1/sources/{source}/csv"): {SOURCE},
+    ("GET", "/api/v1/sources"): OPS_READERS,
+    ("POST", "/api/v1/sources"): {ENGINEER},
+    ("GET", "/api/v1/sources/{source_id}"): OPS_READERS,
+    ("PUT", "/api/v1/sources/{source_id}"): {ENGINEER},
+    ("DELETE", "/api/v1/sources/{source_id}"): {ENGINEER},
+    ("GET", "/api/v1/messages"): OPS_READERS,
+    ("GET", "/api/v1/messages/{message_id}"): OPS_READERS,
+    ("POST", "/api/v1/messages/{message_id}/replay"): {ENGINEER},
+    ("GET", "/api/v1/queues"): OPS_READERS,
+    ("GET", "/api/v1/exceptions"): READERS,
+    ("GET", "/api/v1/exceptions/{exception_id}"): READERS,
+    ("POST", "/api/v1/exceptions/{exception_id}/assign"): {OWNER},
+    ("POST", "/api/v1/exceptions/{exception_id}/resolve"): {OWNER},
+    ("POST", "/api/v1/exceptions/{exception_id}/dismiss"): {OWNER},
+    ("GET", "/api/v1/disputes"): READERS,
+    ("POST", "/api/v1/disputes"): {OWNER},
+    ("GET", "/api/v1/disputes/{dispute_id}"): READERS,
+    ("POST", "/api/v1/disputes/{dispute_id}/escalate"): {OWNER},
+    ("POST", "/api/v1/disputes/{dispute_id}/resolve"): {OWNER},
+    ("GET", "/api/v1/subscriptions"): OPS_READERS,
+    ("POST", "/api/v1/subscriptions"): {ENGINEER},
+    ("GET", "/api/v1/subscriptions/{subscription_id}"): OPS_READERS,
+    ("PUT", "/api/v1/subscriptions/{subscription_id}"): {ENGINEER},
+    ("DELETE", "/api/v1/subscriptions/{subscription_id}"): {ENGINEER},
+    ("GET", "/api/v1/deliveries"): OPS_READERS,
+    ("GET", "/api/v1/deliveries/{delivery_id}"): OPS_READERS,
+    ("POST", "/api/v1/deliveries/{delivery_id}/retry"): {ENGINEER},
+    ("GET", "/api/v1/sla"): OPS_READERS,
+    ("GET", "/api/v1/outbound/council-status-document"): OPS_READERS,
+    ("GET", "/api/v1/reports/board"): READERS,
+    ("GET", "/metrics"): OPS_READERS,
+}
+# Not in the schema (it is the schema) but behind a token all the same.
+UNDOCUMENTED_ROLES: dict[tuple[str, str], set[str]] = {("GET", "/openapi.json"): ANYONE}
+# Each source-system token is bound to one source: the one the operation submits as.
+SOURCE_FOR = {"fhir": "trust-fhir", "events": "council-x", "csv": "council-csv"}
+
+
+def _source_kind(path: str) -> str:
+    if path.startswith("/fhir/"):
+        return "fhir"
+    return "csv" if path.endswith("/csv") else "events"
+
+
+PATH_VALUES: dict[str, str] = {  # a value for every path parameter name in the schema
+    "resource_type": "Patient", "resource_id": "p-1", "source_id": "council-x",
+    "message_id": "1", "exception_id": "no-such-exception", "dispute_id": "no-such-dispute",
+    "subscription_id": "no-such-subscription", "delivery_id": "1",
+}
+
+
+@dataclass
+class OperationWorld:
+    client: TestClient
+    person_id: str
+    tokens: dict[str, str]  # role, or "source-system:<source>", or "revoked" → plaintext
+
+    def request(self, method: str, template: str, caller: str) -> tuple[int, str]:
+        values = {**PATH_VALUES, "person_id": self.person_id,
+                  "source": SOURCE_FOR[_source_kind(template)]}
+        path = re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], template)
+        headers = self._auth(caller, template)
+        kwargs: dict[str, object] = {}
+        if method in ("POST", "PUT"):
+            if template.endswith("/csv"):
+                headers["Content-Type"] = "text/csv"
+                kwargs["content"] = b"type,nhs_number\r\n"
+            elif template.startswith("/fhir/"):
+                headers["Content-Type"] = "application/fhir+json"
+                kwargs["content"] = b'{"resourceType": "Patient"}'
+            else:
+                kwargs["json"] = {}
+        response = self.client.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
+        return response.status_code, response.text
+
+    def _auth(self, caller: str, template: str) -> dict[str, str]:
+        if caller == "no-token":
+            return {}
+        if caller == "bad-token":
+            return {"Authorization": "Bearer s117_not-a-real-token"}
+        if caller == "revoked-token":
+            return {"Authorization": f"Bearer {self.tokens['revoked']}"}
+        if caller == SOURCE:
+            key = f"{SOURCE}:{SOURCE_FOR[_source_kind(template)]}"
+            return {"Authorization": f"Bearer {self.tokens[key]}"}
+        return {"Authorization": f"Bearer {self.tokens[caller]}"}
+
+
+@pytest.fixture
+def operation_world(hub: Hub) -> Iterator[OperationWorld]:
+    now = hub.clock.now()
+    for source_id, kind in (("trust-fhir", "fhir-r4"), ("council-x", "council-rest"),
+                            ("council-csv", "council-csv")):
+        hub.sources.save(SourceDefinition(source_id=source_id, kind=kind), now)  # type: ignore[arg-type]
+    with hub.uow() as uow:
+        person_id = apply_command(RecordDetentionStarted(
+            person=PersonRef(nhs_number=NHS, local_id="RX1-77"),
+            provenance=Provenance(source="trust-a", source_ref="adm-77", received_at=now),
+            section="03", start=date(2026, 5, 1), episode_ref="V77"), uow, hub.clock).person_id
+    store = TokenStore(hub.engine, hub.clock)
+    tokens = {role: store.create(role)[1] for role in ROLES if role != SOURCE}
+    for source_id in SOURCE_FOR.values():
+        tokens[f"{SOURCE}:{source_id}"] = store.create(SOURCE, source=source_id)[1]
+    revoked_id, tokens["revoked"] = store.create(list(set(ROLES) - {SOURCE}))
+    store.revoke(revoked_id)
+    with TestClient(create_app(hub)) as client:
+        yield OperationWorld(client, person_id, tokens)
+
+
+def _schema_operations(app: object) -> set[tuple[str, str]]:
+    paths = app.openapi()["paths"]  # type: ignore[attr-defined]
+    return {(method.upper(), path) for path, item in paths.items() for method in item
+            if method in ("get", "put", "post", "delete", "patch")}
+
+
+def test_every_operation_is_in_the_role_table(operation_world: OperationWorld) -> None:
+    """A new route must say who may call it: add it to OPERATION_ROLES."""
+    documented = _schema_operations(operation_world.client.app)
+    assert documented - OPERATION_ROLES.keys() == set(), "operations missing from the table"
+    assert OPERATION_ROLES.keys() - documented == set(), "table rows with no operation"
+
+
+MATRIX_CALLERS = ["no-token", "bad-token", "revoked-token", *ROLES]
+
+
+@pytest.mark.parametrize("operation", sorted({**OPERATION_ROLES, **UNDOCUMENTED_ROLES}),
+                         ids=lambda op: f"{op[0]} {op[1]}")
+def test_every_operation_for_every_caller(operation_world: OperationWorld,
+                                          operation: tuple[str, str]) -> None:
+    """401 without a valid token, 403 for a role not in the table, neither for one in it."""
+    method, template = operation
+    allowed = {**OPERATION_ROLES, **UNDOCUMENTED_ROLES}[operation]
+    wrong: list[str] = []
+    for caller in MATRIX_CALLERS:  # refused callers first: they must change nothing
+        status, body = operation_world.request(method, template, caller)
+        if allowed is PUBLIC:
+            ok = status not in (401, 403)
+        elif caller not in ROLES:
+            ok = status == 401
+        elif caller in allowed:
+            ok = status not in (401, 403)
+        else:
+            ok = status == 403
+        if not ok:
+            wrong.append(f"{caller}: {status} {body[:200]}")
+    assert wrong == [], f"{method} {template} (allowed: {sorted(allowed) or 'anyone'})"
+
+
+def test_a_source_system_may_submit_only_as_its_own_source(
+        operation_world: OperationWorld) -> None:
+    council = {"Authorization": f"Bearer {operation_world.tokens[SOURCE + ':council-x']}"}
+    csv_token = operation_world.tokens[SOURCE + ":council-csv"]
+    client = operation_world.client
+    assert client.post("/api/v1/sources/council-csv/events", json={},
+                       headers=council).status_code == 403
+    assert client.post("/api/v1/sources/council-x/csv", content=b"type\r\n",
+                       headers={"Authorization": f"Bearer {csv_token}",
+                                "Content-Type": "text/csv"}).status_code == 403
+    fhir = client.post("/fhir/r4/Patient", content=b'{"resourceType": "Patient"}',
+                       headers={**council, "Content-Type": "application/fhir+json"})
+    assert fhir.status_code == 403
 
 
 @pytest.mark.parametrize("caller", CALLERS)
@@ -284,3 +472,22 @@ def test_a_token_with_two_roles_may_do_what_either_may_and_no_more(world: World,
     assert "integration-engineer,register-owner" in refused.json()["message"]
     read = [r for r in _audit_rows(hub) if r["actor"] == token_id]
     assert [r["role"] for r in read] == ["integration-engineer,register-owner"]
+
+
+@pytest.mark.parametrize("caller, expected", [("no-token", 401), ("bad-token", 401),
+                                              ("auditor", 403), ("register-owner", 422)])
+def test_an_unparseable_body_is_still_refused_by_token_and_role_first(
+        operation_world: OperationWorld, caller: str, expected: int) -> None:
+    """FastAPI reads the body before any dependency: the error handler re-checks the token
+    and the route's roles so that 401 and 403 keep precedence over 422."""
+    headers = {"Content-Type": "application/json"}
+    if caller == "bad-token":
+        headers["Authorization"] = "Bearer s117_not-a-real-token"
+    elif caller != "no-token":
+        headers["Authorization"] = f"Bearer {operation_world.tokens[caller]}"
+    for body in (b"{not json", b"\xff\xfe{"):
+        response = operation_world.client.post("/api/v1/disputes", content=body,
+                                               headers=headers)
+        assert response.status_code == expected, response.text
+        if expected == 422:
+            assert response.json()["field"] == "body"
