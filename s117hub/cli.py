@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import SQLAlchemyError
@@ -119,6 +120,12 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from .demo import run_demo  # the scenario, fake partners and servers: only when asked
+
+    return run_demo(settings, directory=args.dir, keep=args.keep, http=args.http, mllp=args.mllp)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="s117hub", description="Integration hub for Section 117 aftercare registers. "
@@ -161,7 +168,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_csv(commands)
     add_replay(commands)
     add_reconcile(commands)
+    _add_demo(commands)
     return parser
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    demo = commands.add_parser(
+        "demo", help="serve the hub with a synthetic partnership playing a scenario through "
+        "the real paths (SQLite in a fresh demo directory)",
+        description="Recreates DIR, starts fake partner systems, serves the hub (HTTP, MLLP, "
+        "in-process worker), plays 16 weeks of synthetic HL7, FHIR, council REST and CSV "
+        "traffic through it, prints a login token and what to try, and serves until Ctrl-C.")
+    demo.add_argument("--dir", type=Path, default=Path("var/demo"), metavar="DIR",
+                      help="the demo directory (default var/demo)")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep DIR's register from an earlier run and do not replay")
+    demo.add_argument("--http", metavar="HOST:PORT",
+                      help="where the API binds (default S117HUB_HTTP or 127.0.0.1:8117; "
+                      "port 0 picks a free port)")
+    demo.add_argument("--mllp", metavar="HOST:PORT",
+                      help="where the MLLP listener binds (default S117HUB_MLLP or "
+                      "127.0.0.1:2575; port 0 picks a free port)")
+    demo.set_defaults(handler=cmd_demo)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
