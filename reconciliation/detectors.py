@@ -38,6 +38,8 @@ from datetime import date
 from register_core.domain.calendar import add_working_days
 from register_core.domain.commands import (
     RecordChildNotification,
+    RecordDetentionStarted,
+    RecordLeftHospital,
     RecordS117Ended,
     RecordServiceCharged,
 )
@@ -108,12 +110,17 @@ def _missed_entitlement(ctx: _Context) -> list[Finding]:
         fact_day(f) == ent.start or getattr(f.command, "end", None) == ent.start)]
     if not leaving:
         return []
+    # The position cites one fact for the start; every source that told of leaving on that
+    # day knows of it too (a council's detention record with the end date, say).
+    leaving += [f for f in ctx.facts if f not in leaving and f.source not in
+                {known.source for known in leaving} and _tells_leaving(f, ent.start)]
     reporters = sorted({f.source for f in leaving})
     floor = ctx.period_floor()
-    acknowledged = [f for f in ctx.facts if f.kind in ctx.policy.acknowledging_kinds
-                    and f.source not in reporters
-                    and (floor is None or fact_day(f) > floor)]
-    if acknowledged:
+    acknowledging = {f.source for f in ctx.facts if f.kind in ctx.policy.acknowledging_kinds
+                     and (floor is None or fact_day(f) > floor)}
+    # Missed means one partner alone knows: two sources between them (a trust's discharge
+    # and a council's record of it, or its s117 confirmation) mean both sides do.
+    if len(set(reporters) | acknowledging) > 1:
         return []
     heard = min(f.command.provenance.received_at.date() for f in leaving)
     due = add_working_days(max(ent.start, heard), ctx.policy.confirmation_working_days)
@@ -132,6 +139,16 @@ def _missed_entitlement(ctx: _Context) -> list[Finding]:
          "confirmation_due": iso(due), "acknowledging_kinds": sorted(
              ctx.policy.acknowledging_kinds),
          "facts": [f.cite() for f in leaving]})]
+
+
+def _tells_leaving(fact: Fact, day: date) -> bool:
+    """Whether a fact reports a detention ending (left hospital) on ``day``."""
+    command = fact.command
+    if isinstance(command, RecordLeftHospital):
+        return command.date == day
+    # A detention that ended may leave the person in hospital informally: only an end date
+    # on the detention record (as councils report it) or a discharge says they left.
+    return isinstance(command, RecordDetentionStarted) and command.end == day
 
 
 _ENDING_SUMMARY = {

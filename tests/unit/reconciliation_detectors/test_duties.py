@@ -19,7 +19,7 @@ from ..domain.builders import (
     practitioner,
     review,
 )
-from .helpers import confirmed_by, found, heard_late, kinds, of_kind, run
+from .helpers import confirmed_by, council_detention, found, heard_late, kinds, of_kind, run
 
 # A well-kept s117 record: detained 5 Jan 2026, left 2 Mar, confirmed by the council, plan
 # and named practitioner recorded. Reviews are added per test.
@@ -57,6 +57,23 @@ def test_the_trust_confirming_its_own_discharge_is_not_the_other_partner_knowing
     # A trust's FHIR EpisodeOfCare maps to an s117 confirmation too: it is not the council.
     assert kinds([*TRUST_ONLY, confirmed_by("trust-a", "2026-03-02")],
                  "2026-04-01") == ["missed-entitlement"]
+
+
+def test_a_council_that_records_the_discharge_and_confirms_it_knows_of_it():
+    """Joint policy 19.2: the council records the detention with its end date and confirms
+    s117; the trust told of the discharge. Both partners know, whichever fact the position
+    cites for the start (found by the demo: a trust FHIR Encounter plus a council CSV)."""
+    told_by_both = [detention("2026-01-05"), practitioner("worker-17", "2026-01-08"),
+                    plan("2026-02-27"), left("2026-03-02"),
+                    *council_detention("2026-01-05", end="2026-03-02", source="council-east"),
+                    confirmed_by("council-east", "2026-03-02")]
+    assert "missed-entitlement" not in kinds(told_by_both, "2026-04-01")
+
+
+def test_a_council_alone_that_reports_and_confirms_is_still_one_partner():
+    council_only = [*council_detention("2026-01-05", end="2026-03-02", source="council-east"),
+                    confirmed_by("council-east", "2026-03-02")]
+    assert "missed-entitlement" in kinds(council_only, "2026-04-01")
 
 
 def test_a_confirmation_from_an_earlier_lawfully_ended_period_does_not_count():
