@@ -137,7 +137,7 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
           with_pollers: bool = True) -> None:
     """``with_worker`` defaults to True for the in-process broker (the embedded default) and
     False for RabbitMQ/Redis, where ``s117hub worker`` processes do the work. The register
-    sweep runs here, whatever the broker: ``serve`` is the one process of a deployment."""
+    sweep runs with the pollers, whatever the broker."""
     if with_worker is None:
         with_worker = hub.settings.broker_url.startswith("stub")
     worker = sweeper = outbound_sweeper = pollers = None
@@ -151,7 +151,9 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
         pollers = Pollers(hub)
         pollers.start()
     register_sweeper = None
-    if hub.settings.reconcile_every_hours > 0:
+    # The register sweep, like the pollers, belongs to the one process that polls (``serve``,
+    # not ``s117hub mllp``): several would be harmless, but wasted work.
+    if with_pollers and hub.settings.reconcile_every_hours > 0:
         register_sweeper = RegisterSweeper(hub, hub.settings.reconcile_every_hours * 3600)
         register_sweeper.start()
     if with_http:
