@@ -21,6 +21,7 @@ from . import actions, figures
 from .web import (
     ENGINEER,
     OPS_READERS,
+    REGISTER_READERS,
     ConsoleRoute,
     ConsoleUser,
     actor,
@@ -118,7 +119,7 @@ def message_page(request: Request, user: Reader, message_id: MessageId) -> Respo
         recorded = console_reads.facts_from(conn, message["source"], message["message_id"])
     return render(request, "message.html", user, active="messages", message=message,
                   commands=commands, changes=changes, facts=recorded,
-                  may_replay=user.may(ENGINEER))
+                  may_replay=user.may(ENGINEER), may_read_people=user.may(REGISTER_READERS))
 
 
 @router.post("/ui/messages/{message_id}/replay")
@@ -134,20 +135,25 @@ def replay(request: Request, user: Engineer, message_id: MessageId,
 
 @router.get("/ui/deliveries")
 def deliveries_page(request: Request, user: Reader, status: Text = "",
-                    subscription_id: Text = "") -> Response:
+                    subscription_id: Text = "", person_id: Text = "") -> Response:
     hub = hub_of(request)
     if status and status not in DELIVERY_STATUSES:
         raise InvalidValue("unknown status", field="status", rule="known-status")
-    shown = [status] if status else ["failed", "retrying"]
+    person = person_id.strip() or None
+    # One person's deliveries are few: show them all (delivered too), to follow a change
+    # from the register to each partner. Otherwise the engineer's worklist.
+    shown: list[str | None] = [status] if status else ([None] if person else
+                                                        ["failed", "retrying"])
     sections = []
     with hub.engine.connect() as conn:
         for wanted in shown:
             total, items = outbox.search(conn, status=wanted,
                                          subscription_id=subscription_id.strip() or None,
-                                         limit=PAGE_SIZE)
-            sections.append({"status": wanted, "total": total, "items": items})
+                                         person_id=person, limit=PAGE_SIZE)
+            sections.append({"status": wanted or "all", "total": total, "items": items})
     return render(request, "deliveries.html", user, active="deliveries", sections=sections,
-                  form={"status": status, "subscription_id": subscription_id},
+                  form={"status": status, "subscription_id": subscription_id,
+                        "person_id": person_id},
                   statuses=DELIVERY_STATUSES, may_retry=user.may(ENGINEER))
 
 

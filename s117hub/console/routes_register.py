@@ -26,6 +26,7 @@ from s117hub.api.auth import audit_read
 
 from . import actions, timeline
 from .web import (
+    OPS_READERS,
     OWNER,
     REGISTER_READERS,
     ConsoleRoute,
@@ -169,7 +170,7 @@ def person_page(request: Request, user: Reader, person_id: PersonId) -> Response
     return render(request, "person.html", user, active="people", person=record,
                   events=timeline.timeline(record),
                   values=timeline.explained_values(record), today=today.isoformat(),
-                  section_label=timeline.section_label)
+                  section_label=timeline.section_label, may_see_flow=user.may(OPS_READERS))
 
 
 # -- disputes --------------------------------------------------------------------------------
