@@ -23,7 +23,8 @@ it and returns the findings that should be open exceptions today. The rules, REA
   no Children Act 1989 s85 notification during that detention (6.1).
 - ``source-conflict`` (``source_conflicts.py``): sources disagree on a detention's start,
   section, end or ICB, on the date of death (or tell of events after it), or on the council
-  of ordinary residence from the same date.
+  of ordinary residence from the same date, and no precedence rule (``Policy.precedence``,
+  carried on the position) settles it (architecture section 1 step 3).
 
 Duties (missed entitlement, reviews, practitioner, plan, child notification) are not raised
 for a person whose recorded date of death has passed; endings, charges and conflicts are.
@@ -90,9 +91,11 @@ def detect(person: Person, position: Position, today: date,
         detectors += [_missed_entitlement, _review_overdue, _no_named_practitioner,
                       _no_aftercare_plan, _child_notification]
     found = [f for detector in detectors for f in detector(ctx)]
-    found += source_conflicts.detention_conflicts(facts, today)
-    found += source_conflicts.death_conflicts(facts, today)
-    found += source_conflicts.residence_conflicts(facts)
+    # The precedence the position followed: what it settled is on the register, not raised.
+    rules = position.precedence
+    found += source_conflicts.detention_conflicts(facts, today, rules)
+    found += source_conflicts.death_conflicts(facts, today, rules)
+    found += source_conflicts.residence_conflicts(facts, rules)
     unique = {f.fingerprint: f for f in reversed(found)}
     return sorted(unique.values(), key=lambda f: (f.kind, f.fingerprint))
 

@@ -4,87 +4,56 @@ Each source's detentions are folded on their own (the same ``build_detentions`` 
 uses) and compared with the other sources' detentions that overlap them in time. Silence is
 not disagreement: a source that does not know a detention's end is not in conflict with one
 that does (that gap is what ``missed-entitlement`` looks for).
+
+A disagreement a configured precedence rule settles (``register_core.domain.precedence``,
+``[precedence]`` in the config file) is no exception: the position follows the winner and says
+so in its explain. Only what no rule settles is raised, exactly as without rules.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
-from itertools import combinations
 
-from register_core.domain.commands import (
-    RecordDetentionStarted,
-    RecordLeftHospital,
-    RecordLegalStatusChanged,
-    RecordOrdinaryResidenceChanged,
-    RecordPersonDetails,
-)
-from register_core.domain.episodes import Detention, build_detentions, fact_day
-from register_core.domain.legal_status import describe
+from register_core.domain.commands import RecordPersonDetails
+from register_core.domain.episodes import Detention, fact_day
 from register_core.domain.model import Fact
+from register_core.domain.precedence import (
+    DETENTION_FIELD_LABEL,
+    Precedence,
+    deaths_told,
+    detention_disagreements,
+    residence_disagreements,
+    settle_detention,
+    show,
+)
 
 from .findings import Finding, finding, iso
 
 KIND = "source-conflict"
-_DETENTION_COMMANDS = (RecordDetentionStarted, RecordLegalStatusChanged, RecordLeftHospital)
+_NO_RULES = Precedence()
 
 
-def detention_conflicts(facts: Sequence[Fact], today: date) -> list[Finding]:
+def detention_conflicts(facts: Sequence[Fact], today: date,
+                        precedence: Precedence = _NO_RULES) -> list[Finding]:
     """Sources disagree on a detention's start, section, end or named ICB (s117-rules.md,
-    "Sources disagree: section, dates, responsible council or ICB")."""
-    by_source: dict[str, list[Fact]] = defaultdict(list)
-    for fact in facts:
-        if isinstance(fact.command, _DETENTION_COMMANDS):
-            by_source[fact.source].append(fact)
-    episodes = {source: build_detentions(own, today)[0] for source, own in by_source.items()}
+    "Sources disagree: section, dates, responsible council or ICB") and no rule says whose
+    word stands."""
     found: list[Finding] = []
-    for a, b in combinations(sorted(episodes), 2):
-        for ea in episodes[a]:
-            for eb in episodes[b]:
-                if _overlap(ea, eb, today):
-                    found.extend(_compare(a, ea, b, eb))
+    for disagreement in detention_disagreements(facts, today):
+        if settle_detention(precedence, disagreement) is not None:
+            continue
+        a, ea, b, eb = disagreement.a, disagreement.ea, disagreement.b, disagreement.eb
+        found += [_detention_finding(name, a, ea, va, b, eb, vb)
+                  for name, va, vb in disagreement.fields]
     return found
-
-
-def _overlap(a: Detention, b: Detention, today: date) -> bool:
-    return a.start <= (b.end or today) and b.start <= (a.end or today)
-
-
-def _starts_agree(a: Detention, b: Detention) -> bool:
-    """Same start, or one source tells the detention from a regrade the other also tells
-    (a council that only hears of the s3 reports it from the s2 → s3 regrade date)."""
-    return (a.start == b.start or (b.sections[0][0], b.start) in a.sections
-            or (a.sections[0][0], a.start) in b.sections)
-
-
-def _compare(a: str, ea: Detention, b: str, eb: Detention) -> list[Finding]:
-    found = []
-    if not _starts_agree(ea, eb):
-        found.append(_detention_finding("start", a, ea, ea.start, b, eb, eb.start))
-    if ea.section != eb.section:
-        found.append(_detention_finding("section", a, ea, ea.section, b, eb, eb.section))
-    if ea.end and eb.end and ea.end != eb.end:
-        found.append(_detention_finding("end", a, ea, ea.end, b, eb, eb.end))
-    if ea.responsible_icb and eb.responsible_icb and ea.responsible_icb != eb.responsible_icb:
-        found.append(_detention_finding("responsible_icb", a, ea, ea.responsible_icb,
-                                        b, eb, eb.responsible_icb))
-    return found
-
-
-def _show(value: object) -> str:
-    if isinstance(value, date):
-        return value.isoformat()
-    text = str(value)
-    return f"{describe(text)} ({text})" if text.isdigit() and len(text) == 2 else text
 
 
 def _detention_finding(field: str, a: str, ea: Detention, va: object, b: str, eb: Detention,
                        vb: object) -> Finding:
-    label = {"start": "start date", "section": "section", "end": "end (left hospital) date",
-             "responsible_icb": "ICB"}[field]
-    summary = (f"Sources disagree on a detention's {label}: {a} says {_show(va)}, "
-               f"{b} says {_show(vb)}")
+    label = DETENTION_FIELD_LABEL[field]
+    summary = (f"Sources disagree on a detention's {label}: {a} says {show(va)}, "
+               f"{b} says {show(vb)}")
     detail = {
         "rule": "the same detention told differently by two sources: decide which is right "
                 "(s117-rules.md, sources disagree)",
@@ -94,23 +63,23 @@ def _detention_finding(field: str, a: str, ea: Detention, va: object, b: str, eb
              "detention_start": iso(ep.start), "facts": [f.cite() for f in ep.facts]}
             for src, ep, v in ((a, ea, va), (b, eb, vb))],
     }
-    parts = ["detention", field, f"{a}={_show(va)}", f"{b}={_show(vb)}"]
+    parts = ["detention", field, f"{a}={show(va)}", f"{b}={show(vb)}"]
     if field != "start":
         parts += [iso(ea.start), iso(eb.start)]
     return finding(KIND, parts, summary, detail)
 
 
-def death_conflicts(facts: Sequence[Fact], today: date) -> list[Finding]:
-    """Sources disagree on the date of death, or tell of the person alive after it."""
-    deaths: dict[str, dict[date, list[Fact]]] = defaultdict(lambda: defaultdict(list))
-    for fact in facts:
-        if fact.command.person.death_date is not None:
-            deaths[fact.source][fact.command.person.death_date].append(fact)
+def death_conflicts(facts: Sequence[Fact], today: date,
+                    precedence: Precedence = _NO_RULES) -> list[Finding]:
+    """Sources disagree on the date of death (unless a rule settles it), or tell of the
+    person alive after it (always raised: either the death or the events are wrong, which no
+    ranking of sources can tell)."""
+    deaths = deaths_told(facts)
     if not deaths:
         return []
     found = []
     told = sorted((src, day) for src, days in deaths.items() for day in days)
-    if len({day for _, day in told}) > 1:
+    if len({day for _, day in told}) > 1 and precedence.settle("death", deaths) is None:
         found.append(finding(
             KIND, ["death", *(f"{src}={iso(day)}" for src, day in told)],
             "Sources disagree on the date of death: " + ", ".join(
@@ -137,19 +106,15 @@ def death_conflicts(facts: Sequence[Fact], today: date) -> list[Finding]:
     return found
 
 
-def residence_conflicts(facts: Sequence[Fact]) -> list[Finding]:
+def residence_conflicts(facts: Sequence[Fact],
+                        precedence: Precedence = _NO_RULES) -> list[Finding]:
     """Sources name different councils of ordinary residence from the same date (which sets
-    the responsible council, joint policy 4.3.1)."""
-    by_day: dict[date, dict[str, dict[str, list[Fact]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))
-    for fact in facts:
-        cmd = fact.command
-        if isinstance(cmd, RecordOrdinaryResidenceChanged):
-            by_day[cmd.date][cmd.council_code][fact.source].append(fact)
+    the responsible council, joint policy 4.3.1) and no rule says whose word stands."""
     found = []
-    for day, councils in sorted(by_day.items()):
-        if len(councils) < 2 or len({s for srcs in councils.values() for s in srcs}) < 2:
-            continue  # one source correcting itself is not a disagreement between sources
+    for disagreement in residence_disagreements(facts):
+        if precedence.settle("ordinary_residence", disagreement.by_source()) is not None:
+            continue
+        day, councils = disagreement.day, disagreement.told
         told = sorted((src, council) for council, srcs in councils.items() for src in srcs)
         found.append(finding(
             KIND, ["residence", iso(day), *(f"{src}={council}" for src, council in told)],

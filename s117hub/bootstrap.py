@@ -16,6 +16,7 @@ from register_core.adapters.sources import SourceRegistry
 from register_core.adapters.subscriptions import SubscriptionRegistry
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.position import Policy
+from register_core.domain.precedence import Precedence
 from register_core.ports import Clock, SystemClock
 
 from .config import FileConfig, Settings
@@ -61,7 +62,11 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None,
         practice_to_icb=dict(file_config.policy.practice_to_icb),
         probabilistic_identity=file_config.identity.enabled,
         identity_link_threshold=file_config.identity.link_threshold,
-        identity_review_threshold=file_config.identity.review_threshold)
+        identity_review_threshold=file_config.identity.review_threshold,
+        precedence=Precedence(
+            detention=tuple(file_config.precedence.detention),
+            ordinary_residence=tuple(file_config.precedence.ordinary_residence),
+            death=tuple(file_config.precedence.death)))
     engine = engine or make_engine(settings.database_url)
     clock = clock or SystemClock()
     sources = SourceRegistry(engine)

@@ -1,7 +1,8 @@
 """Settings from ``S117HUB_*`` environment variables and an optional config file.
 
 The config file (TOML or JSON, ``S117HUB_CONFIG_FILE``) holds what is per partnership rather
-than per process: local policy choices, GP practice → ICB map, sources and subscriptions.
+than per process: local policy choices, GP practice → ICB map, source precedence, sources and
+subscriptions.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,11 +35,35 @@ class IdentityConfig(BaseModel):
         return self
 
 
+class PrecedenceConfig(BaseModel):
+    """Whose word stands when sources disagree, per field group: source-id patterns (globs,
+    ``trust-*``) in order of preference. Empty: no rule, every disagreement is an exception."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt group must not pass silently
+
+    detention: list[str] = Field(default_factory=list)
+    ordinary_residence: list[str] = Field(default_factory=list)
+    death: list[str] = Field(default_factory=list)
+
+    @field_validator("detention", "ordinary_residence", "death")
+    @classmethod
+    def _source_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not pattern.strip() or pattern != pattern.strip():
+                raise ValueError("a precedence pattern is a source id or glob, not blank "
+                                 "or padded")
+            if ":" in pattern:
+                raise ValueError(f"precedence pattern {pattern!r}: patterns name source ids "
+                                 "(globs such as 'trust-*'), not kinds")
+        return patterns
+
+
 class FileConfig(BaseModel):
     """What an optional config file may hold; later issues add sources and subscriptions."""
 
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    precedence: PrecedenceConfig = Field(default_factory=PrecedenceConfig)
     sources: list[dict[str, Any]] = Field(default_factory=list)
     subscriptions: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -123,6 +123,9 @@ def build_detentions(facts: Sequence[Fact], today: date | None = None,
             existing = next((ep for ep in episodes if _same_detention(ep, cmd, section)), None)
             if existing:
                 existing.facts.append(fact)
+                # Silence is not disagreement: another source's record fills what is unknown.
+                existing.provider_ods = existing.provider_ods or cmd.provider_ods
+                existing.responsible_icb = existing.responsible_icb or cmd.responsible_icb
                 if end and existing.end is None:
                     existing.end, existing.end_reason, existing.end_fact = (
                         end, "left-hospital", fact)

@@ -34,6 +34,7 @@ from .episodes import (
 )
 from .legal_status import DETAINED_CODES, is_entitling, normalise_code
 from .model import Fact, Person
+from .precedence import Note, Precedence, restate_detentions, settle_death, settle_residences
 from .rules import eligibility, ending, responsibility, reviews
 
 Status = Literal["none", "pending", "active", "ended"]
@@ -51,6 +52,9 @@ class Policy:
     probabilistic_identity: bool = True
     identity_link_threshold: float = 0.95
     identity_review_threshold: float = 0.5
+    # Which source's word stands when sources disagree, per field group (``precedence.py``);
+    # empty: no rule, every disagreement is left to a person as a source-conflict exception.
+    precedence: Precedence = field(default_factory=Precedence)
 
 
 @dataclass(frozen=True)
@@ -109,18 +113,29 @@ class Position:
     refused_endings: list[RefusedEnding]
     child_notified: date | None
     explain: dict[str, Explanation]
+    # The rules this position followed: detectors raise only the disagreements they leave.
+    precedence: Precedence = field(default_factory=Precedence)
 
 
 def compute_position(person: Person, today: date, policy: Policy | None = None) -> Position:
     """The position as of ``today``: facts effective after it are not known yet."""
     policy = policy or Policy()
-    facts = [f for f in sorted(person.live_facts(), key=fact_order) if fact_day(f) <= today]
+    told = [f for f in sorted(person.live_facts(), key=fact_order) if fact_day(f) <= today]
+    # Where a precedence rule settles a disagreement the register follows the winning source;
+    # the losing source's overruled facts stay in the journal, set aside here.
+    facts, settled = restate_detentions(told, today, policy.precedence)
+    facts.sort(key=fact_order)
+    overruled_residences, residence_notes = settle_residences(facts, policy.precedence)
+    settled += residence_notes
+    death_note = settle_death(facts, policy.precedence)
+    settled += [death_note] if death_note else []
     episodes, events = build_detentions(facts, today)
     explain: dict[str, Explanation] = {}
     ent = Entitlement()
 
     residences = [(f.command.date, f.command.council_code, f) for f in facts
-                  if isinstance(f.command, RecordOrdinaryResidenceChanged)]
+                  if isinstance(f.command, RecordOrdinaryResidenceChanged)
+                  and id(f) not in overruled_residences]
     endings = [f for f in facts if isinstance(f.command, RecordS117Ended)]
     confirmations = [f for f in facts if isinstance(f.command, RecordS117Confirmed)]
     refused: list[RefusedEnding] = []
@@ -215,6 +230,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
 
     _fill_duties(ent, facts, explain, start_facts)
     explain["entitlement.status"] = Explanation(_status_rule(ent), tuple(trigger_facts))
+    _explain_settled(explain, settled, ent, residences)
 
     in_hospital = any(ep.end is None for ep in episodes)
     reviews_held = [(f.command.date, f.command.review_kind) for f in facts  # type: ignore[attr-defined]
@@ -228,7 +244,33 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
         in_hospital=in_hospital, reviews=reviews_held,
         charges_under_s117=[f for f in facts if isinstance(f.command, RecordServiceCharged)
                             and f.command.under_s117],
-        refused_endings=refused, child_notified=max(child) if child else None, explain=explain)
+        refused_endings=refused, child_notified=max(child) if child else None, explain=explain,
+        precedence=policy.precedence)
+
+
+def _explain_settled(explain: dict[str, Explanation], settled: Sequence[Note],
+                     ent: Entitlement, residences: Sequence[tuple[date, str, Fact]]) -> None:
+    """Say where a precedence rule chose a value: on its own key, and on the register values
+    it set (the trigger section, the responsible council)."""
+    for note in settled:
+        explain[note.key] = Explanation(note.rule, note.facts)
+    by_key = {note.key: note for note in settled}
+    section = by_key.get(f"detentions[{ent.trigger_episode}].section")
+    if section and "entitlement.trigger_section" in explain:
+        _append_rule(explain, "entitlement.trigger_section", section)
+    council = explain.get("entitlement.responsible_council")
+    if council and ent.responsible_council:
+        chosen = [day for day, code, f in residences
+                  if code == ent.responsible_council and f.cite() in council.facts]
+        residence = by_key.get(f"ordinary_residence[{chosen[-1].isoformat()}]") if chosen else None
+        if residence:
+            _append_rule(explain, "entitlement.responsible_council", residence)
+
+
+def _append_rule(explain: dict[str, Explanation], key: str, note: Note) -> None:
+    before = explain[key]
+    explain[key] = Explanation(f"{before.rule}; {note.rule}",
+                               _unique(*before.facts, *note.facts))
 
 
 def _unique(*cites: str) -> tuple[str, ...]:

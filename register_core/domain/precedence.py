@@ -1,0 +1,340 @@
+"""Where partners' systems disagree, and which source's word stands (local configuration).
+
+s117-rules.md ("Sources disagree: section, dates, responsible council or ICB, alive/deceased")
+asks the hub to find disagreements; architecture section 1 step 3 lets a *rule* settle one and
+leaves the rest to a person. The rule is per field group, an ordered list of source-id
+patterns (``fnmatch`` globs such as ``trust-*``): the first pattern naming one of the
+disagreeing sources picks the winner, provided the sources it names agree among themselves.
+No pattern naming any of them, or the named ones disagreeing with each other: not settled.
+
+Both sides read this module, so they cannot drift apart: the position (which follows the
+winner) and ``reconciliation.source_conflicts`` (which raises only what no rule settles).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from fnmatch import fnmatchcase
+from itertools import combinations
+
+from .commands import (
+    RecordDetentionStarted,
+    RecordLeftHospital,
+    RecordLegalStatusChanged,
+    RecordOrdinaryResidenceChanged,
+)
+from .episodes import Detention, build_detentions
+from .legal_status import describe
+from .model import Fact
+
+FIELD_GROUPS: tuple[str, ...] = ("detention", "ordinary_residence", "death")
+_GROUP_LABEL = {"detention": "detention facts", "ordinary_residence": "ordinary residence",
+                "death": "date of death"}
+DETENTION_FIELD_LABEL = {"start": "start date", "section": "section",
+                         "end": "end (left hospital) date", "responsible_icb": "ICB"}
+_DETENTION_COMMANDS = (RecordDetentionStarted, RecordLegalStatusChanged, RecordLeftHospital)
+_LEAVING_EVENTS = ("cto-start", "conditional-discharge-start")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Precedence:
+    """Per field group, source-id patterns in order of preference; empty settles nothing."""
+
+    detention: tuple[str, ...] = ()
+    ordinary_residence: tuple[str, ...] = ()
+    death: tuple[str, ...] = ()
+
+    def patterns(self, group: str) -> tuple[str, ...]:
+        if group not in FIELD_GROUPS:
+            raise ValueError(f"unknown precedence group {group!r}")
+        patterns: tuple[str, ...] = getattr(self, group)
+        return patterns
+
+    def settle(self, group: str, told: Mapping[str, Collection[Hashable]]) -> Settlement | None:
+        """The settlement of a disagreement (``told``: source → the values it asserted)."""
+        for pattern in self.patterns(group):
+            named = sorted(src for src in told if fnmatchcase(src, pattern))
+            if not named:
+                continue
+            values = {value for src in named for value in told[src]}
+            if len(values) != 1:
+                return None  # the preferred sources disagree among themselves
+            [value] = values
+            overruled = tuple(sorted(src for src, said in told.items()
+                                     if src not in named and set(said) != {value}))
+            return Settlement(group=group, pattern=pattern, winners=tuple(named),
+                              value=value, overruled=overruled)
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settlement:
+    group: str
+    pattern: str
+    winners: tuple[str, ...]
+    value: Hashable
+    overruled: tuple[str, ...]
+
+    @property
+    def rule(self) -> str:
+        return (f"precedence: {_GROUP_LABEL[self.group]} from {', '.join(self.winners)} over "
+                f"{', '.join(self.overruled)} (config precedence.{self.group}: "
+                f"'{self.pattern}')")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"group": self.group, "pattern": self.pattern, "winners": list(self.winners),
+                "overruled": list(self.overruled)}
+
+
+@dataclass(frozen=True)
+class Note:
+    """What a settlement did to the register, for the position's ``explain``."""
+
+    key: str
+    rule: str
+    facts: tuple[str, ...]
+
+
+@dataclass(kw_only=True)
+class RestatedFact(Fact):
+    """A losing source's fact as the winner's word restates it; cited as the source told it."""
+
+    told: Fact
+
+    def cite(self) -> str:
+        return self.told.cite()
+
+
+def show(value: object) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    text = str(value)
+    return f"{describe(text)} ({text})" if text.isdigit() and len(text) == 2 else text
+
+
+# -- detentions --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DetentionDisagreement:
+    """Two sources' own versions of one detention, and the fields they tell differently."""
+
+    a: str
+    ea: Detention
+    b: str
+    eb: Detention
+    fields: tuple[tuple[str, object, object], ...]  # (field, a's value, b's value)
+
+
+def detention_disagreements(facts: Sequence[Fact], today: date) -> list[DetentionDisagreement]:
+    """Each source's detentions folded on their own and compared with the other sources'
+    that overlap them in time. Silence is not disagreement: a source that does not know an
+    end (or an ICB) does not disagree with one that does."""
+    by_source: dict[str, list[Fact]] = defaultdict(list)
+    for fact in facts:
+        if isinstance(fact.command, _DETENTION_COMMANDS):
+            by_source[fact.source].append(fact)
+    episodes = {source: build_detentions(own, today)[0] for source, own in by_source.items()}
+    found = []
+    for a, b in combinations(sorted(episodes), 2):
+        for ea in episodes[a]:
+            for eb in episodes[b]:
+                if _overlap(ea, eb, today):
+                    fields = _differing(ea, eb)
+                    if fields:
+                        found.append(DetentionDisagreement(a, ea, b, eb, fields))
+    return found
+
+
+def _overlap(a: Detention, b: Detention, today: date) -> bool:
+    return a.start <= (b.end or today) and b.start <= (a.end or today)
+
+
+def _starts_agree(a: Detention, b: Detention) -> bool:
+    """Same start, or one source tells the detention from a regrade the other also tells
+    (a council that only hears of the s3 reports it from the s2 → s3 regrade date)."""
+    return (a.start == b.start or (b.sections[0][0], b.start) in a.sections
+            or (a.sections[0][0], a.start) in b.sections)
+
+
+def _differing(ea: Detention, eb: Detention) -> tuple[tuple[str, object, object], ...]:
+    fields: list[tuple[str, object, object]] = []
+    if not _starts_agree(ea, eb):
+        fields.append(("start", ea.start, eb.start))
+    if ea.section != eb.section:
+        fields.append(("section", ea.section, eb.section))
+    if ea.end and eb.end and ea.end != eb.end:
+        fields.append(("end", ea.end, eb.end))
+    if ea.responsible_icb and eb.responsible_icb and ea.responsible_icb != eb.responsible_icb:
+        fields.append(("responsible_icb", ea.responsible_icb, eb.responsible_icb))
+    return tuple(fields)
+
+
+def settle_detention(precedence: Precedence,
+                     disagreement: DetentionDisagreement) -> Settlement | None:
+    """One winner for the pair: every field of the detention group follows the same rule."""
+    return precedence.settle("detention", {disagreement.a: ("a",), disagreement.b: ("b",)})
+
+
+def restate_detentions(facts: Sequence[Fact], today: date,
+                       precedence: Precedence) -> tuple[list[Fact], list[Note]]:
+    """The facts the position folds, with each settled loser's version of a detention restated
+    as the winner's: same start, opening section, ref and provider, so the fold merges them
+    into the winner's detention. The loser keeps filling what the winner is silent on (an end,
+    an ICB); where it said otherwise (its regrades on a section, its leaving on an end) its
+    facts are set aside."""
+    if not precedence.detention:
+        return list(facts), []
+    replaced: dict[int, Fact | None] = {}  # id(fact) → its restatement (None: set aside)
+    notes: list[Note] = []
+    restated_episodes: set[int] = set()
+    for disagreement in detention_disagreements(facts, today):
+        settled = settle_detention(precedence, disagreement)
+        if settled is None:
+            continue
+        winner_is_a = settled.winners == (disagreement.a,)
+        ew, el = ((disagreement.ea, disagreement.eb) if winner_is_a
+                  else (disagreement.eb, disagreement.ea))
+        loser = disagreement.b if winner_is_a else disagreement.a
+        fields = {name: (va, vb) if winner_is_a else (vb, va)
+                  for name, va, vb in disagreement.fields}
+        notes += [Note(f"detentions[{ew.ref}].{name}",
+                       f"{settled.rule}: {DETENTION_FIELD_LABEL[name]} {show(won)}, not "
+                       f"{loser}'s {show(lost)}", tuple(f.cite() for f in ew.facts))
+                  for name, (won, lost) in fields.items()]
+        if id(el) in restated_episodes:
+            continue  # already restated as another winner's detention
+        restated_episodes.add(id(el))
+        replaced.update(_restate(el, ew, set(fields), facts, loser))
+    kept: list[Fact] = []
+    for fact in facts:
+        if id(fact) not in replaced:
+            kept.append(fact)
+        elif (restated := replaced[id(fact)]) is not None:
+            kept.append(restated)
+    return kept, notes
+
+
+def _restate(el: Detention, ew: Detention, fields: set[str], facts: Sequence[Fact],
+             loser: str) -> dict[int, Fact | None]:
+    out: dict[int, Fact | None] = {}
+    opening = ew.facts[0].command
+    ref = opening.episode_ref if isinstance(opening, RecordDetentionStarted) else None
+    ref = ref or ew.ref
+    for fact in el.facts:
+        cmd = fact.command
+        if isinstance(cmd, RecordDetentionStarted):
+            out[id(fact)] = _restated(fact, replace(
+                cmd, start=ew.start, section=ew.sections[0][0], episode_ref=ref,
+                provider_ods=ew.provider_ods or cmd.provider_ods,
+                responsible_icb=ew.responsible_icb or cmd.responsible_icb,
+                end=None if "end" in fields else cmd.end))
+        elif isinstance(cmd, RecordLegalStatusChanged) and "section" in fields and (
+                cmd.event in ("section-change", "transfer")):
+            out[id(fact)] = None  # the winner's section history stands
+        elif "end" in fields and _tells_leaving(cmd, el.end):
+            out[id(fact)] = None  # the winner's leaving stands
+        elif getattr(cmd, "episode_ref", None) is not None:
+            out[id(fact)] = _restated(fact, replace(cmd, episode_ref=ref))  # type: ignore[call-arg]
+    if "end" in fields:
+        # A leaving told beside the detention record (a council's) never joins the loser's
+        # episode, which its own end already closed: set aside every one on that date.
+        for fact in facts:
+            if fact.source == loser and id(fact) not in out and isinstance(
+                    fact.command, RecordLeftHospital) and fact.command.date == el.end:
+                out[id(fact)] = None
+    return out
+
+
+def _tells_leaving(cmd: object, day: date | None) -> bool:
+    if isinstance(cmd, RecordLeftHospital):
+        return cmd.date == day
+    return (isinstance(cmd, RecordLegalStatusChanged) and cmd.event in _LEAVING_EVENTS
+            and cmd.date == day)
+
+
+def _restated(fact: Fact, command: object) -> RestatedFact:
+    return RestatedFact(id=fact.id, seq=fact.seq, command=command,  # type: ignore[arg-type]
+                        retracted_by=fact.retracted_by, told=fact)
+
+
+# -- ordinary residence ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResidenceDisagreement:
+    """Two or more sources naming different councils of ordinary residence from one date."""
+
+    day: date
+    told: dict[str, dict[str, list[Fact]]]  # council → source → facts
+
+    def by_source(self) -> dict[str, set[str]]:
+        said: dict[str, set[str]] = defaultdict(set)
+        for council, sources in self.told.items():
+            for src in sources:
+                said[src].add(council)
+        return said
+
+
+def residence_disagreements(facts: Sequence[Fact]) -> list[ResidenceDisagreement]:
+    by_day: dict[date, dict[str, dict[str, list[Fact]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
+    for fact in facts:
+        cmd = fact.command
+        if isinstance(cmd, RecordOrdinaryResidenceChanged):
+            by_day[cmd.date][cmd.council_code][fact.source].append(fact)
+    found = []
+    for day, councils in sorted(by_day.items()):
+        if len(councils) < 2 or len({s for srcs in councils.values() for s in srcs}) < 2:
+            continue  # one source correcting itself is not a disagreement between sources
+        found.append(ResidenceDisagreement(day, {c: dict(s) for c, s in councils.items()}))
+    return found
+
+
+def settle_residences(facts: Sequence[Fact],
+                      precedence: Precedence) -> tuple[set[int], list[Note]]:
+    """Residence facts a settlement sets aside (by id), and what it decided."""
+    if not precedence.ordinary_residence:
+        return set(), []
+    overruled: set[int] = set()
+    notes = []
+    for disagreement in residence_disagreements(facts):
+        settled = precedence.settle("ordinary_residence", disagreement.by_source())
+        if settled is None:
+            continue
+        winning = disagreement.told[str(settled.value)]
+        overruled |= {id(f) for council, sources in disagreement.told.items()
+                      if council != settled.value for fs in sources.values() for f in fs}
+        notes.append(Note(f"ordinary_residence[{disagreement.day.isoformat()}]",
+                          f"{settled.rule}: {settled.value} from {disagreement.day.isoformat()}",
+                          tuple(f.cite() for src in settled.winners
+                                for f in winning.get(src, []))))
+    return overruled, notes
+
+
+# -- death -------------------------------------------------------------------------------------
+
+def deaths_told(facts: Sequence[Fact]) -> dict[str, dict[date, list[Fact]]]:
+    """Source → date of death → the facts telling it."""
+    deaths: dict[str, dict[date, list[Fact]]] = defaultdict(lambda: defaultdict(list))
+    for fact in facts:
+        if fact.command.person.death_date is not None:
+            deaths[fact.source][fact.command.person.death_date].append(fact)
+    return {src: dict(days) for src, days in deaths.items()}
+
+
+def settle_death(facts: Sequence[Fact], precedence: Precedence) -> Note | None:
+    """Which date of death a rule chose when sources disagree (recorded, not applied: the
+    register's date of death is the person's latest demographics)."""
+    if not precedence.death:
+        return None
+    told = deaths_told(facts)
+    if len({day for days in told.values() for day in days}) < 2:
+        return None
+    settled = precedence.settle("death", told)
+    if settled is None:
+        return None
+    day: date = settled.value  # type: ignore[assignment]
+    return Note("person.death_date", f"{settled.rule}: {day.isoformat()}",
+                tuple(f.cite() for src in settled.winners for f in told[src].get(day, [])))

@@ -1,0 +1,84 @@
+"""Precedence from the config file, through bootstrap, on the real databases (architecture
+section 1 step 3; s117-rules.md: "Sources disagree: section, dates, responsible council or
+ICB"): a disagreement the rule settles closes its open source-conflict exception and the
+register shows the winner's value with the rule in explain; one no rule settles stays open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from register_core.adapters.security import Role
+from register_core.adapters.tables import register_exceptions
+from register_core.domain.commands import RecordDetentionStarted, RecordOrdinaryResidenceChanged
+from register_core.services.reconcile import sweep
+from s117hub.bootstrap import Hub, bootstrap
+from s117hub.config import Settings
+
+from .reconcile_people import admit, apply, client_for, council, prov, ref
+
+ADMITTED = date(2026, 5, 4)
+RULES = """
+[precedence]
+detention = ["trust-*"]
+ordinary_residence = ["council-*"]
+"""
+
+
+@pytest.fixture
+def ruled(hub: Hub, tmp_path: Path) -> Iterator[Hub]:
+    """The same database and clock, wired from a config file that holds the precedence."""
+    config = tmp_path / "hub.toml"
+    config.write_text(RULES)
+    built = bootstrap(Settings(database_url=hub.engine.url.render_as_string(
+        hide_password=False), config_file=config), clock=hub.clock, engine=hub.engine)
+    yield built
+    built.broker.close()
+
+
+def source_conflicts(hub: Hub, person_id: str) -> list[tuple[str, str, str]]:
+    with hub.engine.connect() as conn:
+        rows = conn.execute(select(register_exceptions.c.status, register_exceptions.c.closed_by,
+                                   register_exceptions.c.detail)
+                            .where(register_exceptions.c.person_id == person_id,
+                                   register_exceptions.c.kind == "source-conflict"))
+        return sorted((r.detail["field"], r.status, r.closed_by or "") for r in rows)
+
+
+def two_councils_claim_residence(hub: Hub, serial: int) -> str:
+    for source, code in (("council-a", "E10000034"), ("council-b", "E10000011")):
+        apply(hub, RecordOrdinaryResidenceChanged(
+            person=ref(serial), provenance=prov(source, f"{serial}-or-{source}", ADMITTED),
+            council_code=code, date=date(2025, 1, 1)))
+    return admit(hub, serial, ADMITTED)
+
+
+def test_a_configured_precedence_settles_the_section_and_leaves_what_it_cannot(
+        hub: Hub, ruled: Hub) -> None:
+    assert ruled.policy.precedence.detention == ("trust-*",)
+    assert ruled.policy.precedence.ordinary_residence == ("council-*",)
+    settled = admit(hub, 41, ADMITTED)  # the trust: s3, episode V41
+    council(hub, 41, RecordDetentionStarted, ADMITTED, section="02", start=ADMITTED)
+    left_open = two_councils_claim_residence(hub, 42)  # both match council-*: no winner
+    sweep(hub.engine, hub.clock, hub.policy)
+    assert source_conflicts(hub, settled) == [("detention.section", "open", "")]
+    assert source_conflicts(hub, left_open) == [
+        ("ordinary_residence.council_code", "open", "")]
+
+    sweep(ruled.engine, ruled.clock, ruled.policy)
+    assert source_conflicts(ruled, settled) == [("detention.section", "resolved", "system")]
+    assert source_conflicts(ruled, left_open) == [
+        ("ordinary_residence.council_code", "open", "")]
+    with client_for(ruled, Role.REGISTER_OWNER) as owner:
+        record = owner.get(f"/api/v1/people/{settled}").json()
+    assert [(d["ref"], d["section"]) for d in record["detentions"]] == [("V41", "03")]
+    assert record["entitlement"]["trigger_section"] == "03"
+    why = record["explain"]["detentions[V41].section"]
+    assert why["rule"].startswith("precedence: detention facts from trust-a over council-a "
+                                  "(config precedence.detention: 'trust-*')")
+    assert why["facts"] and all("from trust-a" in cite for cite in why["facts"])
+    assert [e["kind"] for e in record["open_exceptions"]].count("source-conflict") == 0
