@@ -276,7 +276,10 @@ def main() -> int:
     parser.add_argument("--people", type=int, default=5_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--threads", type=int, default=4, help="dramatiq threads per worker")
-    parser.add_argument("--batch", type=int, default=200, help="changes per producer commit")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="changes per producer commit (default 200; 1 with --rate, as "
+                        "a change commits with its message: a paced producer batching 200 "
+                        "would hold each change back for up to 200/rate seconds)")
     parser.add_argument("--slow-ms", type=float, default=20.0)
     parser.add_argument("--flaky-every", type=int, default=10)
     parser.add_argument("--hl7", action="store_true", help="the fast partner is MLLP")
@@ -289,6 +292,8 @@ def main() -> int:
                         help="queue every change first, then start the workers")
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
+    if args.batch is None:
+        args.batch = 1 if args.rate else 200
     print(f"{args.changes:,} changes x 3 subscribers, {args.people:,} people, broker "
           f"{args.broker.split('@')[-1]}, {os.cpu_count()} CPUs"
           f"{', backlog mode' if args.backlog else ''}", flush=True)
