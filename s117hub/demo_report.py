@@ -59,7 +59,8 @@ def _replay_lines(curl: str, api: str, message_id: str) -> list[str]:
         f"in {TRUST_HL7}'s code map). Add \"{UNMAPPED_HL7_CODE}\": "
         f"\"{UNMAPPED_HL7_CODE_MEANS}\" to code_map",
         f"      (GET then PUT {api}/api/v1/sources/{TRUST_HL7}), then replay it:",
-        f"        {curl} -X POST '{api}/api/v1/messages/{message_id}/replay'"]
+        f"        {curl} -X POST '{api}/api/v1/messages/{message_id}/replay'",
+        f"        (or the Replay button at {api}/ui/messages/{message_id})"]
 
 
 def banner(player: ScenarioPlayer, *, api: str, mllp: str, directory: Path,
@@ -104,29 +105,36 @@ def banner(player: ScenarioPlayer, *, api: str, mllp: str, directory: Path,
         "  People (register id, story):",
         *[f"    {p.name:<20} {ids[key]}  {p.story}" for key, p in PEOPLE.items()],
         "",
-        "  Try this:",
+        "  Try this in the console (log in with the token above), or with curl:",
         f"   1. Follow {PEOPLE[FOLLOW].name} from HL7 message to register to delivery:",
+        f"        console: {api}/ui/messages?person_id={follow}  (open the A03, then "
+        "'register record', then 'deliveries to partners')",
         f"        {curl} '{api}/api/v1/messages?person_id={follow}'",
         f"        {curl} '{api}/api/v1/people/{follow}'       (entitlement and explain)",
         f"        {curl} '{api}/api/v1/deliveries?person_id={follow}'",
         f"   2. Resolve the source conflict on {PEOPLE['sam'].name} (trust s3, council s2):",
+        f"        console: {api}/ui/exceptions/{conflict_id}",
         f"        {curl} -X POST -H 'Content-Type: application/json' "
         f"'{api}/api/v1/exceptions/{conflict_id}/resolve' -d '{{\"decision\": "
         f"\"accept-source:{TRUST_HL7}\", \"reason\": \"the ward record shows s3\"}}'",
         f"   3. The missed entitlement: {PEOPLE['jordan'].name}, discharged after s3, "
         "never confirmed by Eastbrook:",
+        f"        console: {api}/ui/exceptions?kind=missed-entitlement",
         f"        {curl} '{api}/api/v1/exceptions?status=open&kind=missed-entitlement'",
         *(_replay_lines(curl, api, ae_message) if ae_message else
           ["   4. (The AE message has been replayed already.)"]),
         *([f"   5. Westmere refused delivery {refused} (person not on its case list yet); "
            "it has added them now:",
-           f"        {curl} -X POST '{api}/api/v1/deliveries/{refused}/retry'"] if refused
+           f"        {curl} -X POST '{api}/api/v1/deliveries/{refused}/retry'",
+           f"        (or Retry now at {api}/ui/deliveries/{refused})"] if refused
           else ["   5. (No failed delivery left to retry.)"]),
         "   6. The trust's FHIR server is down for a while: watch its deliveries retry, "
         "then go:",
+        f"        console: {api}/ui/flow  and  {api}/ui/deliveries",
         f"        {curl} '{api}/api/v1/deliveries?status=retrying'   and   "
         f"{curl} '{api}/api/v1/sla'",
-        "   7. Disputes, overdue reviews, the register itself:",
+        f"   7. Disputes, overdue reviews, the register itself (console: {api}/ui/disputes, "
+        f"{api}/ui/board):",
         f"        {curl} '{api}/api/v1/disputes'",
         f"        {curl} '{api}/api/v1/entitlements?overdue=true'",
         f"   8. As the auditor: curl -s -H \"Authorization: Bearer ${AUDITOR_VARIABLE}\" "
