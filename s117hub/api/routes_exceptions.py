@@ -141,8 +141,14 @@ def get_exception(request: Request, hub: HubDep, principal: Reader,
              responses=NOT_FOUND)
 def assign(request: Request, hub: HubDep, principal: Owner, exception_id: ExceptionId,
            body: AssignIn) -> dict[str, Any]:
+    return assign_and_audit(request, hub, principal, exception_id, body.assignee)
+
+
+def assign_and_audit(request: Request, hub: Hub, principal: Principal, exception_id: str,
+                     assignee: str) -> dict[str, Any]:
+    """Assign, with the audit row in the same transaction (the API's and the console's)."""
     with hub.uow() as uow:
-        item = workflow.assign_exception(uow, exception_id, body.assignee)
+        item = workflow.assign_exception(uow, exception_id, assignee)
         audit_write(uow.connection, request, principal, "exception", exception_id,
                     item["person_id"])
         uow.commit()
@@ -154,7 +160,7 @@ def assign(request: Request, hub: HubDep, principal: Owner, exception_id: Except
              summary="Resolve with a decision and reason, optionally applying a correction")
 def resolve(request: Request, hub: HubDep, principal: Owner, exception_id: ExceptionId,
             body: ResolveIn) -> dict[str, Any]:
-    return _close(request, hub, principal, exception_id, body.decision, body.reason,
+    return close_and_audit(request, hub, principal, exception_id, body.decision, body.reason,
                   body.apply)
 
 
@@ -163,11 +169,15 @@ def resolve(request: Request, hub: HubDep, principal: Owner, exception_id: Excep
              summary="Dismiss: not a problem; stays dismissed until the facts behind it change")
 def dismiss(request: Request, hub: HubDep, principal: Owner, exception_id: ExceptionId,
             body: DismissIn) -> dict[str, Any]:
-    return _close(request, hub, principal, exception_id, "dismiss", body.reason, None)
+    return close_and_audit(request, hub, principal, exception_id, "dismiss", body.reason,
+                           None)
 
 
-def _close(request: Request, hub: HubDep, principal: Principal, exception_id: str,
-           decision: str, reason: str, correction: Correction | None) -> dict[str, Any]:
+def close_and_audit(request: Request, hub: Hub, principal: Principal, exception_id: str,
+                    decision: str, reason: str, correction: Correction | None
+                    ) -> dict[str, Any]:
+    """Resolve (``decision``) or dismiss (``"dismiss"``), with the audit row in the same
+    transaction: the API's and the console's one way to close an exception."""
     with hub.uow() as uow:
         item = workflow.close_exception(
             uow, hub.clock, exception_id, decision=decision, reason=reason,

@@ -16,9 +16,9 @@ from pydantic import TypeAdapter, ValidationError
 from register_core.adapters import message_store, outbox
 from register_core.adapters.security import Principal
 from register_core.domain.errors import InvalidValue, NotFound
-from register_core.services import exceptions as workflow
 from s117hub.api.auth import audit_write
 from s117hub.api.corrections import CorrectionIn
+from s117hub.api.routes_exceptions import assign_and_audit, close_and_audit
 from s117hub.api.routes_outbound import get_outbound
 from s117hub.bootstrap import Hub
 
@@ -81,24 +81,13 @@ def retry_delivery(request: Request, hub: Hub, principal: Principal, delivery_id
 
 def assign_exception(request: Request, hub: Hub, principal: Principal, exception_id: str,
                      assignee: str) -> None:
-    with hub.uow() as uow:
-        item = workflow.assign_exception(uow, exception_id, assignee)
-        audit_write(uow.connection, request, principal, "exception", exception_id,
-                    item["person_id"])
-        uow.commit()
+    assign_and_audit(request, hub, principal, exception_id, assignee)
 
 
 def close_exception(request: Request, hub: Hub, principal: Principal, exception_id: str, *,
                     decision: str, reason: str, correction: Any | None = None) -> None:
-    """Resolve (with ``decision``) or dismiss (``decision="dismiss"``), as the API's _close."""
-    with hub.uow() as uow:
-        item = workflow.close_exception(
-            uow, hub.clock, exception_id, decision=decision, reason=reason,
-            by=principal.token_id, correction=correction.command if correction else None,
-            policy=hub.policy)
-        audit_write(uow.connection, request, principal, "exception", exception_id,
-                    item["person_id"])
-        uow.commit()
+    """Resolve (with ``decision``) or dismiss (``decision="dismiss"``), as the API does."""
+    close_and_audit(request, hub, principal, exception_id, decision, reason, correction)
 
 
 def correction_from_form(kind: str, on: str, value: str) -> Any | None:
