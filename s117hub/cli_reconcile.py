@@ -1,6 +1,9 @@
-"""``s117hub reconcile``: sweep the whole register once.
+"""``s117hub reconcile``: match identities, then sweep the whole register once.
 
-Recomputes every person's S117 position as of today (due dates move with no message) and
+First compares every person without a valid NHS number with the people sharing a blocking key
+and, as the write path would, merges a match at or above the link threshold (reversibly) or
+opens identity-uncertain in the review band (``--no-matching`` skips it). Then recomputes
+every person's S117 position as of today (due dates move with no message) and
 brings their exceptions in step with the detectors: new findings open, findings that no longer
 hold are resolved by ``system``, dismissed ones stay dismissed while the facts are the same.
 A progress bar goes to stderr; what changed is printed to stdout. Run it nightly (cron, a
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from register_core.ports import Clock
+from register_core.services.bulk_matching import MatchingReport, apply_matches, plan_matches
 from register_core.services.outbound import enqueue_on_change
 from register_core.services.reconcile import SweepReport, count_people, sweep
 
@@ -30,6 +34,19 @@ def _by_kind(label: str, counts: Counter[str]) -> list[str]:
     total = sum(counts.values())
     lines = [f"{label}\t{total}"]
     lines += [f"{label}\t{kind}\t{n}" for kind, n in sorted(counts.items())]
+    return lines
+
+
+def matching_lines(report: MatchingReport) -> list[str]:
+    """What the identity pass did, tab-separated like ``report_lines``."""
+    lines = [f"people compared\t{report.compared}", f"pairs scored\t{report.pairs}",
+             f"people linked (merged)\t{report.linked}",
+             f"people sent to review\t{report.reviews_opened}",
+             f"pairs already raised or decided\t{report.known}",
+             f"links deferred to the next run\t{report.deferred}"]
+    if report.failed:
+        lines.append(f"matching failed\t{len(report.failed)}")
+        lines += [f"matching failed\t{person_id}" for person_id in report.failed]
     return lines
 
 
@@ -53,35 +70,55 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
     if args.page < 1:
         print("s117hub: --page must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if args.workers < 1:
+        print("s117hub: --workers must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     hub = bootstrap(settings, clock=args.clock)
+    matching: MatchingReport | None = None
     try:
         show = sys.stderr.isatty() if args.progress is None else args.progress
+        # Merges and positions that move with time alone (a CTO's end passing) are status
+        # changes too: queued for partners with the person's own transaction.
+        on_change = enqueue_on_change(hub.clock.now)
+        if args.matching:
+            # Before the sweep, so it recomputes and syncs the merged people with the rest.
+            plan = plan_matches(hub.engine, hub.policy, workers=args.workers)
+            with tqdm(total=len(plan.proposals), unit="decisions", desc="matching",
+                      file=sys.stderr, disable=not show) as bar:
+                matching = apply_matches(hub.engine, plan, hub.clock, hub.policy,
+                                         progress=bar.update, on_merge=on_change,
+                                         page=args.page)
         total = count_people(hub.engine) if show else None
         with tqdm(total=total, unit="people", desc="reconcile", file=sys.stderr,
                   disable=not show) as bar:
-            # Positions that move with time alone (a CTO's end passing) are status changes
-            # too: queued for partners with the person's own transaction.
             report = sweep(hub.engine, hub.clock, hub.policy, progress=bar.update,
-                           page=args.page, on_change=enqueue_on_change(hub.clock.now))
+                           page=args.page, on_change=on_change)
     finally:
         hub.close()
-    for line in report_lines(report):
+    lines = matching_lines(matching) if matching is not None else []
+    for line in lines + report_lines(report):
         print(line)
-    return EXIT_FAILED if report.failed else EXIT_OK
+    failed = report.failed or (matching is not None and matching.failed)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def add_reconcile(subparsers: Any) -> argparse.ArgumentParser:
     """Declare ``reconcile`` on the ``s117hub`` sub-command parser."""
     reconcile = subparsers.add_parser(
-        "reconcile", help="recompute every position and sync exceptions (nightly sweep)",
+        "reconcile", help="match identities, recompute positions, sync exceptions (nightly)",
         description=__doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else None,
-        epilog="Exit status: 0 done, 1 some people could not be swept (listed).")
+        epilog="Exit status: 0 done, 1 some people could not be matched or swept (listed).")
     reconcile.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                            help="show a progress bar on stderr (default: when it is a "
                            "terminal)")
     reconcile.add_argument("--page", type=int, default=100, metavar="N",
                            help="people read per page, and per transaction on SQLite "
                            "(default 100)")
+    reconcile.add_argument("--matching", action=argparse.BooleanOptionalAction, default=True,
+                           help="compare people without an NHS number with the register "
+                           "first (default); --no-matching skips it")
+    reconcile.add_argument("--workers", type=int, default=1, metavar="N",
+                           help="processes that score identity pairs (default 1)")
     reconcile.set_defaults(handler=cmd_reconcile, clock=None)
     return reconcile
 

@@ -124,14 +124,29 @@ def open_identity_review(uow: SqlUnitOfWork, person_id: str, decision: MatchDeci
                          command: Command, clock: Clock, policy: Policy | None) -> str | None:
     """Open an identity-uncertain exception on the new person naming the candidate; None
     when the pair is known already (a live exception, or a person decided it)."""
+    prov = command.provenance
+    return open_pair_review(uow, person_id, decision, source=prov.source,
+                            source_ref=prov.source_ref, clock=clock, policy=policy)
+
+
+def pair_known(uow: SqlUnitOfWork, person_a: str, person_b: str) -> bool:
+    """Whether the pair was raised already, live or decided (``different-people`` stays)."""
+    fp = pair_fingerprint(person_a, person_b)
+    return uow.connection.execute(select(register_exceptions.c.id).where(
+        register_exceptions.c.fingerprint == fp).limit(1)).first() is not None
+
+
+def open_pair_review(uow: SqlUnitOfWork, person_id: str, decision: MatchDecision, *,
+                     source: str, source_ref: str, clock: Clock,
+                     policy: Policy | None) -> str | None:
+    """``open_identity_review`` for a record already on the register (the bulk pass of
+    ``s117hub reconcile``): ``source``/``source_ref`` say what raised it."""
     candidate_id = decision.candidate_id
     assert candidate_id is not None
     fp = pair_fingerprint(person_id, candidate_id)
     conn = uow.connection
     uow.persons.flush()  # the exception's person row must exist (batch mode defers it)
-    known = conn.execute(select(register_exceptions.c.id)
-                         .where(register_exceptions.c.fingerprint == fp).limit(1)).first()
-    if known is not None:
+    if pair_known(uow, person_id, candidate_id):
         return None
     policy = policy or Policy()
     detail = {
@@ -144,8 +159,8 @@ def open_identity_review(uow: SqlUnitOfWork, person_id: str, decision: MatchDeci
         "weights": {name: _weight(w) for name, w in decision.contributions.items()},
         "thresholds": {"link": policy.identity_link_threshold,
                        "review": policy.identity_review_threshold},
-        "source": command.provenance.source,
-        "source_ref": command.provenance.source_ref,
+        "source": source,
+        "source_ref": source_ref,
     }
     summary = (f"May be the same person as {candidate_id} (match probability "
                f"{decision.probability:.2f}, {decision.reason}): decide same-person or "

@@ -1,0 +1,346 @@
+"""Identity matching over the whole register: the first pass of ``s117hub reconcile``.
+
+The write path matches a record when it arrives, against the people registered *then*. A source
+onboarded with years of history, or a council whose records came before the trust's, leaves
+people on the register who were never compared with those registered after them. This pass
+compares every person without a valid NHS number with the people who share a blocking key
+(the ``person_blocking_keys`` table the write path looks up, so the same candidates, at most
+``MAX_CANDIDATES`` by id) and decides with the same ``IdentityMatcher`` and thresholds
+(``[identity]``, no name frequencies):
+
+- link: the person is merged into the candidate by ``merges.merge_persons`` (recorded in
+  ``person_merges``, so ``unmerge`` undoes it), unless the pair was raised before (a register
+  owner's ``different-people`` stands) or the candidate already holds a record of the same
+  source (each source holds a person once: review, as in the write path);
+- review: an ``identity-uncertain`` exception on the person naming the candidate, with the
+  write path's detail and fingerprint (a pair already raised or decided is not raised again);
+- different valid NHS numbers are never linked (the matcher rules them out; the merge refuses).
+
+Scoring reads a snapshot and runs in memory; the decisions are then applied one transaction
+per person on PostgreSQL (as the sweep: no lock held while waiting for another) and per page
+on SQLite, each checked again against the register as it is by then.
+Logs carry person ids and counts, never names or NHS numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, Engine, and_, bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from reconciliation.comparisons import Prepared
+from reconciliation.exceptions import SYSTEM
+from reconciliation.identity import Candidate, IdentityMatcher, MatchDecision
+from register_core.adapters.database import urgent_writers_waiting
+from register_core.adapters.repository import MAX_CANDIDATES
+from register_core.adapters.tables import (
+    person_blocking_keys,
+    person_identifiers,
+    person_merges,
+    persons,
+)
+from register_core.adapters.unit_of_work import SqlUnitOfWork
+from register_core.domain.errors import IdentityConflict, RegisterError
+from register_core.domain.position import Policy
+from register_core.ports import Clock
+
+from .applied import Applied
+from .identity import SOURCE_ALREADY_LINKED, matcher_for, open_pair_review, pair_known
+from .merges import merge_persons, open_merge_of
+from .reconcile import commit_without_waiting
+
+log = logging.getLogger(__name__)
+
+SOURCE, SOURCE_REF = "register", "reconcile"  # provenance of the merges and reviews made here
+PAGE = 100  # decisions per transaction on SQLite
+_READ_CHUNK = 2000  # ids per ``IN (...)`` read of demographics
+
+_OWN = person_blocking_keys.alias("own_key")
+_SHARED = person_blocking_keys.alias("shared_key")
+# (person without an NHS number, someone sharing one of their keys): merged people have no
+# keys (``drop_blocking_keys``), so they are nobody's candidate, as in the write path.
+_PAIRS = (select(_OWN.c.person_id, _SHARED.c.person_id)
+          .select_from(persons.join(_OWN, _OWN.c.person_id == persons.c.id)
+                       .join(_SHARED, and_(_SHARED.c.key == _OWN.c.key,
+                                           _SHARED.c.person_id != _OWN.c.person_id)))
+          .where(persons.c.nhs_number.is_(None)))
+_COLUMNS = ("nhs_number", "nhs_number_verified", "family_name", "given_name", "birth_date",
+            "sex", "postcode", "gp_practice_ods")
+_DEMOGRAPHICS = (select(persons.c.id, *(persons.c[name] for name in _COLUMNS))
+                 .where(persons.c.id.in_(bindparam("ids", expanding=True))))
+_MERGED = select(person_merges.c.merged_id).where(person_merges.c.unmerged_at.is_(None))
+# Which sources hold a record of each of two people: a look-up, not the two whole journals
+# (``merge_persons`` reads those, locked, right after).
+_SOURCES_OF = (select(person_identifiers.c.person_id, person_identifiers.c.source)
+               .where(person_identifiers.c.person_id.in_(bindparam("ids", expanding=True))))
+
+# Called in the decision's transaction with each person whose register values a merge
+# changed (to queue the outbound status change, as the sweep's ``on_change``).
+OnMerge = Callable[[Connection, Applied], object]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the matcher decided for one person (``person_id``) against the register."""
+
+    person_id: str
+    decision: MatchDecision
+
+
+@dataclass
+class MatchPlan:
+    compared: int = 0  # people without a valid NHS number who had a candidate
+    pairs: int = 0  # (person, candidate) comparisons scored
+    proposals: list[Proposal] = field(default_factory=list)  # links and reviews, by person id
+
+
+@dataclass(kw_only=True)
+class MatchingReport:
+    compared: int = 0
+    pairs: int = 0
+    linked: int = 0  # merged into their match
+    reviews_opened: int = 0  # identity-uncertain exceptions opened
+    known: int = 0  # pairs raised before (live, or decided): left to the person's decision
+    deferred: int = 0  # one side merged or changed since scoring: the next run decides
+    failed: list[str] = field(default_factory=list)
+    merges: list[tuple[str, str]] = field(default_factory=list)  # (survivor, merged)
+
+    def merge(self, other: MatchingReport) -> None:
+        self.linked += other.linked
+        self.reviews_opened += other.reviews_opened
+        self.known += other.known
+        self.deferred += other.deferred
+        self.failed.extend(other.failed)
+        self.merges.extend(other.merges)
+
+
+# -- planning: a snapshot, scored in memory ----------------------------------------------------
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _read_candidates(engine: Engine) -> tuple[dict[str, list[str]], dict[str, Candidate]]:
+    """Who to compare with whom (each list sorted and capped as the write path's query), and
+    everyone's demographics as they are now."""
+    shared: dict[str, set[str]] = defaultdict(set)
+    with engine.connect() as conn:
+        merged = set(conn.execute(_MERGED).scalars())
+        for own, other in conn.execute(_PAIRS):
+            if other not in merged:
+                shared[own].add(other)
+        blocks = {pid: sorted(others)[:MAX_CANDIDATES] for pid, others in shared.items()
+                  if pid not in merged}
+        wanted = sorted(set(blocks).union(*blocks.values()))
+        people: dict[str, Candidate] = {}
+        for ids in _chunks(wanted, _READ_CHUNK):
+            for row in conn.execute(_DEMOGRAPHICS, {"ids": list(ids)}):
+                people[row[0]] = Candidate(id=row[0], **dict(zip(_COLUMNS, row[1:],
+                                                                 strict=True)))
+    return blocks, people
+
+
+@dataclass
+class _Scoring:
+    matcher: IdentityMatcher
+    blocks: dict[str, list[str]]
+    people: dict[str, Candidate]
+    order: list[str]
+
+
+def _score(scoring: _Scoring, start: int, stop: int) -> list[Proposal]:
+    matcher, blocks, people = scoring.matcher, scoring.blocks, scoring.people
+    prepared: dict[str, Prepared] = {}
+
+    def prep(pid: str) -> Prepared:
+        found = prepared.get(pid)
+        if found is None:
+            found = prepared[pid] = Prepared(people[pid])
+        return found
+
+    out: list[Proposal] = []
+    for pid in scoring.order[start:stop]:
+        block = [c for c in blocks[pid] if c in people]
+        if not block:
+            continue
+        verdict = matcher.triage(prep(pid), [prep(c) for c in block])
+        if verdict.outcome == "new":
+            continue
+        # The explained decision (what the exception shows) only for the few that need it.
+        decision = matcher.decide(people[pid], [people[c] for c in block])
+        out.append(Proposal(pid, decision))
+    return out
+
+
+_FORKED: _Scoring | None = None  # what forked workers inherit (copy-on-write)
+
+
+def _forked(bounds: tuple[int, int]) -> list[Proposal]:
+    assert _FORKED is not None
+    return _score(_FORKED, *bounds)
+
+
+def plan_matches(engine: Engine, policy: Policy | None, *, workers: int = 1) -> MatchPlan:
+    """Score every person without a valid NHS number against their candidates; nothing is
+    written. ``workers`` > 1 forks processes for the scoring (POSIX)."""
+    global _FORKED
+    matcher = matcher_for(policy)
+    if matcher is None:
+        return MatchPlan()
+    blocks, people = _read_candidates(engine)
+    # Persons hold only valid NHS numbers (the write path refuses others), so the query's
+    # "no number" is "no valid number": those with one were found exactly on arrival.
+    order = sorted(pid for pid in blocks if pid in people)
+    scoring = _Scoring(matcher, blocks, people, order)
+    plan = MatchPlan(compared=len(order), pairs=sum(len(blocks[pid]) for pid in order))
+    if workers <= 1 or len(order) < 5_000:  # forking costs more than it saves
+        plan.proposals = _score(scoring, 0, len(order))
+        return plan
+    step = -(-len(order) // (workers * 4))  # a few chunks per worker evens out the load
+    bounds = [(k, min(k + step, len(order))) for k in range(0, len(order), step)]
+    _FORKED = scoring
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            plan.proposals = [p for part in pool.map(_forked, bounds) for p in part]
+    finally:
+        _FORKED = None
+    return plan
+
+
+# -- applying: each decision checked again against the register as it is now ------------------
+
+@dataclass
+class _Apply:
+    engine: Engine
+    clock: Clock
+    policy: Policy | None
+    on_merge: OnMerge | None
+    joined: dict[str, str] = field(default_factory=dict)  # merged -> survivor, committed
+    joining: dict[str, str] = field(default_factory=dict)  # the same, in the open transaction
+
+    def one(self, uow: SqlUnitOfWork, proposal: Proposal, report: MatchingReport) -> None:
+        decision = proposal.decision
+        person_id, candidate_id = proposal.person_id, decision.candidate_id
+        assert candidate_id is not None
+        if self._root(person_id) == self._root(candidate_id):
+            return  # merged the other way round already (two records without a number)
+        if (self._root(person_id) != person_id or self._root(candidate_id) != candidate_id
+                or open_merge_of(uow, person_id) or open_merge_of(uow, candidate_id)):
+            report.deferred += 1  # one of them was merged since the snapshot
+            return
+        if decision.outcome == "review":
+            self._review(uow, person_id, decision, report)
+            return
+        if pair_known(uow, person_id, candidate_id):
+            report.known += 1  # raised before: a register owner's decision stands
+            return
+        sources: dict[str, set[str]] = {person_id: set(), candidate_id: set()}
+        for owner, source in uow.connection.execute(_SOURCES_OF, {
+                "ids": [person_id, candidate_id]}):
+            sources[owner].add(source)
+        if sources[person_id] & sources[candidate_id]:
+            # Each source holds a person once: a second record of the same source is a
+            # second person, or a duplicate the source should merge (as the write path).
+            self._review(uow, person_id, MatchDecision(
+                "review", candidate_id, decision.score, decision.probability,
+                decision.contributions, decision.levels, SOURCE_ALREADY_LINKED), report)
+            return
+        try:
+            outcome = merge_persons(uow, candidate_id, person_id, source=SOURCE,
+                                    source_ref=SOURCE_REF, by=SYSTEM, clock=self.clock,
+                                    policy=self.policy)
+        except IdentityConflict:
+            report.deferred += 1  # a number arrived since the snapshot; they differ
+            return
+        if self.on_merge is not None:
+            for applied in (outcome.survivor, outcome.merged):
+                if applied.changes:
+                    self.on_merge(uow.connection, applied)
+        report.linked += 1
+        report.merges.append((candidate_id, person_id))
+        self.joining[person_id] = candidate_id
+
+    def _review(self, uow: SqlUnitOfWork, person_id: str, decision: MatchDecision,
+                report: MatchingReport) -> None:
+        opened = open_pair_review(uow, person_id, decision, source=SOURCE,
+                                  source_ref=SOURCE_REF, clock=self.clock, policy=self.policy)
+        if opened is None:
+            report.known += 1
+        else:
+            report.reviews_opened += 1
+
+    def _root(self, person_id: str) -> str:
+        while True:
+            survivor = self.joining.get(person_id) or self.joined.get(person_id)
+            if survivor is None:
+                return person_id
+            person_id = survivor
+
+    def batch(self, proposals: Sequence[Proposal]) -> MatchingReport:
+        """One transaction for the batch (committed early when an ACK-waiting writer queues
+        behind it on SQLite); a failure replays the batch's decisions one by one."""
+        done = MatchingReport()
+        pending = list(proposals)
+        while pending:
+            part = MatchingReport()
+            count = 0
+            self.joining = {}
+            try:
+                with SqlUnitOfWork(self.engine) as uow:
+                    commit_without_waiting(uow)
+                    for proposal in pending:
+                        self.one(uow, proposal, part)
+                        count += 1
+                        if urgent_writers_waiting(self.engine):
+                            break
+                    uow.commit()
+            except (RegisterError, SQLAlchemyError):
+                if len(pending) == 1:
+                    log.error("matching failed for person %s", pending[0].person_id,
+                              exc_info=True)
+                    done.failed.append(pending[0].person_id)
+                    return done
+                log.warning("matching batch failed; retrying its people one by one",
+                            exc_info=True)
+                for proposal in pending:
+                    done.merge(self.batch([proposal]))
+                return done
+            self.joined.update(self.joining)
+            self.joining = {}
+            done.merge(part)
+            pending = pending[count:]
+        return done
+
+
+def apply_matches(engine: Engine, plan: MatchPlan, clock: Clock, policy: Policy | None = None,
+                  *, progress: Callable[[int], object] | None = None,
+                  on_merge: OnMerge | None = None, page: int = PAGE) -> MatchingReport:
+    """Merge the links and open the reviews of ``plan``; ``progress(n)`` after each batch."""
+    job = _Apply(engine, clock, policy, on_merge)
+    report = MatchingReport(compared=plan.compared, pairs=plan.pairs)
+    per_tx = 1 if engine.dialect.name == "postgresql" else page
+    for proposals in _chunks(plan.proposals, per_tx):
+        report.merge(job.batch(proposals))
+        if progress is not None:
+            progress(len(proposals))
+    log.info("bulk identity matching done", extra={
+        "compared": report.compared, "linked": report.linked,
+        "reviews_opened": report.reviews_opened, "known": report.known,
+        "deferred": report.deferred, "failed": len(report.failed)})
+    return report
+
+
+def match_register(engine: Engine, clock: Clock, policy: Policy | None = None, *,
+                   on_merge: OnMerge | None = None, workers: int = 1,
+                   page: int = PAGE) -> MatchingReport:
+    """``plan_matches`` then ``apply_matches``, for callers that need no progress."""
+    plan = plan_matches(engine, policy, workers=workers)
+    return apply_matches(engine, plan, clock, policy, on_merge=on_merge, page=page)
+
+
