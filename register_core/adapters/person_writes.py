@@ -95,7 +95,8 @@ class WriteBuffer:
     retractions: list[dict[str, Any]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
     # person id -> (their blocking keys now, whether stored keys must be replaced)
-    blocking_keys: dict[str, tuple[tuple[str, ...], bool]] = field(default_factory=dict)
+    # person id -> (keys, replace the stored ones, holds a valid NHS number)
+    blocking_keys: dict[str, tuple[tuple[str, ...], bool, bool]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.persons or self.identifiers or self.facts or self.retractions
@@ -143,11 +144,12 @@ class WriteBuffer:
 
 
 def _flush_blocking_keys(conn: Connection,
-                         keys: dict[str, tuple[tuple[str, ...], bool]]) -> None:
-    replaced = [{"pid": pid} for pid, (_, replace) in keys.items() if replace]
+                         keys: dict[str, tuple[tuple[str, ...], bool, bool]]) -> None:
+    replaced = [{"pid": pid} for pid, (_, replace, _) in keys.items() if replace]
     if replaced:
         conn.execute(_DELETE_KEYS, replaced)
-    rows = [{"person_id": pid, "key": key} for pid, (held, _) in keys.items() for key in held]
+    rows = [{"person_id": pid, "key": key, "nhs_known": nhs_known}
+            for pid, (held, _, nhs_known) in keys.items() for key in held]
     if rows:
         conn.execute(_INSERT_KEYS, rows)
 

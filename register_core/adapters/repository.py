@@ -79,15 +79,21 @@ _GET_IDENTIFIERS = (select(person_identifiers.c.source, person_identifiers.c.val
 MAX_CANDIDATES = 100
 _CANDIDATE_COLUMNS = ("nhs_number", "nhs_number_verified", "family_name", "given_name",
                       "birth_date", "sex", "postcode", "gp_practice_ods")
-_CANDIDATES = (select(persons.c.id, *(persons.c[name] for name in _CANDIDATE_COLUMNS))
-               .where(persons.c.id.in_(
-                   select(blocking_keys_table.c.person_id)
-                   .where(blocking_keys_table.c.key.in_(bindparam("keys", expanding=True)))))
-               .order_by(persons.c.id).limit(MAX_CANDIDATES))
+def _candidates_query(without_nhs_only: bool) -> Any:
+    sharing = blocking_keys_table.c.key.in_(bindparam("keys", expanding=True))
+    if without_nhs_only:
+        sharing = and_(sharing, blocking_keys_table.c.nhs_known.is_(False))
+    return (select(persons.c.id, *(persons.c[name] for name in _CANDIDATE_COLUMNS))
+            .where(persons.c.id.in_(select(blocking_keys_table.c.person_id).where(sharing)))
+            .order_by(persons.c.id).limit(MAX_CANDIDATES))
+
+
+_CANDIDATES = _candidates_query(without_nhs_only=False)
+_CANDIDATES_WITHOUT_NHS = _candidates_query(without_nhs_only=True)
 _DELETE_KEYS = delete(blocking_keys_table).where(
     blocking_keys_table.c.person_id == bindparam("pid"))
 # What the blocking keys are computed from: keys are rewritten only when one of these changes.
-_KEY_BASIS = ("family_name", "given_name", "birth_date", "postcode")
+_KEY_BASIS = ("family_name", "given_name", "birth_date", "postcode", "nhs_number")
 
 
 def _key_basis(person: Any) -> tuple[Any, ...]:
@@ -191,27 +197,31 @@ class SqlPersonRepository:
         self._remember(person)
         return person
 
-    def candidates(self, keys: Sequence[str]) -> list[Candidate]:
+    def candidates(self, keys: Sequence[str], *, without_nhs_only: bool = False
+                   ) -> list[Candidate]:
         """People sharing any of ``keys`` (blocking keys), by id, as they are now.
 
         In batch mode the people this transaction holds are taken from memory: their rows,
         and the keys of those created or changed since the last flush, may not be written
-        yet, and the next message must still find a person the previous one created."""
+        yet, and the next message must still find a person the previous one created.
+        ``without_nhs_only``: only people without an NHS number (the incoming record has a
+        valid one, and different valid numbers never link)."""
         if not keys:
             return []
         wanted = set(keys)
+        query = _CANDIDATES_WITHOUT_NHS if without_nhs_only else _CANDIDATES
         found: dict[str, Candidate | None] = {
             row.id: Candidate(id=row.id, **{name: row[i + 1]
                                             for i, name in enumerate(_CANDIDATE_COLUMNS)})
-            for row in self.conn.execute(_CANDIDATES, {"keys": sorted(wanted)})}
-        for pid, (held, _) in self._writes.blocking_keys.items():
-            if wanted.intersection(held):
+            for row in self.conn.execute(query, {"keys": sorted(wanted)})}
+        for pid, (held, _, nhs_known) in self._writes.blocking_keys.items():
+            if wanted.intersection(held) and not (without_nhs_only and nhs_known):
                 found.setdefault(pid, None)
         out = []
         for pid in sorted(found):
             person = self._persons.get(pid)
             candidate = Candidate.from_person(pid, person) if person else found[pid]
-            if candidate is not None:
+            if candidate is not None and not (without_nhs_only and candidate.nhs_number):
                 out.append(candidate)
         return out
 
@@ -319,7 +329,8 @@ class SqlPersonRepository:
         pending = self._writes.blocking_keys.get(person.id)
         replace = pending[1] if pending is not None else person.version > 1
         self._writes.blocking_keys[person.id] = (
-            tuple(dict.fromkeys(person_blocking_keys(person))), replace)
+            tuple(dict.fromkeys(person_blocking_keys(person))), replace,
+            bool(person.nhs_number))
 
     def _save_identifiers(self, person: Person) -> None:
         known = self._stored_identifiers.setdefault(person.id, set())

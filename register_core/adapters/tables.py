@@ -70,7 +70,11 @@ person_blocking_keys = Table(
     "person_blocking_keys", metadata,
     Column("person_id", String(36), ForeignKey("persons.id"), primary_key=True),
     Column("key", String(40), primary_key=True),
-    Index("ix_person_blocking_keys_key", "key"),
+    # Whether the person holds a valid NHS number: a record that carries one can only ever
+    # link to a person without (different valid numbers never link), and the index lets
+    # that look-up skip everyone else sharing a common key.
+    Column("nhs_known", Boolean, nullable=False, default=False),
+    Index("ix_person_blocking_keys_key_nhs_known", "key", "nhs_known"),
 )
 
 # One row per merge (ADT A40, or a register owner's "same-person" decision): what moved from

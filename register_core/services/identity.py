@@ -73,7 +73,10 @@ def match_incoming(uow: SqlUnitOfWork, command: Command, policy: Policy | None) 
     keys = person_blocking_keys(command.person)
     if not keys:
         return None
-    candidates = uow.persons.candidates(keys)
+    # A record with a (validated) NHS number can link only to someone without one: the
+    # exact look-up has already missed anyone holding the same number.
+    candidates = uow.persons.candidates(
+        keys, without_nhs_only=bool(command.person.nhs_number))
     if not candidates:
         return None
     decision = matcher.decide(command.person, candidates)
