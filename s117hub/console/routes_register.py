@@ -22,10 +22,11 @@ from register_core.adapters.exceptions_store import ExceptionStore
 from register_core.domain import nhs_number as nhs
 from register_core.domain.errors import InvalidValue, NotFound
 from register_core.services import disputes as dispute_workflow
-from s117hub.api.auth import audit_read
+from s117hub.api.auth import audit_read, get_audit_log
 
 from . import actions, timeline
 from .web import (
+    AUDITORS,
     OPS_READERS,
     OWNER,
     REGISTER_READERS,
@@ -198,6 +199,25 @@ def disputes_page(request: Request, user: Reader, stage: Text = "",
     return render(request, "disputes.html", user, active="disputes", by_stage=by_stage,
                   total=len(items), overdue=sum(1 for i in items if i["overdue"]),
                   form={"stage": stage, "show": show}, today=today)
+
+
+# -- audit log (auditors) ----------------------------------------------------------------
+
+Auditor = Annotated[ConsoleUser, Depends(viewer(AUDITORS))]
+
+
+@router.get("/ui/audit")
+def audit_page(request: Request, user: Auditor, person_id: Text = "", actor_id: Text = ""
+               ) -> Response:
+    """Who read or changed which record, when, and from which API call or console view
+    (the same rows as ``GET /api/v1/audit``, newest first)."""
+    hub = hub_of(request)
+    with hub.engine.connect() as conn:
+        total, rows = get_audit_log(request).query(
+            conn, person_id=person_id.strip() or None, actor=actor_id.strip() or None,
+            limit=200)
+    return render(request, "audit.html", user, active="audit", rows=rows, total=total,
+                  form={"person_id": person_id, "actor_id": actor_id})
 
 
 # -- board report ------------------------------------------------------------------------

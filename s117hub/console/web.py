@@ -49,6 +49,7 @@ ENGINEER = frozenset({Role.INTEGRATION_ENGINEER})
 OWNER = frozenset({Role.REGISTER_OWNER})
 OPS_READERS = frozenset({Role.INTEGRATION_ENGINEER, Role.AUDITOR})
 REGISTER_READERS = frozenset({Role.REGISTER_OWNER, Role.AUDITOR})
+AUDITORS = frozenset({Role.AUDITOR})
 
 # Every page that carries personal data or live figures: never cached, never framed.
 SECURITY_HEADERS = {
@@ -78,6 +79,7 @@ PAGES: tuple[Page, ...] = (
     Page("people", "/ui/people", "Person", REGISTER_READERS),
     Page("disputes", "/ui/disputes", "Disputes", REGISTER_READERS),
     Page("board", "/ui/board", "Board report", REGISTER_READERS),
+    Page("audit", "/ui/audit", "Audit log", AUDITORS),
 )
 PAGE = {page.key: page for page in PAGES}
 

@@ -43,7 +43,7 @@ PAGES: list[tuple[str, set[str]]] = [
     ("/ui/deliveries/{failed_delivery}", OPS), ("/ui/exceptions", REGISTER),
     ("/ui/exceptions/{conflict_exception}", REGISTER), ("/ui/people", REGISTER),
     ("/ui/people/{conflict_person}", REGISTER), ("/ui/disputes", REGISTER),
-    ("/ui/board", REGISTER),
+    ("/ui/board", REGISTER), ("/ui/audit", {AUDITOR}),
 ]
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -372,3 +372,16 @@ def test_pages_carry_no_store_and_a_strict_content_security_policy(console: Cons
 
 
 assert set(ALL_CALLERS) == {ENGINEER, OWNER, AUDITOR, "source-system"}
+
+
+def test_the_auditor_sees_who_opened_a_person_and_from_which_view(console: Console) -> None:
+    owner = console.login(OWNER)
+    person = console.world.conflict_person
+    assert owner.get(f"/ui/people/{person}").status_code == 200
+    console.client.cookies.clear()
+    auditor = console.login(AUDITOR)
+    page = auditor.get("/ui/audit", params={"person_id": person})
+    assert page.status_code == 200
+    assert f"GET /ui/people/{person}" in page.text
+    assert "register-owner" in page.text
+    assert console.world.tokens[OWNER] not in page.text  # ids only, never a token
