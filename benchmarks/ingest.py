@@ -22,17 +22,18 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import hl7
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from connectors.hl7v2.framing import FrameReader, frame
-from register_core.adapters.database import make_engine, migrate
+from register_core.adapters.database import make_engine
 from register_core.adapters.tables import inbox_messages
 from s117hub.harness import HubProcess, synthetic_adt_stream
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from register_apply import postgres_database, sqlite_database
 
 CONNECTIONS = 4
 
@@ -100,31 +101,12 @@ def _watch_rss(pid: int, total: int, sent: list[int], marks: list[int],
             time.sleep(0.05)
 
 
-def fresh_database(backend: str, pg_url: str, workdir: Path) -> tuple[str, str | None]:
-    if backend == "sqlite":
-        return f"sqlite:///{workdir / 'ingest.sqlite3'}", None
-    name = f"s117_ingest_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(pg_url).set(database=name).render_as_string(hide_password=False), name
-
-
-def drop_database(pg_url: str, name: str) -> None:
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
     stream = synthetic_adt_stream(messages)
     python_hl7_rate, hl7apy_rate = parse_rates([m for _, _, m in stream[:2000]])
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        url, pg_name = fresh_database(backend, pg_url, Path(tmp))
-        migrate(url)
+    database = sqlite_database() if backend == "sqlite" else postgres_database(pg_url)
+    with tempfile.TemporaryDirectory() as tmp, database as url:
         hub = HubProcess(url, Path(tmp) / "hub")
         hub.start()
         try:
@@ -168,8 +150,6 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
             rss = _proc(hub.pid, "VmHWM:")
         finally:
             hub.stop()
-            if pg_name:
-                drop_database(pg_url, pg_name)
     if failures or applied_rows != messages:
         print(f"  !! {len(failures)} non-AA ACKs, {applied_rows}/{messages} applied",
               file=sys.stderr)

@@ -33,16 +33,12 @@ import statistics
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,7 +47,7 @@ from connectors.outbound.actors import (
     register_outbound_actors,
 )
 from connectors.outbound.settings import OutboundSettings
-from register_core.adapters.database import make_engine, migrate
+from register_core.adapters.database import make_engine
 from register_core.adapters.subscriptions import SubscriptionDefinition, SubscriptionRegistry
 from register_core.adapters.tables import (
     outbound_changes,
@@ -66,28 +62,14 @@ from register_core.services.outbound import enqueue_status_changes
 from s117hub.worker import build_broker, start_worker
 from tests.unit.outbound.partners import Act, HttpPartner, MllpPartner
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from register_apply import postgres_database
+
 DEFAULT_PG_URL = os.environ.get("S117HUB_BENCH_PG_URL",
                                 "postgresql+psycopg://root@127.0.0.1:5432/test")
 STATUSES = ("pending", "active", "ended", "active")
 RETRY = {"max_attempts": 50, "min_backoff_seconds": 0.05, "max_backoff_seconds": 1.0,
          "timeout_seconds": 5.0}
-
-
-@contextmanager
-def postgres_database(base_url: str) -> Iterator[str]:
-    base = make_url(base_url)
-    name = f"s117_bench_out_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = base.set(database=name).render_as_string(hide_password=False)
-        migrate(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def worker_process(url: str, broker_url: str, threads: int, stop: Any) -> None:

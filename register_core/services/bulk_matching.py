@@ -31,12 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, and_, bindparam, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from reconciliation.comparisons import Prepared
 from reconciliation.exceptions import SYSTEM
 from reconciliation.identity import Candidate, IdentityMatcher, MatchDecision
-from register_core.adapters.database import urgent_writers_waiting
 from register_core.adapters.repository import MAX_CANDIDATES
 from register_core.adapters.tables import (
     person_blocking_keys,
@@ -45,14 +43,14 @@ from register_core.adapters.tables import (
     persons,
 )
 from register_core.adapters.unit_of_work import SqlUnitOfWork
-from register_core.domain.errors import IdentityConflict, RegisterError
+from register_core.domain.errors import IdentityConflict
 from register_core.domain.position import Policy
 from register_core.ports import Clock
 
 from .applied import Applied
 from .identity import SOURCE_ALREADY_LINKED, matcher_for, open_pair_review, pair_known
 from .merges import merge_persons, open_merge_of
-from .reconcile import commit_without_waiting
+from .reconcile import run_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -283,39 +281,18 @@ class _Apply:
             person_id = survivor
 
     def batch(self, proposals: Sequence[Proposal]) -> MatchingReport:
-        """One transaction for the batch (committed early when an ACK-waiting writer queues
-        behind it on SQLite); a failure replays the batch's decisions one by one."""
-        done = MatchingReport()
-        pending = list(proposals)
-        while pending:
-            part = MatchingReport()
-            count = 0
-            self.joining = {}
-            try:
-                with SqlUnitOfWork(self.engine) as uow:
-                    commit_without_waiting(uow)
-                    for proposal in pending:
-                        self.one(uow, proposal, part)
-                        count += 1
-                        if urgent_writers_waiting(self.engine):
-                            break
-                    uow.commit()
-            except (RegisterError, SQLAlchemyError):
-                if len(pending) == 1:
-                    log.error("matching failed for person %s", pending[0].person_id,
-                              exc_info=True)
-                    done.failed.append(pending[0].person_id)
-                    return done
-                log.warning("matching batch failed; retrying its people one by one",
-                            exc_info=True)
-                for proposal in pending:
-                    done.merge(self.batch([proposal]))
-                return done
-            self.joined.update(self.joining)
-            self.joining = {}
-            done.merge(part)
-            pending = pending[count:]
-        return done
+        """One transaction for the batch, as the sweep's; links this transaction made count
+        as joined only once it commits."""
+        return run_in_batches(self.engine, proposals, self.one, MatchingReport,
+                              what="matching", person_of=lambda p: p.person_id,
+                              on_begin=self._begin, on_commit=self._committed)
+
+    def _begin(self) -> None:
+        self.joining = {}
+
+    def _committed(self) -> None:
+        self.joined.update(self.joining)
+        self.joining = {}
 
 
 def apply_matches(engine: Engine, plan: MatchPlan, clock: Clock, policy: Policy | None = None,

@@ -14,6 +14,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +38,9 @@ from register_core.ports import Clock
 from register_core.services.handlers import Applied
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R", bound="BatchReport")
 
 PAGE = 100  # people per page (and per transaction on SQLite)
 
@@ -168,39 +172,59 @@ class _Sweep:
         report.add(changes, sync_findings(uow, person, position, self.clock, self.rules))
 
     def batch(self, ids: Sequence[str]) -> SweepReport:
-        """One transaction for the batch; committed early when an ACK-waiting writer queues
-        behind it (SQLite). A failure replays the uncommitted people one by one."""
-        done = SweepReport()
-        pending = list(ids)
-        while pending:
-            part = SweepReport()
-            count = 0
-            try:
-                with SqlUnitOfWork(self.engine) as uow:
-                    commit_without_waiting(uow)
-                    for person_id in pending:
-                        self.one(uow, person_id, part)
-                        count += 1
-                        if urgent_writers_waiting(self.engine):
-                            break
-                    uow.commit()
-            except (RegisterError, SQLAlchemyError):
-                if len(pending) == 1:
-                    return self._failed(done, pending[0])
-                log.warning("sweep batch failed; retrying its people one by one",
-                            exc_info=True)
-                for person_id in pending:
-                    done.merge(self.batch([person_id]))
-                return done
-            done.merge(part)
-            pending = pending[count:]
-        return done
+        return run_in_batches(self.engine, ids, self.one, SweepReport, what="sweep",
+                              person_of=str)
 
-    @staticmethod
-    def _failed(done: SweepReport, person_id: str) -> SweepReport:
-        log.error("sweep failed for person %s", person_id, exc_info=True)
-        done.failed.append(person_id)
-        return done
+
+class BatchReport(Protocol):
+    failed: list[str]
+
+    def merge(self, other: Self) -> None: ...
+
+
+def run_in_batches(engine: Engine, items: Sequence[T],
+                   one: Callable[[SqlUnitOfWork, T, R], object],
+                   new_report: Callable[[], R], *, what: str,
+                   person_of: Callable[[T], str],
+                   on_begin: Callable[[], object] | None = None,
+                   on_commit: Callable[[], object] | None = None) -> R:
+    """``one`` per item, one transaction for the lot; committed early when an ACK-waiting
+    writer queues behind it (SQLite). A failure replays the uncommitted items one by one, so
+    one bad person costs only their own work (listed in ``failed``)."""
+    done = new_report()
+    pending = list(items)
+    while pending:
+        part = new_report()
+        count = 0
+        if on_begin is not None:
+            on_begin()
+        try:
+            with SqlUnitOfWork(engine) as uow:
+                commit_without_waiting(uow)
+                for item in pending:
+                    one(uow, item, part)
+                    count += 1
+                    if urgent_writers_waiting(engine):
+                        break
+                uow.commit()
+        except (RegisterError, SQLAlchemyError):
+            if len(pending) == 1:
+                log.error("%s failed for person %s", what, person_of(pending[0]),
+                          exc_info=True)
+                done.failed.append(person_of(pending[0]))
+                return done
+            log.warning("%s batch failed; retrying its people one by one", what,
+                        exc_info=True)
+            for item in pending:
+                done.merge(run_in_batches(engine, [item], one, new_report, what=what,
+                                          person_of=person_of, on_begin=on_begin,
+                                          on_commit=on_commit))
+            return done
+        if on_commit is not None:
+            on_commit()
+        done.merge(part)
+        pending = pending[count:]
+    return done
 
 
 def sweep(engine: Engine, clock: Clock, policy: Policy | None = None,
