@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import types
 import typing
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -33,28 +34,57 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _decode(hint: Any, raw: Any) -> Any:
-    if raw is None:
-        return None
+_Convert = Callable[[Any], Any]
+
+
+def _converter(hint: Any) -> _Convert | None:
+    """How to turn a stored JSON value back into ``hint`` (None: as it is)."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _decode(options[0], raw)
+        return _converter(options[0])
     if origin is tuple:
-        return tuple(raw)
+        return tuple
     if hint is datetime:
-        return datetime.fromisoformat(raw)
+        return datetime.fromisoformat
     if hint is date:
-        return date.fromisoformat(raw)
+        return date.fromisoformat
     if isinstance(hint, type) and hint in _NESTED:
-        return from_json_as(hint, raw)
-    return raw
+        return functools.partial(from_json_as, hint)
+    return None
+
+
+_MISSING = object()
+
+
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[str, _Convert | None, Any], ...]:
+    """Per field: name, converter, default (``_MISSING`` when required). Worked out once per
+    class: decoding a journal is most of what loading a person costs."""
+    hints = _hints(cls)
+    plan = []
+    for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not spec.init:
+            continue
+        default = spec.default if spec.default is not dataclasses.MISSING else _MISSING
+        plan.append((spec.name, _converter(hints[spec.name]), default))
+    return tuple(plan)
 
 
 def from_json_as(cls: type[T], data: dict[str, Any]) -> T:
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: _decode(hints[k], v) for k, v in data.items() if k in names})
+    values: dict[str, Any] = {}
+    for name, convert, default in _plan(cls):
+        raw = data.get(name, default)
+        if raw is _MISSING:
+            raise TypeError(f"{cls.__name__} needs {name!r}")
+        values[name] = raw if raw is None or convert is None else convert(raw)
+    if hasattr(cls, "__post_init__"):
+        return cls(**values)
+    # Without a __post_init__, skipping the frozen __init__ (an object.__setattr__ per field)
+    # builds the same value at a fraction of the cost.
+    instance = object.__new__(cls)
+    instance.__dict__.update(values)
+    return instance
 
 
 def command_from_json(kind: str, data: dict[str, Any]) -> Command:
