@@ -23,7 +23,7 @@ from typing import Any
 from register_core.ports import Clock
 from register_core.services.bulk_matching import MatchingReport, apply_matches, plan_matches
 from register_core.services.outbound import enqueue_on_change
-from register_core.services.reconcile import SweepReport, count_people, sweep
+from register_core.services.reconcile import PAGE, SweepReport, count_people, sweep
 
 from .config import Settings
 
@@ -92,7 +92,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         with tqdm(total=total, unit="people", desc="reconcile", file=sys.stderr,
                   disable=not show) as bar:
             report = sweep(hub.engine, hub.clock, hub.policy, progress=bar.update,
-                           page=args.page, on_change=on_change)
+                           page=args.page, on_change=on_change, workers=args.workers)
     finally:
         hub.close()
     lines = matching_lines(matching) if matching is not None else []
@@ -111,14 +111,14 @@ def add_reconcile(subparsers: Any) -> argparse.ArgumentParser:
     reconcile.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                            help="show a progress bar on stderr (default: when it is a "
                            "terminal)")
-    reconcile.add_argument("--page", type=int, default=100, metavar="N",
-                           help="people read per page, and per transaction on SQLite "
-                           "(default 100)")
+    reconcile.add_argument("--page", type=int, default=PAGE, metavar="N",
+                           help=f"people read, and written, per transaction (default {PAGE})")
     reconcile.add_argument("--matching", action=argparse.BooleanOptionalAction, default=True,
                            help="compare people without an NHS number with the register "
                            "first (default); --no-matching skips it")
     reconcile.add_argument("--workers", type=int, default=1, metavar="N",
-                           help="processes that score identity pairs (default 1)")
+                           help="processes that score identity pairs and sweep ranges of "
+                           "people (default 1)")
     reconcile.set_defaults(handler=cmd_reconcile, clock=None)
     return reconcile
 

@@ -25,7 +25,13 @@ _T = register_exceptions
 _FOR_PERSON = (select(_T.c.id, _T.c.kind, _T.c.status, _T.c.fingerprint, _T.c.summary,
                       _T.c.detail, _T.c.closed_by)
                .where(_T.c.person_id == bindparam("pid")).order_by(_T.c.raised, _T.c.id))
+_FOR_PEOPLE = (select(_T.c.person_id, _T.c.id, _T.c.kind, _T.c.status, _T.c.fingerprint,
+                      _T.c.summary, _T.c.detail, _T.c.closed_by)
+               .where(_T.c.person_id.in_(bindparam("pids", expanding=True)))
+               .order_by(_T.c.person_id, _T.c.raised, _T.c.id))
 _INSERT = insert(_T)
+_REFRESH = (update(_T).where(_T.c.id == bindparam("eid"))
+            .values(summary=bindparam("summary"), detail=bindparam("detail")))
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -69,19 +75,40 @@ class ExceptionStore:
                                 detail=r["detail"] or {}, closed_by=r["closed_by"])
                 for r in rows]
 
+    def for_people(self, person_ids: Iterable[str]) -> dict[str, list[StoredException]]:
+        """``for_person`` for many people in one query (the sweep reads a page at a time)."""
+        found: dict[str, list[StoredException]] = {pid: [] for pid in person_ids}
+        if not found:
+            return found
+        for r in self.conn.execute(_FOR_PEOPLE, {"pids": list(found)}).mappings():
+            found[r["person_id"]].append(StoredException(
+                id=r["id"], kind=r["kind"], status=r["status"], fingerprint=r["fingerprint"],
+                summary=r["summary"], detail=r["detail"] or {}, closed_by=r["closed_by"]))
+        return found
+
     def open_many(self, person_id: str, findings: Iterable[Finding],
                   raised: datetime) -> list[tuple[str, str]]:
         """Insert one open exception per finding; returns (id, kind) of each."""
-        rows = [{"id": str(uuid.uuid4()), "person_id": person_id, "kind": f.kind,
+        return self.open_for_people([(person_id, f) for f in findings], raised)
+
+    def open_for_people(self, findings: Iterable[tuple[str, Finding]],
+                        raised: datetime) -> list[tuple[str, str]]:
+        """Insert one open exception per (person id, finding), in one statement."""
+        rows = [{"id": str(uuid.uuid4()), "person_id": pid, "kind": f.kind,
                  "status": "open", "fingerprint": f.fingerprint, "summary": f.summary,
-                 "detail": f.detail, "raised": raised} for f in findings]
+                 "detail": f.detail, "raised": raised} for pid, f in findings]
         if rows:
             self.conn.execute(_INSERT, rows)
         return [(r["id"], r["kind"]) for r in rows]
 
     def refresh(self, exception_id: str, found: Finding) -> None:
-        self.conn.execute(update(_T).where(_T.c.id == exception_id)
-                          .values(summary=found.summary, detail=found.detail))
+        self.refresh_many([(exception_id, found)])
+
+    def refresh_many(self, refreshed: Iterable[tuple[str, Finding]]) -> None:
+        """New summary and detail for each (exception id, finding), in one statement."""
+        rows = [{"eid": eid, "summary": f.summary, "detail": f.detail} for eid, f in refreshed]
+        if rows:
+            self.conn.execute(_REFRESH, rows)
 
     def close(self, exception_ids: Iterable[str], *, status: str, decision: str, reason: str,
               closed_by: str, at: datetime) -> None:

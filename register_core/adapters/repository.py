@@ -351,27 +351,10 @@ class SqlPersonRepository:
 
     def _save_projection(self, person: Person, position: Position, now: datetime,
                          rows: PersonRows) -> None:
-        ent = position.entitlement
-        episodes = [[d.ref, d.section, _text(d.start), _text(d.end), d.end_reason,
-                     d.provider_ods] for d in position.detentions]
         if rows.entitlement is None:
             rows.entitlement_exists = person.id in self._has_entitlement
-        rows.entitlement = {
-            "status": ent.status, "start": ent.start, "pending_since": ent.pending_since,
-            "trigger_section": ent.trigger_section, "trigger_episode": ent.trigger_episode,
-            "responsible_council": ent.responsible_council,
-            "responsible_icb": ent.responsible_icb,
-            "named_practitioner": ent.named_practitioner,
-            "aftercare_plan_date": ent.aftercare_plan_date, "last_review": ent.last_review,
-            "next_review_due": ent.next_review_due,
-            "ended_date": ent.ended.date if ent.ended else None,
-            "ended": ({"date": ent.ended.date.isoformat(), "reason": ent.ended.reason,
-                       "council_signoff": ent.ended.council_signoff,
-                       "icb_signoff": ent.ended.icb_signoff} if ent.ended else None),
-            "on_cto": position.on_cto, "in_hospital": position.in_hospital,
-            "explain": {k: v.as_dict() for k, v in position.explain.items()},
-            "as_of": position.as_of, "updated_at": now, "detentions": episodes,
-        }
+        rows.entitlement = entitlement_row(position, now)
+        episodes = rows.entitlement["detentions"]
         # The detentions table is rewritten only when the episodes really changed.
         if episodes != self._stored_detentions.get(person.id):
             self._stored_detentions[person.id] = episodes
@@ -379,3 +362,41 @@ class SqlPersonRepository:
                 "person_id": person.id, "ref": d.ref, "section": d.section, "start": d.start,
                 "end": d.end, "end_reason": d.end_reason, "provider_ods": d.provider_ods}
                 for d in position.detentions]
+
+
+# Bookkeeping columns of an entitlement row, not part of what the position says: a row that
+# differs from a recomputed one only in these holds the same register values.
+BOOKKEEPING = frozenset({"as_of", "updated_at"})
+
+
+def entitlement_row(position: Position, now: datetime) -> dict[str, Any]:
+    """The ``entitlements`` row (without ``person_id``) that stores ``position``."""
+    ent = position.entitlement
+    episodes = [[d.ref, d.section, _text(d.start), _text(d.end), d.end_reason,
+                 d.provider_ods] for d in position.detentions]
+    return {
+        "status": ent.status, "start": ent.start, "pending_since": ent.pending_since,
+        "trigger_section": ent.trigger_section, "trigger_episode": ent.trigger_episode,
+        "responsible_council": ent.responsible_council,
+        "responsible_icb": ent.responsible_icb,
+        "named_practitioner": ent.named_practitioner,
+        "aftercare_plan_date": ent.aftercare_plan_date, "last_review": ent.last_review,
+        "next_review_due": ent.next_review_due,
+        "ended_date": ent.ended.date if ent.ended else None,
+        "ended": ({"date": ent.ended.date.isoformat(), "reason": ent.ended.reason,
+                   "council_signoff": ent.ended.council_signoff,
+                   "icb_signoff": ent.ended.icb_signoff} if ent.ended else None),
+        "on_cto": position.on_cto, "in_hospital": position.in_hospital,
+        "explain": {k: v.as_dict() for k, v in position.explain.items()},
+        "as_of": position.as_of, "updated_at": now, "detentions": episodes,
+    }
+
+
+def projection_unchanged(stored: dict[str, Any] | None, position: Position) -> bool:
+    """Whether the stored entitlement row already says what ``position`` says (the sweep
+    then writes nothing for the person)."""
+    if stored is None:
+        return False
+    fresh = entitlement_row(position, datetime.min)
+    return all(stored.get(name) == value for name, value in fresh.items()
+               if name not in BOOKKEEPING)

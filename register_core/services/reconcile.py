@@ -2,15 +2,23 @@
 
 ``reconcile_person`` works inside the caller's unit of work and does not commit: the inbound
 path can call it after applying a message, so the facts and the exceptions they raise are
-committed together. ``sweep`` walks the whole register by pages of person ids (flat memory):
-it recomputes each position as of today as ``handlers.recompute`` does (due dates move with
-no message) and syncs the person's exceptions, one transaction per person on PostgreSQL and
-per page on SQLite.
+committed together. ``sweep`` walks the whole register by pages of people (flat memory): it
+recomputes each position as of today as ``handlers.recompute`` does (due dates move with no
+message) and syncs the person's exceptions.
+
+A page is read in three queries, without locks, and computed in memory; only the people
+whose projection or exceptions must change are written, in one transaction per page, and
+only if their version is still the one read (on PostgreSQL their rows are locked, skipping
+any another transaction holds). The rest — changed since the read, or locked — go through
+the one-person path (read, compute and write under the person's lock). ``workers`` > 1 forks
+processes over ranges of person ids.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +35,11 @@ from reconciliation.exceptions import (
     SYSTEM,
     plan_sync,
 )
-from register_core.adapters.database import urgent_writers_waiting
+from reconciliation.findings import Finding
+from register_core.adapters.database import make_engine, urgent_writers_waiting
 from register_core.adapters.exceptions_store import ExceptionStore
+from register_core.adapters.register_pages import lock_unchanged, page_ids, read_page
+from register_core.adapters.repository import projection_unchanged
 from register_core.adapters.tables import persons
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.errors import NotFound, RegisterError
@@ -42,7 +53,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R", bound="BatchReport")
 
-PAGE = 100  # people per page (and per transaction on SQLite)
+PAGE = 500  # people read, and written, per transaction
+# Below this many people one process sweeps faster than forking workers would.
+PARALLEL_FROM = 20_000
+# Ranges of person ids the forked workers share out: ids are UUIDs (uniform hex), but any
+# string falls in exactly one range, the first and last being open-ended.
+_PREFIXES = [f"{n:02x}" for n in range(1, 256)]
+_RANGES: list[tuple[str | None, str | None]] = list(zip(
+    [None, *_PREFIXES], [*_PREFIXES, None], strict=True))
 
 
 def commit_without_waiting(uow: SqlUnitOfWork) -> None:
@@ -137,14 +155,6 @@ def count_people(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(persons)).scalar_one())
 
 
-def _person_ids_after(engine: Engine, after: str | None, limit: int) -> list[str]:
-    query = select(persons.c.id).order_by(persons.c.id).limit(limit)
-    if after is not None:
-        query = query.where(persons.c.id > after)
-    with engine.connect() as conn:
-        return list(conn.execute(query).scalars())
-
-
 # Called in the person's transaction when the sweep changed their register values, e.g. to
 # queue the outbound status change (issue 5) with the change itself.
 OnChange = Callable[[Connection, Applied], object]
@@ -174,6 +184,89 @@ class _Sweep:
     def batch(self, ids: Sequence[str]) -> SweepReport:
         return run_in_batches(self.engine, ids, self.one, SweepReport, what="sweep",
                               person_of=str)
+
+    def page(self, ids: Sequence[str]) -> SweepReport:
+        """Sweep ``ids`` set-wise (module docstring); the one-person path for the rest."""
+        report = SweepReport()
+        today = self.clock.today()
+        with self.engine.connect() as conn:
+            snapshots = read_page(conn, ids)
+            stored = ExceptionStore(conn).for_people(s.person.id for s in snapshots)
+        recompute: list[str] = []  # the projection moves: the one-person path saves it
+        findings_of: dict[str, list[Finding]] = {}  # exceptions to write
+        versions: dict[str, int] = {}
+        troubled: list[str] = []  # the one-person path reports what fails
+        for snapshot in snapshots:
+            person = snapshot.person
+            try:
+                position = compute_position(person, today, self.policy)
+                if not projection_unchanged(snapshot.entitlement, position):
+                    recompute.append(person.id)
+                else:
+                    findings = detect(person, position, today, self.rules)
+                    plan = plan_sync(stored[person.id], findings)
+                    if not plan.changed:
+                        report.add((), SyncResult(person_id=person.id,
+                                                  held_closed=len(plan.held_closed)))
+                        continue
+                    findings_of[person.id] = findings
+            except RegisterError:
+                troubled.append(person.id)
+                continue
+            versions[person.id] = person.version
+        for pid in troubled:
+            report.merge(self.batch([pid]))
+        if not versions:
+            return report
+        try:
+            with SqlUnitOfWork(self.engine) as uow:
+                commit_without_waiting(uow)
+                held = lock_unchanged(uow.connection, versions)
+                self._write_exceptions(uow, {pid: found for pid, found in findings_of.items()
+                                             if pid in held}, report)
+                for pid in recompute:
+                    if pid in held:
+                        self.one(uow, pid, report)
+                uow.commit()
+        except (RegisterError, SQLAlchemyError):
+            log.warning("sweep page failed; taking its people one by one", exc_info=True)
+            held = set()
+        for pid in versions:
+            if pid not in held:  # changed since the read, locked elsewhere, or the page failed
+                report.merge(self.batch([pid]))
+        return report
+
+    def _write_exceptions(self, uow: SqlUnitOfWork, findings_of: dict[str, list[Finding]],
+                          report: SweepReport) -> None:
+        """Sync the exceptions of people locked at the version read, against their current
+        rows (a register owner may have decided one since the snapshot)."""
+        store = ExceptionStore(uow.connection)
+        current = store.for_people(findings_of)
+        now = self.clock.now()
+        auto: list[str] = []
+        duplicates: list[str] = []
+        refresh: list[tuple[str, Finding]] = []
+        opening: list[tuple[str, Finding]] = []
+        results: dict[str, SyncResult] = {}
+        for pid, findings in findings_of.items():
+            plan = plan_sync(current[pid], findings)
+            auto += [row.id for row in plan.auto_resolve]
+            duplicates += [row.id for row in plan.duplicates]
+            refresh += [(row.id, found) for row, found in plan.refresh]
+            opening += [(pid, found) for found in plan.open]
+            results[pid] = SyncResult(
+                person_id=pid, refreshed=len(plan.refresh), held_closed=len(plan.held_closed),
+                auto_resolved=[(row.id, row.kind) for row in plan.auto_resolve])
+        store.close(auto, status="resolved", decision=AUTO_RESOLVE_DECISION,
+                    reason=AUTO_RESOLVE_REASON, closed_by=SYSTEM, at=now)
+        store.close(duplicates, status="resolved", decision=AUTO_RESOLVE_DECISION,
+                    reason=DUPLICATE_REASON, closed_by=SYSTEM, at=now)
+        store.refresh_many(refresh)
+        opened = store.open_for_people(opening, now)
+        for (pid, _), exception in zip(opening, opened, strict=True):
+            results[pid].opened.append(exception)
+        for result in results.values():
+            report.add((), result)
 
 
 class BatchReport(Protocol):
@@ -227,24 +320,63 @@ def run_in_batches(engine: Engine, items: Sequence[T],
     return done
 
 
-def sweep(engine: Engine, clock: Clock, policy: Policy | None = None,
-          progress: Callable[[int], object] | None = None, *,
-          rules: DetectorPolicy | None = None, page: int = PAGE,
-          on_change: OnChange | None = None) -> SweepReport:
-    """Recompute every person's position and sync their exceptions; ``progress(n)`` is called
-    with the number of people done after each page."""
-    job = _Sweep(engine, clock, policy, rules, on_change)
+def _sweep_range(job: _Sweep, lower: str | None, upper: str | None, page: int,
+                 progress: Callable[[int], object] | None = None) -> SweepReport:
+    """Every person with ``lower`` <= id < ``upper`` (either end open), a page at a time."""
     report = SweepReport()
-    # PostgreSQL: one person per transaction, so the sweep never holds a person's row lock
-    # while it waits for another's (the inbound worker locks people in arrival order, and
-    # two writers taking several locks in different orders deadlock). SQLite has one writer
-    # at a time: a page per transaction, given up early when an ACK is waiting.
-    per_tx = 1 if engine.dialect.name == "postgresql" else page
     after: str | None = None
-    while ids := _person_ids_after(engine, after, page):
-        for start in range(0, len(ids), per_tx):
-            report.merge(job.batch(ids[start:start + per_tx]))
+    while True:
+        with job.engine.connect() as conn:
+            ids = page_ids(conn, after=after, lower=lower, upper=upper, limit=page)
+        if not ids:
+            return report
+        report.merge(job.page(ids))
         after = ids[-1]
         if progress is not None:
             progress(len(ids))
+
+
+_FORKED: tuple[_Sweep, int] | None = None  # what forked workers inherit
+_WORKER_JOB: _Sweep | None = None  # a worker's own copy, with its own engine
+
+
+def _start_worker() -> None:
+    global _WORKER_JOB
+    assert _FORKED is not None
+    job, _ = _FORKED
+    # Connections must not cross a fork: the parent disposed its pool before forking, and
+    # each worker opens its own.
+    url = job.engine.url.render_as_string(hide_password=False)
+    _WORKER_JOB = dataclasses.replace(job, engine=make_engine(url))
+
+
+def _forked_range(bounds: tuple[str | None, str | None]) -> SweepReport:
+    assert _FORKED is not None and _WORKER_JOB is not None
+    return _sweep_range(_WORKER_JOB, bounds[0], bounds[1], _FORKED[1])
+
+
+def sweep(engine: Engine, clock: Clock, policy: Policy | None = None,
+          progress: Callable[[int], object] | None = None, *,
+          rules: DetectorPolicy | None = None, page: int = PAGE,
+          on_change: OnChange | None = None, workers: int = 1,
+          parallel_from: int = PARALLEL_FROM) -> SweepReport:
+    """Recompute every person's position and sync their exceptions; ``progress(n)`` is called
+    with the number of people done as pages (or, with workers, id ranges) finish. ``workers``
+    > 1 forks that many processes (POSIX) when the register holds ``parallel_from`` people
+    or more."""
+    global _FORKED
+    job = _Sweep(engine, clock, policy, rules, on_change)
+    if workers <= 1 or count_people(engine) < parallel_from:
+        return _sweep_range(job, None, None, page, progress)
+    report = SweepReport()
+    engine.dispose()  # no pooled connection may be inherited by the workers
+    _FORKED = (job, page)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, _start_worker) as pool:
+            for part in pool.imap_unordered(_forked_range, _RANGES):
+                report.merge(part)
+                if progress is not None:
+                    progress(part.people)
+    finally:
+        _FORKED = None
     return report

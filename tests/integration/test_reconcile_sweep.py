@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import pytest
@@ -206,3 +207,71 @@ def test_concurrent_syncs_of_one_person_leave_one_open_exception_per_finding(
         thread.join()
     assert errors == []
     assert _live(hub, people["trust-only"]) == [("missed-entitlement", "open")]
+
+
+def test_forked_workers_sweep_what_one_process_sweeps(hub: Hub, people: dict[str, str]
+                                                      ) -> None:
+    steps: list[int] = []
+    report = sweep(hub.engine, hub.clock, hub.policy, workers=2, parallel_from=0,
+                   progress=steps.append)
+    assert report.people == 5 and sum(steps) == 5 and not report.failed
+    assert report.opened == Counter({"missed-entitlement": 1, "review-overdue": 1,
+                                     "one-sided-ending": 1, "no-named-practitioner": 1})
+    assert _live(hub, people["trust-only"]) == [("missed-entitlement", "open")]
+    again = sweep(hub.engine, hub.clock, hub.policy, workers=2, parallel_from=0)
+    assert (again.people, sum(again.opened.values())) == (5, 0)
+
+
+def _after_the_read(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> None:
+    """Run ``action`` once, right after the sweep reads its first page (between its read
+    and its write)."""
+    real = reconcile.read_page
+    pending = [action]
+
+    def reading(conn, ids):  # type: ignore[no-untyped-def]
+        snapshots = real(conn, ids)
+        while pending:
+            pending.pop()()
+        return snapshots
+
+    monkeypatch.setattr(reconcile, "read_page", reading)
+
+
+def test_a_person_changed_between_the_read_and_the_write_is_swept_on_their_own(
+        hub: Hub, people: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The council confirms s117 after the page was read: the snapshot would still say the
+    # trust alone knows (missed-entitlement); the person's new version sends them down the
+    # one-person path, which reads the confirmation.
+    _after_the_read(monkeypatch, lambda: council(hub, 2, RecordS117Confirmed, TODAY,
+                                                 start=date(2026, 4, 1)))
+    report = sweep(hub.engine, hub.clock, hub.policy)
+    assert report.people == 5 and not report.failed
+    assert _live(hub, people["trust-only"]) == []
+    assert "missed-entitlement" not in report.opened
+
+
+def test_a_decision_taken_between_the_read_and_the_write_stands(
+        hub: Hub, people: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    sweep(hub.engine, hub.clock, hub.policy)
+    with hub.engine.connect() as conn:
+        _, [missed] = ExceptionStore(conn).query(ExceptionFilter(
+            kind="missed-entitlement", person_id=people["trust-only"]))
+
+    def dismiss() -> None:
+        with hub.uow() as uow:
+            workflow.close_exception(uow, hub.clock, missed["id"], decision="dismiss",
+                                     reason="confirmed by letter", by="token-1")
+            uow.commit()
+
+    # The finding stops holding (as if time had settled it) while a register owner
+    # dismisses it: the page read it open, but must not resolve what it did not read closed.
+    real_detect = reconcile.detect
+    monkeypatch.setattr(reconcile, "detect", lambda *args: [
+        f for f in real_detect(*args) if f.kind != "missed-entitlement"])
+    _after_the_read(monkeypatch, dismiss)
+    report = sweep(hub.engine, hub.clock, hub.policy)
+    assert not report.failed and report.auto_resolved["missed-entitlement"] == 0
+    with hub.engine.connect() as conn:
+        row = conn.execute(select(register_exceptions).where(
+            register_exceptions.c.id == missed["id"])).mappings().one()
+    assert (row["status"], row["closed_by"]) == ("dismissed", "token-1")

@@ -1,0 +1,85 @@
+"""The register a page of people at a time, for the sweep: three queries per page where
+reading person by person took five per person.
+
+``read_page`` is a snapshot, read without locks; ``lock_unchanged`` then locks (PostgreSQL,
+skipping rows another transaction holds) those whose version is still the one read, so the
+sweep writes only what it computed from the facts that are still there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
+
+from register_core.domain.codec import command_from_json
+from register_core.domain.model import Fact, Person
+
+from .person_writes import DEMOGRAPHICS
+from .tables import entitlements, facts, persons
+
+_ENTITLEMENT_NAMES = [c.name for c in entitlements.columns if c.name != "person_id"]
+_ENTITLEMENT_READ = [entitlements.c[name].label(f"e_{name}") for name in _ENTITLEMENT_NAMES]
+_PAGE_FACTS = (select(facts.c.person_id, facts.c.id, facts.c.seq, facts.c.kind,
+                      facts.c.payload, facts.c.retracted_by)
+               .where(facts.c.person_id.in_(bindparam("pids", expanding=True)))
+               .order_by(facts.c.person_id, facts.c.seq))
+_VERSIONS = select(persons.c.id, persons.c.version).where(
+    persons.c.id.in_(bindparam("pids", expanding=True))).order_by(persons.c.id)
+_VERSIONS_LOCKED = _VERSIONS.with_for_update(of=persons, skip_locked=True)
+
+
+@dataclass
+class PersonSnapshot:
+    person: Person  # with their journal; identifiers are not read
+    entitlement: dict[str, Any] | None  # the stored projection row, None if never written
+
+
+def page_ids(conn: Connection, *, after: str | None, lower: str | None, upper: str | None,
+             limit: int) -> list[str]:
+    """Up to ``limit`` person ids, in order, greater than ``after``, at least ``lower`` and
+    less than ``upper`` (each bound left out when None)."""
+    query = select(persons.c.id).order_by(persons.c.id).limit(limit)
+    if after is not None:
+        query = query.where(persons.c.id > after)
+    if lower is not None:
+        query = query.where(persons.c.id >= lower)
+    if upper is not None:
+        query = query.where(persons.c.id < upper)
+    return list(conn.execute(query).scalars())
+
+
+def read_page(conn: Connection, ids: Sequence[str]) -> list[PersonSnapshot]:
+    """The people ``ids`` (in that order) with their journals and stored projections."""
+    if not ids:
+        return []
+    query = (select(persons, *_ENTITLEMENT_READ, entitlements.c.person_id.label("e_pid"))
+             .select_from(persons.outerjoin(entitlements))
+             .where(persons.c.id.in_(ids)))
+    found: dict[str, PersonSnapshot] = {}
+    for row in conn.execute(query).mappings():
+        person = Person(id=row["id"], version=row["version"],
+                        **{name: row[name] for name in DEMOGRAPHICS})
+        stored = ({name: row[f"e_{name}"] for name in _ENTITLEMENT_NAMES}
+                  if row["e_pid"] is not None else None)
+        found[person.id] = PersonSnapshot(person, stored)
+    for r in conn.execute(_PAGE_FACTS, {"pids": list(found)}):
+        found[r.person_id].person.facts.append(Fact(
+            id=r.id, seq=r.seq, command=command_from_json(r.kind, r.payload),
+            retracted_by=r.retracted_by))
+    return [found[pid] for pid in ids if pid in found]
+
+
+def lock_unchanged(conn: Connection, versions: dict[str, int]) -> set[str]:
+    """Of the people in ``versions`` (id → the version read), those still at that version,
+    locked for this transaction on PostgreSQL. A row another transaction holds is skipped,
+    not waited for: the caller takes that person on their own later, so a sweep never waits
+    in a lock cycle with the inbound worker. SQLite's writer holds the whole database."""
+    if not versions:
+        return set()
+    postgres = conn.dialect.name == "postgresql"
+    query = _VERSIONS_LOCKED if postgres else _VERSIONS
+    return {pid for pid, version in conn.execute(query, {"pids": sorted(versions)})
+            if versions.get(pid) == version}
