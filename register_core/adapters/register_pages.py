@@ -72,6 +72,16 @@ def read_page(conn: Connection, ids: Sequence[str]) -> list[PersonSnapshot]:
     return [found[pid] for pid in ids if pid in found]
 
 
+def lock_people(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Of ``ids``, those that exist, locked for this transaction on PostgreSQL (in id order,
+    skipping any another transaction holds, as ``lock_unchanged``)."""
+    if not ids:
+        return set()
+    postgres = conn.dialect.name == "postgresql"
+    query = _VERSIONS_LOCKED if postgres else _VERSIONS
+    return {pid for pid, _ in conn.execute(query, {"pids": sorted(ids)})}
+
+
 def lock_unchanged(conn: Connection, versions: dict[str, int]) -> set[str]:
     """Of the people in ``versions`` (id → the version read), those still at that version,
     locked for this transaction on PostgreSQL. A row another transaction holds is skipped,

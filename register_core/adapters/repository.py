@@ -197,6 +197,19 @@ class SqlPersonRepository:
         self._remember(person)
         return person
 
+    def adopt(self, person: Person, entitlement: dict[str, Any] | None) -> None:
+        """Take a person read elsewhere in this transaction (``register_pages.read_page``,
+        its ``entitlement`` row as stored) as if ``get`` had read them, so ``save`` writes
+        and reports only what changed. Their identifiers are taken as stored: the person
+        holds none, so ``save`` writes none."""
+        row = {"e_person_id": person.id if entitlement is not None else None,
+               **{f"e_{name}": value for name, value in (entitlement or {}).items()}}
+        self._loaded[person.id] = self._stored_projection(person, row)
+        self._stored_identifiers[person.id] = set(person.identifiers)
+        self._stored_version[person.id] = person.version
+        self._key_basis[person.id] = _key_basis(person)
+        self._remember(person)
+
     def candidates(self, keys: Sequence[str], *, without_nhs_only: bool = False
                    ) -> list[Candidate]:
         """People sharing any of ``keys`` (blocking keys), by id, as they are now.

@@ -29,33 +29,45 @@ import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, and_, bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from reconciliation.comparisons import Prepared
 from reconciliation.exceptions import SYSTEM
 from reconciliation.identity import Candidate, IdentityMatcher, MatchDecision
+from register_core.adapters.register_pages import lock_people, read_page
 from register_core.adapters.repository import MAX_CANDIDATES
 from register_core.adapters.tables import (
     person_blocking_keys,
     person_identifiers,
     person_merges,
     persons,
+    register_exceptions,
 )
 from register_core.adapters.unit_of_work import SqlUnitOfWork
-from register_core.domain.errors import IdentityConflict
+from register_core.domain.errors import IdentityConflict, RegisterError
 from register_core.domain.position import Policy
 from register_core.ports import Clock
 
 from .applied import Applied
-from .identity import SOURCE_ALREADY_LINKED, matcher_for, open_pair_review, pair_known
-from .merges import merge_persons, open_merge_of
-from .reconcile import run_in_batches
+from .identity import (
+    SOURCE_ALREADY_LINKED,
+    matcher_for,
+    open_pair_review,
+    pair_fingerprint,
+    pair_known,
+)
+from .merges import LoadedPair, merge_loaded, merge_persons, open_merge_of
+from .reconcile import commit_without_waiting, run_in_batches
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 SOURCE, SOURCE_REF = "register", "reconcile"  # provenance of the merges and reviews made here
-PAGE = 100  # decisions per transaction on SQLite
+PAGE = 500  # decisions per bulk transaction (and per one-by-one transaction on SQLite)
 _READ_CHUNK = 2000  # ids per ``IN (...)`` read of demographics
 
 _OWN = person_blocking_keys.alias("own_key")
@@ -76,6 +88,16 @@ _MERGED = select(person_merges.c.merged_id).where(person_merges.c.unmerged_at.is
 # (``merge_persons`` reads those, locked, right after).
 _SOURCES_OF = (select(person_identifiers.c.person_id, person_identifiers.c.source)
                .where(person_identifiers.c.person_id.in_(bindparam("ids", expanding=True))))
+_IDENTIFIERS_AMONG = (select(person_identifiers.c.person_id, person_identifiers.c.source,
+                             person_identifiers.c.value)
+                      .where(person_identifiers.c.person_id.in_(
+                          bindparam("ids", expanding=True)))
+                      .order_by(person_identifiers.c.id))
+_MERGED_AMONG = select(person_merges.c.merged_id).where(
+    person_merges.c.merged_id.in_(bindparam("ids", expanding=True)),
+    person_merges.c.unmerged_at.is_(None))
+_KNOWN_PAIRS = select(register_exceptions.c.fingerprint).where(
+    register_exceptions.c.fingerprint.in_(bindparam("fps", expanding=True)))
 
 # Called in the decision's transaction with each person whose register values a merge
 # changed (to queue the outbound status change, as the sweep's ``on_change``).
@@ -119,7 +141,7 @@ class MatchingReport:
 
 # -- planning: a snapshot, scored in memory ----------------------------------------------------
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
@@ -264,6 +286,106 @@ class _Apply:
         report.merges.append((candidate_id, person_id))
         self.joining[person_id] = candidate_id
 
+    def page(self, proposals: Sequence[Proposal], per_tx: int) -> MatchingReport:
+        """Links merged in bulk (``merges.merge_loaded``, one transaction); reviews, and
+        links the bulk pass leaves (a person in two proposals, locked elsewhere, sources
+        that overlap), through ``one`` in transactions of ``per_tx``."""
+        report = MatchingReport()
+        eligible: list[Proposal] = []
+        rest: list[Proposal] = []
+        touched: set[str] = set()
+        for proposal in proposals:
+            pid, cid = proposal.person_id, proposal.decision.candidate_id
+            assert cid is not None
+            if proposal.decision.outcome != "link" or pid in touched or cid in touched:
+                rest.append(proposal)
+            elif self._root(pid) == self._root(cid):
+                continue  # merged the other way round already
+            elif self._root(pid) != pid or self._root(cid) != cid:
+                report.deferred += 1  # one of them was merged since the snapshot
+            else:
+                touched.update((pid, cid))
+                eligible.append(proposal)
+        if eligible:
+            part = MatchingReport()
+            self._begin()
+            try:
+                with SqlUnitOfWork(self.engine) as uow:
+                    commit_without_waiting(uow)
+                    uow.persons.batch_mode()
+                    rest += self._merge_bulk(uow, eligible, part)
+                    uow.commit()
+            except (RegisterError, SQLAlchemyError):
+                log.warning("bulk merge page failed; taking its links one by one",
+                            exc_info=True)
+                self._begin()
+                rest = eligible + rest
+            else:
+                self._committed()
+                report.merge(part)
+        for chunk in _chunks(rest, per_tx):
+            report.merge(self.batch(chunk))
+        return report
+
+    def _merge_bulk(self, uow: SqlUnitOfWork, links: Sequence[Proposal],
+                    report: MatchingReport) -> list[Proposal]:
+        """Check and merge ``links`` (each person in one) together; returns those left to
+        ``one`` (locked elsewhere, or a source on both sides: a review)."""
+        conn = uow.connection
+        ids = sorted({p.person_id for p in links} | {p.decision.candidate_id or ""
+                                                      for p in links})
+        locked = lock_people(conn, ids)
+        merged_before = set(conn.execute(_MERGED_AMONG, {"ids": ids}).scalars())
+        fingerprints = {p.person_id: pair_fingerprint(p.person_id, p.decision.candidate_id
+                                                      or "") for p in links}
+        known = set(conn.execute(_KNOWN_PAIRS, {"fps": sorted(set(fingerprints.values()))})
+                    .scalars())
+        sources: dict[str, set[str]] = defaultdict(set)
+        for owner, source in conn.execute(_SOURCES_OF, {"ids": ids}):
+            sources[owner].add(source)
+        rest: list[Proposal] = []
+        ready: list[Proposal] = []
+        for proposal in links:
+            pid, cid = proposal.person_id, proposal.decision.candidate_id or ""
+            if pid not in locked or cid not in locked or sources[pid] & sources[cid]:
+                rest.append(proposal)
+            elif pid in merged_before or cid in merged_before:
+                report.deferred += 1
+            elif fingerprints[pid] in known:
+                report.known += 1  # raised before: a register owner's decision stands
+            else:
+                ready.append(proposal)
+        wanted = sorted({p.person_id for p in ready} | {p.decision.candidate_id or ""
+                                                        for p in ready})
+        people = {snapshot.person.id: snapshot for snapshot in read_page(conn, wanted)}
+        identifiers: dict[str, list[list[str]]] = defaultdict(list)
+        for owner, source, value in conn.execute(_IDENTIFIERS_AMONG, {
+                "ids": [p.person_id for p in ready]}):
+            identifiers[owner].append([source, value])
+        pairs: list[LoadedPair] = []
+        for proposal in ready:
+            merged = people.get(proposal.person_id)
+            survivor = people.get(proposal.decision.candidate_id or "")
+            if merged is None or survivor is None or (
+                    merged.person.nhs_number and survivor.person.nhs_number
+                    and merged.person.nhs_number != survivor.person.nhs_number):
+                report.deferred += 1  # gone, or a number arrived since the snapshot
+                continue
+            pairs.append(LoadedPair(survivor, merged, identifiers[proposal.person_id]))
+        outcomes = merge_loaded(uow, pairs, source=SOURCE, source_ref=SOURCE_REF, by=SYSTEM,
+                                clock=self.clock, policy=self.policy)
+        uow.persons.flush()
+        for pair, outcome in zip(pairs, outcomes, strict=True):
+            if self.on_merge is not None:
+                for applied in (outcome.survivor, outcome.merged):
+                    if applied.changes:
+                        self.on_merge(conn, applied)
+            survivor_id, merged_id = pair.survivor.person.id, pair.merged.person.id
+            report.linked += 1
+            report.merges.append((survivor_id, merged_id))
+            self.joining[merged_id] = survivor_id
+        return rest
+
     def _review(self, uow: SqlUnitOfWork, person_id: str, decision: MatchDecision,
                 report: MatchingReport) -> None:
         opened = open_pair_review(uow, person_id, decision, source=SOURCE,
@@ -302,8 +424,8 @@ def apply_matches(engine: Engine, plan: MatchPlan, clock: Clock, policy: Policy 
     job = _Apply(engine, clock, policy, on_merge)
     report = MatchingReport(compared=plan.compared, pairs=plan.pairs)
     per_tx = 1 if engine.dialect.name == "postgresql" else page
-    for proposals in _chunks(plan.proposals, per_tx):
-        report.merge(job.batch(proposals))
+    for proposals in _chunks(plan.proposals, page):
+        report.merge(job.page(proposals, per_tx))
         if progress is not None:
             progress(len(proposals))
     log.info("bulk identity matching done", extra={

@@ -15,12 +15,18 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 
-from register_core.adapters.tables import facts, person_identifiers, person_merges
+from register_core.adapters.register_pages import PersonSnapshot
+from register_core.adapters.tables import (
+    facts,
+    person_blocking_keys,
+    person_identifiers,
+    person_merges,
+)
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound
 from register_core.domain.model import Person
@@ -44,6 +50,8 @@ _MOVE_IDENTIFIER = (update(person_identifiers)
                                 person_identifiers.c.value == bindparam("val"),
                                 person_identifiers.c.person_id == bindparam("owner")))
                     .values(person_id=bindparam("to")))
+_DELETE_KEYS_OF = delete(person_blocking_keys).where(
+    person_blocking_keys.c.person_id.in_(bindparam("ids", expanding=True)))
 _OPEN_MERGE_OF = (select(person_merges)
                   .where(and_(person_merges.c.merged_id == bindparam("pid"),
                               person_merges.c.unmerged_at.is_(None)))
@@ -95,15 +103,14 @@ def merge_persons(uow: SqlUnitOfWork, survivor_id: str, merged_id: str, *, sourc
         raise InvalidValue("the survivor was itself merged into someone else",
                            field="person_id", rule="merge-into-live-person")
     conn = uow.connection
+    # From the table, not ``merged.facts``: in a worker's batch, facts recorded earlier in
+    # the transaction have no id in memory.
     journal = conn.execute(_FACTS_OF, {"pid": merged_id}).all()
-    first = survivor.next_seq()
-    new_seq = {row.seq: first + i for i, row in enumerate(journal)}
-    moved_facts = [[row.id, row.seq, new_seq[row.seq], row.retracted_by] for row in journal]
-    if journal:
+    moved_facts = renumbered(survivor.next_seq(), journal)
+    if moved_facts:
         conn.execute(_MOVE_FACT, [
-            {"fid": fid, "to": survivor_id, "new_seq": after,
-             "new_rb": new_seq.get(rb) if rb is not None else None}
-            for fid, _, after, rb in moved_facts])
+            {"fid": fid, "to": survivor_id, "new_seq": after, "new_rb": new_rb}
+            for fid, after, new_rb in _fact_moves(moved_facts)])
     identifiers = [[r.source, r.value] for r in conn.execute(_IDENTIFIERS_OF,
                                                              {"pid": merged_id})]
     _move_identifiers(uow, identifiers, merged_id, survivor_id)
@@ -113,14 +120,7 @@ def merge_persons(uow: SqlUnitOfWork, survivor_id: str, merged_id: str, *, sourc
                              "nhs_number": None}
     uow.persons.forget()
     survivor, merged = _both(uow, survivor_id, merged_id)
-    if merged.nhs_number and not survivor.nhs_number:
-        # The number is an identifier: it goes with the facts, and comes back on un-merge.
-        moved.update(nhs_number=merged.nhs_number,
-                     nhs_number_verified=merged.nhs_number_verified,
-                     survivor_nhs_number_verified=survivor.nhs_number_verified)
-        survivor.nhs_number, survivor.nhs_number_verified = (merged.nhs_number,
-                                                             merged.nhs_number_verified)
-        merged.nhs_number = merged.nhs_number_verified = None
+    _take_nhs_number(survivor, merged, moved)
     uow.persons.drop_blocking_keys(merged_id)
     # The merged person first: their NHS number must be free before the survivor takes it.
     merged_applied = _recompute(uow, merged, source, source_ref, by, clock, policy)
@@ -134,6 +134,115 @@ def merge_persons(uow: SqlUnitOfWork, survivor_id: str, merged_id: str, *, sourc
     log.info("persons merged", extra={"merge_id": merge_id, "survivor_id": survivor_id,
                                       "merged_id": merged_id, "facts": len(moved_facts)})
     return MergeOutcome(merge_id, survivor_applied, merged_applied, len(moved_facts))
+
+
+class _Stored(Protocol):
+    id: int | None
+    seq: int
+    retracted_by: int | None
+
+
+def renumbered(first_seq: int, journal: Sequence[_Stored]) -> list[list[Any]]:
+    """The merged person's stored facts (in seq order) as ``person_merges`` keeps them:
+    [fact id, seq before, seq after, retracted_by before], numbered on from ``first_seq``."""
+    return [[f.id, f.seq, first_seq + i, f.retracted_by] for i, f in enumerate(journal)]
+
+
+def _fact_moves(moved_facts: list[list[Any]]) -> list[tuple[int, int, int | None]]:
+    """(fact id, new seq, new retracted_by): a retraction points at the renumbered fact."""
+    new_seq = {before: after for _, before, after, _ in moved_facts}
+    return [(fid, after, new_seq.get(rb) if rb is not None else None)
+            for fid, _, after, rb in moved_facts]
+
+
+def _take_nhs_number(survivor: Person, merged: Person, moved: dict[str, Any]) -> None:
+    if merged.nhs_number and not survivor.nhs_number:
+        # The number is an identifier: it goes with the facts, and comes back on un-merge.
+        moved.update(nhs_number=merged.nhs_number,
+                     nhs_number_verified=merged.nhs_number_verified,
+                     survivor_nhs_number_verified=survivor.nhs_number_verified)
+        survivor.nhs_number, survivor.nhs_number_verified = (merged.nhs_number,
+                                                             merged.nhs_number_verified)
+        merged.nhs_number = merged.nhs_number_verified = None
+
+
+@dataclass(frozen=True)
+class LoadedPair:
+    """Two people read (and locked) in the caller's transaction, to merge in bulk."""
+
+    survivor: PersonSnapshot
+    merged: PersonSnapshot
+    merged_identifiers: list[list[str]]  # [source, value], as stored
+
+
+def merge_loaded(uow: SqlUnitOfWork, pairs: Sequence[LoadedPair], *, source: str,
+                 source_ref: str, by: str, clock: Clock, policy: Policy | None = None
+                 ) -> list[MergeOutcome]:
+    """``merge_persons`` for many pairs the caller has read with ``read_page`` inside this
+    transaction (locked on PostgreSQL), each person in one pair only, none merged before and
+    no two valid NHS numbers differing (the caller checked): the same moves, recomputes and
+    ``person_merges`` rows, a statement per kind of row for the lot instead of some thirty
+    per merge. The repository must be in batch mode; the caller flushes and commits."""
+    conn = uow.connection
+    fact_moves: list[dict[str, Any]] = []
+    identifier_moves: list[dict[str, Any]] = []
+    merge_rows: list[dict[str, Any]] = []
+    outcomes: list[MergeOutcome] = []
+    today, now = clock.today(), clock.now()
+    for pair in pairs:
+        survivor, merged = pair.survivor.person, pair.merged.person
+        if survivor.id == merged.id:
+            raise InvalidValue("a person cannot be merged into themself", field="person_id",
+                               rule="merge-two-people")
+        uow.persons.adopt(survivor, pair.survivor.entitlement)
+        uow.persons.adopt(merged, pair.merged.entitlement)
+        moved_facts = renumbered(survivor.next_seq(), merged.facts)
+        by_id = {f.id: f for f in merged.facts}
+        for fid, after, new_rb in _fact_moves(moved_facts):
+            fact_moves.append({"fid": fid, "to": survivor.id, "new_seq": after,
+                               "new_rb": new_rb})
+            survivor.facts.append(replace(by_id[fid], seq=after, retracted_by=new_rb))
+        merged.facts = []
+        identifier_moves += [{"src": src, "val": val, "owner": merged.id, "to": survivor.id}
+                             for src, val in pair.merged_identifiers]
+        moved: dict[str, Any] = {"facts": moved_facts,
+                                 "identifiers": pair.merged_identifiers, "nhs_number": None}
+        _take_nhs_number(survivor, merged, moved)
+        merged_position = compute_position(merged, today, policy)
+        survivor_position = compute_position(survivor, today, policy)
+        # The merged person first: their NHS number must be free before the survivor's.
+        merged_changes = uow.persons.save(merged, merged_position, source=source,
+                                          source_ref=source_ref, recorded_by=by, now=now)
+        survivor_changes = uow.persons.save(survivor, survivor_position, source=source,
+                                            source_ref=source_ref, recorded_by=by, now=now)
+        merge_id = str(uuid.uuid4())
+        merge_rows.append({"id": merge_id, "survivor_id": survivor.id, "merged_id": merged.id,
+                           "fact_ids": [row[0] for row in moved_facts], "moved": moved,
+                           "source": source, "source_ref": source_ref, "merged_by": by,
+                           "merged_at": now})
+        outcomes.append(MergeOutcome(
+            merge_id,
+            Applied(person_id=survivor.id, fact_seq=survivor.next_seq() - 1, created=False,
+                    changes=survivor_changes, position=survivor_position),
+            Applied(person_id=merged.id, fact_seq=merged.next_seq() - 1, created=False,
+                    changes=merged_changes, position=merged_position),
+            len(moved_facts)))
+    if not pairs:
+        return outcomes
+    # Facts and identifiers move before the people are written; the merged lose their keys.
+    if fact_moves:
+        conn.execute(_MOVE_FACT, fact_moves)
+    if identifier_moves:
+        conn.execute(_MOVE_IDENTIFIER, identifier_moves)
+    conn.execute(_DELETE_KEYS_OF, {"ids": [pair.merged.person.id for pair in pairs]})
+    uow.persons.flush()
+    conn.execute(insert(person_merges), merge_rows)
+    for row in merge_rows:
+        log.info("persons merged", extra={"merge_id": row["id"],
+                                          "survivor_id": row["survivor_id"],
+                                          "merged_id": row["merged_id"],
+                                          "facts": len(row["fact_ids"])})
+    return outcomes
 
 
 def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,

@@ -10,12 +10,20 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
-from register_core.adapters.tables import person_merges
+from register_core.adapters.tables import (
+    entitlements,
+    facts,
+    person_merges,
+    persons,
+    register_changes,
+)
 from register_core.domain.position import Policy
 from register_core.ports import FixedClock
+from register_core.services import bulk_matching
 from register_core.services import exceptions as workflow
+from register_core.services.applied import Applied
 from register_core.services.bulk_matching import MatchingReport, match_register
 from register_core.services.unmerging import unmerge_person
 from s117hub import cli_reconcile
@@ -32,6 +40,7 @@ from .identity_people import (
     detention,
     identifiers_of,
     identity_exceptions,
+    keys_of,
     left_hospital,
     person_ids,
     residence,
@@ -174,3 +183,90 @@ def test_the_command_line_matches_then_sweeps_and_no_matching_skips_it(
     assert "matching" in err and "reconcile" in err  # both bars, on stderr
     assert identifiers_of(hub.engine, trust) == {(TRUST, "RX1-701"), (COUNCIL, "C-701")}
     assert cli_reconcile.run(["--workers", "0"], settings) == 2
+
+
+NAMES = {711: ("Ashworth", "Bea"), 712: ("Brennan", "Cal"), 721: ("Castillo", "Dee"),
+         722: ("Dunmore", "Eli")}
+
+
+def _pair(hub: Hub, serial: int) -> tuple[str, str]:
+    family, given = NAMES[serial]
+    local = f"C-{serial}"
+    council = apply(hub, residence(council_ref(local, family_name=family, given_name=given),
+                                   msg=f"ev-{serial}")).person_id
+    trust = trust_ref(serial, family_name=family, given_name=given)
+    survivor = apply(hub, detention(trust, msg=f"adt-{serial}-1")).person_id
+    apply(hub, left_hospital(trust, msg=f"adt-{serial}-2"))
+    return survivor, council
+
+
+def _register_of(hub: Hub, serial: int, pair: tuple[str, str]) -> dict[str, object]:
+    """What the merge of pair ``serial`` left, without ids, serials or times."""
+    survivor, merged = pair
+    with hub.engine.connect() as conn:
+        def rows(table: Table, pid: str, *columns: str) -> list[tuple[object, ...]]:
+            order = table.c.seq if "seq" in table.c else table.c.person_id
+            if "id" in table.c:
+                order = table.c.id
+            return [tuple(r) for r in conn.execute(
+                select(*(table.c[name] for name in columns))
+                .where(table.c.person_id == pid).order_by(order))]
+
+        merge = conn.execute(select(person_merges).where(
+            person_merges.c.merged_id == merged)).mappings().one()
+        entitlement_columns = ("status", "start", "trigger_section", "responsible_council",
+                               "responsible_icb", "next_review_due", "on_cto")
+        return {
+            "journals": [rows(facts, pid, "seq", "kind", "source", "retracted_by")
+                         for pid in (survivor, merged)],
+            "entitlements": [rows(entitlements, pid, *entitlement_columns)
+                             for pid in (survivor, merged)],
+            "changes": [[(name, source, ref.replace(str(serial), "N"), by)
+                         for name, source, ref, _, by in rows(
+                             register_changes, pid, "field", "source", "source_ref",
+                             "new_value", "recorded_by")] for pid in (survivor, merged)],
+            "versions": [conn.execute(select(persons.c.version).where(persons.c.id == pid))
+                         .scalar_one() for pid in (survivor, merged)],
+            "moved": ([fact[1:] for fact in merge["moved"]["facts"]],
+                      sorted(source for source, _ in merge["moved"]["identifiers"])),
+            "keys of the merged": keys_of(hub.engine, merged),
+            "merge": (merge["source"], merge["source_ref"], merge["merged_by"]),
+        }
+
+
+def test_links_merged_in_bulk_leave_what_one_by_one_merges_leave(
+        onboarded: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bulk page (merges.merge_loaded) and the one-by-one path (merge_persons) make the
+    same journals, projections, change history, merge records and keys."""
+    hub = onboarded
+    pairs = {serial: _pair(hub, serial) for serial in NAMES}
+    one_by_one = {pairs[721][1], pairs[722][1]}
+    real = bulk_matching._Apply._merge_bulk
+
+    def leaving_some(self, uow, links, report):  # type: ignore[no-untyped-def]
+        rest = [p for p in links if p.person_id in one_by_one]
+        return real(self, uow, [p for p in links if p.person_id not in one_by_one],
+                    report) + rest
+
+    monkeypatch.setattr(bulk_matching._Apply, "_merge_bulk", leaving_some)
+    told: list[Applied] = []
+    report = match_register(hub.engine, hub.clock, Policy(),
+                            on_merge=lambda conn, applied: told.append(applied))
+    assert report.linked == 4 and sorted(report.merges) == sorted(pairs.values())
+    # Partners hear of each survivor's new responsible council, in the merge's transaction.
+    assert sorted(applied.person_id for applied in told) == sorted(
+        survivor for survivor, _ in pairs.values())
+    for bulk, single in ((711, 721), (712, 722)):
+        assert (_register_of(hub, bulk, pairs[bulk])
+                == _register_of(hub, single, pairs[single]))
+    # And each comes apart exactly.
+    for survivor, merged in pairs.values():
+        with hub.uow() as uow:
+            unmerge_person(uow, merged, by="token-1", clock=hub.clock, policy=hub.policy)
+            uow.commit()
+        assert identifiers_of(hub.engine, merged) == {(COUNCIL, f"C-{_serial(pairs, merged)}")}
+        assert len(identifiers_of(hub.engine, survivor)) == 1
+
+
+def _serial(pairs: dict[int, tuple[str, str]], merged: str) -> int:
+    return next(serial for serial, (_, pid) in pairs.items() if pid == merged)
