@@ -135,6 +135,8 @@ entitlements = Table(
     Column("explain", Json, nullable=False),
     # The episodes last written to ``detentions``, so they are rewritten only on change.
     Column("detentions", Json),
+    # The day the projection was last written: a sweep that computes the same values as of
+    # a later day leaves the row as it is.
     Column("as_of", Date, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -218,19 +218,22 @@ class _Sweep:
             report.merge(self.batch([pid]))
         if not versions:
             return report
+        written = SweepReport()  # counted only once committed
         try:
             with SqlUnitOfWork(self.engine) as uow:
                 commit_without_waiting(uow)
                 held = lock_unchanged(uow.connection, versions)
                 self._write_exceptions(uow, {pid: found for pid, found in findings_of.items()
-                                             if pid in held}, report)
+                                             if pid in held}, written)
                 for pid in recompute:
                     if pid in held:
-                        self.one(uow, pid, report)
+                        self.one(uow, pid, written)
                 uow.commit()
         except (RegisterError, SQLAlchemyError):
             log.warning("sweep page failed; taking its people one by one", exc_info=True)
             held = set()
+        else:
+            report.merge(written)
         for pid in versions:
             if pid not in held:  # changed since the read, locked elsewhere, or the page failed
                 report.merge(self.batch([pid]))

@@ -10,9 +10,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from register_core.adapters.exceptions_store import ExceptionFilter, ExceptionStore
 from register_core.adapters.tables import entitlements, register_exceptions
+from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.commands import RecordReviewCompleted, RecordS117Confirmed
 from register_core.domain.errors import InvalidValue
 from register_core.ports import FixedClock
@@ -275,3 +277,23 @@ def test_a_decision_taken_between_the_read_and_the_write_stands(
         row = conn.execute(select(register_exceptions).where(
             register_exceptions.c.id == missed["id"])).mappings().one()
     assert (row["status"], row["closed_by"]) == ("dismissed", "token-1")
+
+
+def test_a_page_whose_write_fails_is_swept_one_by_one_and_counted_once(
+        hub: Hub, people: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The page's commit fails after its writes were made (and counted): rolled back, every
+    # person is swept again on their own, and counted once.
+    real = SqlUnitOfWork.commit
+    failures = [OperationalError("COMMIT", {}, Exception("disk I/O error"))]
+
+    def failing_once(uow: SqlUnitOfWork) -> None:
+        if failures:
+            raise failures.pop()
+        real(uow)
+
+    monkeypatch.setattr(SqlUnitOfWork, "commit", failing_once)
+    report = sweep(hub.engine, hub.clock, hub.policy)
+    assert not failures and report.people == 5 and not report.failed
+    assert report.opened == Counter({"missed-entitlement": 1, "review-overdue": 1,
+                                     "one-sided-ending": 1, "no-named-practitioner": 1})
+    assert _live(hub, people["trust-only"]) == [("missed-entitlement", "open")]
