@@ -95,7 +95,7 @@ def detect(person: Person, position: Position, today: date,
     rules = position.precedence
     found += source_conflicts.detention_conflicts(facts, today, rules)
     found += source_conflicts.death_conflicts(facts, today, rules)
-    found += source_conflicts.residence_conflicts(facts, rules)
+    found += source_conflicts.dated_conflicts(facts, rules)
     unique = {f.fingerprint: f for f in reversed(found)}
     return sorted(unique.values(), key=lambda f: (f.kind, f.fingerprint))
 

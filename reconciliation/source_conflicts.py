@@ -19,11 +19,12 @@ from register_core.domain.commands import RecordPersonDetails
 from register_core.domain.episodes import Detention, fact_day
 from register_core.domain.model import Fact
 from register_core.domain.precedence import (
+    DATED_FIELDS,
     DETENTION_FIELD_LABEL,
     Precedence,
+    dated_disagreements,
     deaths_told,
     detention_disagreements,
-    residence_disagreements,
     settle_detention,
     show,
 )
@@ -106,24 +107,38 @@ def death_conflicts(facts: Sequence[Fact], today: date,
     return found
 
 
-def residence_conflicts(facts: Sequence[Fact],
-                        precedence: Precedence = _NO_RULES) -> list[Finding]:
-    """Sources name different councils of ordinary residence from the same date (which sets
-    the responsible council, joint policy 4.3.1) and no rule says whose word stands."""
+# Why one value from one date matters, per group (the exception's detail says it).
+_DATED_RULES = {
+    "ordinary_residence": "ordinary residence sets the responsible council (joint policy "
+                          "4.3.1, 4.3.3): one council from one date",
+    "gp_practice": "the GP practice before the detention sets the originating ICB (joint "
+                   "policy 4.4.1): one practice from one date",
+    "named_practitioner": "one named practitioner leads the aftercare (joint policy 7.3): "
+                          "one from one date",
+}
+# Fingerprint prefix per group ("residence" as before, so open exceptions keep their ids).
+_DATED_PREFIX = {"ordinary_residence": "residence", "gp_practice": "gp-practice",
+                 "named_practitioner": "named-practitioner"}
+
+
+def dated_conflicts(facts: Sequence[Fact],
+                    precedence: Precedence = _NO_RULES) -> list[Finding]:
+    """Sources tell different values from the same date — the council of ordinary residence
+    (which sets the responsible council), the GP practice (the originating ICB), the named
+    practitioner — and no rule says whose word stands."""
     found = []
-    for disagreement in residence_disagreements(facts):
-        if precedence.settle("ordinary_residence", disagreement.by_source()) is not None:
-            continue
-        day, councils = disagreement.day, disagreement.told
-        told = sorted((src, council) for council, srcs in councils.items() for src in srcs)
-        found.append(finding(
-            KIND, ["residence", iso(day), *(f"{src}={council}" for src, council in told)],
-            f"Sources disagree on the council of ordinary residence from {iso(day)}: "
-            + ", ".join(f"{src} says {council}" for src, council in told),
-            {"rule": "ordinary residence sets the responsible council (joint policy 4.3.1, "
-                     "4.3.3): one council from one date",
-             "field": "ordinary_residence.council_code", "date": iso(day),
-             "values": [{"source": src, "value": council,
-                         "facts": [f.cite() for f in councils[council][src]]}
-                        for src, council in told]}))
+    for group, spec in DATED_FIELDS.items():
+        for disagreement in dated_disagreements(group, facts):
+            if precedence.settle(group, disagreement.by_source()) is not None:
+                continue
+            day, values = disagreement.day, disagreement.told
+            told = sorted((src, value) for value, srcs in values.items() for src in srcs)
+            found.append(finding(
+                KIND, [_DATED_PREFIX[group], iso(day), *(f"{src}={value}" for src, value in told)],
+                f"Sources disagree on the {spec.label} from {iso(day)}: "
+                + ", ".join(f"{src} says {value}" for src, value in told),
+                {"rule": _DATED_RULES[group], "field": spec.register_field, "date": iso(day),
+                 "values": [{"source": src, "value": value,
+                             "facts": [f.cite() for f in values[value][src]]}
+                            for src, value in told]}))
     return found

@@ -16,7 +16,7 @@ from register_core.adapters.sources import SourceRegistry
 from register_core.adapters.subscriptions import SubscriptionRegistry
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.position import Policy
-from register_core.domain.precedence import Precedence
+from register_core.domain.precedence import FIELD_GROUPS, Precedence
 from register_core.ports import Clock, SystemClock
 
 from .config import FileConfig, Settings
@@ -63,10 +63,8 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None,
         probabilistic_identity=file_config.identity.enabled,
         identity_link_threshold=file_config.identity.link_threshold,
         identity_review_threshold=file_config.identity.review_threshold,
-        precedence=Precedence(
-            detention=tuple(file_config.precedence.detention),
-            ordinary_residence=tuple(file_config.precedence.ordinary_residence),
-            death=tuple(file_config.precedence.death)))
+        precedence=Precedence(**{group: tuple(getattr(file_config.precedence, group))
+                                 for group in FIELD_GROUPS}))
     engine = engine or make_engine(settings.database_url)
     clock = clock or SystemClock()
     sources = SourceRegistry(engine)

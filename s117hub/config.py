@@ -43,9 +43,12 @@ class PrecedenceConfig(BaseModel):
 
     detention: list[str] = Field(default_factory=list)
     ordinary_residence: list[str] = Field(default_factory=list)
+    gp_practice: list[str] = Field(default_factory=list)
+    named_practitioner: list[str] = Field(default_factory=list)
     death: list[str] = Field(default_factory=list)
 
-    @field_validator("detention", "ordinary_residence", "death")
+    @field_validator("detention", "ordinary_residence", "gp_practice", "named_practitioner",
+                     "death")
     @classmethod
     def _source_patterns(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:

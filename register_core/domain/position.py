@@ -34,7 +34,14 @@ from .episodes import (
 )
 from .legal_status import DETAINED_CODES, is_entitling, normalise_code
 from .model import Fact, Person
-from .precedence import Note, Precedence, restate_detentions, settle_death, settle_residences
+from .precedence import (
+    DATED_FIELDS,
+    Note,
+    Precedence,
+    restate_detentions,
+    settle_dated,
+    settle_death,
+)
 from .rules import eligibility, ending, responsibility, reviews
 
 Status = Literal["none", "pending", "active", "ended"]
@@ -125,8 +132,12 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     # the losing source's overruled facts stay in the journal, set aside here.
     facts, settled = restate_detentions(told, today, policy.precedence)
     facts.sort(key=fact_order)
-    overruled_residences, residence_notes = settle_residences(facts, policy.precedence)
-    settled += residence_notes
+    # Facts a rule set aside where sources tell different values from one date (by id).
+    overruled: set[int] = set()
+    for group in DATED_FIELDS:
+        set_aside, notes = settle_dated(group, facts, policy.precedence)
+        overruled |= set_aside
+        settled += notes
     death_note = settle_death(facts, policy.precedence)
     settled += [death_note] if death_note else []
     episodes, events = build_detentions(facts, today)
@@ -135,7 +146,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
 
     residences = [(f.command.date, f.command.council_code, f) for f in facts
                   if isinstance(f.command, RecordOrdinaryResidenceChanged)
-                  and id(f) not in overruled_residences]
+                  and id(f) not in overruled]
     endings = [f for f in facts if isinstance(f.command, RecordS117Ended)]
     confirmations = [f for f in facts if isinstance(f.command, RecordS117Confirmed)]
     refused: list[RefusedEnding] = []
@@ -222,13 +233,14 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
                 "joint decision of council and ICB with reasons, not on a CTO (16.1-16.3)",
                 (fact.cite(),))
 
+    kept = [f for f in facts if id(f) not in overruled] if overruled else facts
     if ent.status != "none" and period_first_detention is not None:
-        icb, rule, icb_facts = _responsible_icb(person, facts, episodes, period_first_detention,
+        icb, rule, icb_facts = _responsible_icb(person, kept, episodes, period_first_detention,
                                                 period_episode, policy)
         ent.responsible_icb = icb
         explain["entitlement.responsible_icb"] = Explanation(rule, icb_facts)
 
-    _fill_duties(ent, facts, explain, start_facts)
+    _fill_duties(ent, kept, explain, start_facts)
     explain["entitlement.status"] = Explanation(_status_rule(ent), tuple(trigger_facts))
     _explain_settled(explain, settled, ent, residences)
 
@@ -265,6 +277,15 @@ def _explain_settled(explain: dict[str, Explanation], settled: Sequence[Note],
         residence = by_key.get(f"ordinary_residence[{chosen[-1].isoformat()}]") if chosen else None
         if residence:
             _append_rule(explain, "entitlement.responsible_council", residence)
+    # A value set by a fact a rule chose says so: the named practitioner, and an ICB read
+    # from a GP registration.
+    for key, group in (("entitlement.named_practitioner", "named_practitioner"),
+                       ("entitlement.responsible_icb", "gp_practice")):
+        said = explain.get(key)
+        notes = [note for note in settled if note.key.startswith(f"{group}[")
+                 and set(note.facts) & set(said.facts)] if said else []
+        if notes:
+            _append_rule(explain, key, notes[-1])
 
 
 def _append_rule(explain: dict[str, Explanation], key: str, note: Note) -> None:

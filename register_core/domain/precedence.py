@@ -22,16 +22,20 @@ from itertools import combinations
 
 from .commands import (
     RecordDetentionStarted,
+    RecordGpRegistration,
     RecordLeftHospital,
     RecordLegalStatusChanged,
     RecordOrdinaryResidenceChanged,
+    SetNamedPractitioner,
 )
-from .episodes import Detention, build_detentions
+from .episodes import Detention, build_detentions, fact_day
 from .legal_status import describe
 from .model import Fact
 
-FIELD_GROUPS: tuple[str, ...] = ("detention", "ordinary_residence", "death")
+FIELD_GROUPS: tuple[str, ...] = ("detention", "ordinary_residence", "gp_practice",
+                                  "named_practitioner", "death")
 _GROUP_LABEL = {"detention": "detention facts", "ordinary_residence": "ordinary residence",
+                "gp_practice": "GP practice", "named_practitioner": "named practitioner",
                 "death": "date of death"}
 DETENTION_FIELD_LABEL = {"start": "start date", "section": "section",
                          "end": "end (left hospital) date", "responsible_icb": "ICB"}
@@ -45,6 +49,8 @@ class Precedence:
 
     detention: tuple[str, ...] = ()
     ordinary_residence: tuple[str, ...] = ()
+    gp_practice: tuple[str, ...] = ()
+    named_practitioner: tuple[str, ...] = ()
     death: tuple[str, ...] = ()
 
     def patterns(self, group: str) -> tuple[str, ...]:
@@ -260,53 +266,73 @@ def _restated(fact: Fact, command: object) -> RestatedFact:
                         retracted_by=fact.retracted_by, told=fact)
 
 
-# -- ordinary residence ------------------------------------------------------------------------
+# -- values told from a date: ordinary residence, GP practice, named practitioner -----------
 
 @dataclass(frozen=True)
-class ResidenceDisagreement:
-    """Two or more sources naming different councils of ordinary residence from one date."""
+class _DatedField:
+    command: type
+    field: str  # the command's attribute holding the value
+    label: str  # for summaries: "council of ordinary residence"
+    register_field: str  # what it sets, for the exception's detail
 
+
+DATED_FIELDS: dict[str, _DatedField] = {
+    "ordinary_residence": _DatedField(RecordOrdinaryResidenceChanged, "council_code",
+                                      "council of ordinary residence",
+                                      "ordinary_residence.council_code"),
+    "gp_practice": _DatedField(RecordGpRegistration, "gp_practice_ods", "GP practice",
+                               "gp_registration.gp_practice_ods"),
+    "named_practitioner": _DatedField(SetNamedPractitioner, "name", "named practitioner",
+                                      "entitlement.named_practitioner"),
+}
+
+
+@dataclass(frozen=True)
+class DatedDisagreement:
+    """Two or more sources telling different values of one field from one date."""
+
+    group: str
     day: date
-    told: dict[str, dict[str, list[Fact]]]  # council → source → facts
+    told: dict[str, dict[str, list[Fact]]]  # value → source → facts
 
     def by_source(self) -> dict[str, set[str]]:
         said: dict[str, set[str]] = defaultdict(set)
-        for council, sources in self.told.items():
+        for value, sources in self.told.items():
             for src in sources:
-                said[src].add(council)
+                said[src].add(value)
         return said
 
 
-def residence_disagreements(facts: Sequence[Fact]) -> list[ResidenceDisagreement]:
+def dated_disagreements(group: str, facts: Sequence[Fact]) -> list[DatedDisagreement]:
+    spec = DATED_FIELDS[group]
     by_day: dict[date, dict[str, dict[str, list[Fact]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
     for fact in facts:
-        cmd = fact.command
-        if isinstance(cmd, RecordOrdinaryResidenceChanged):
-            by_day[cmd.date][cmd.council_code][fact.source].append(fact)
+        if isinstance(fact.command, spec.command):
+            by_day[fact_day(fact)][getattr(fact.command, spec.field)][fact.source].append(fact)
     found = []
-    for day, councils in sorted(by_day.items()):
-        if len(councils) < 2 or len({s for srcs in councils.values() for s in srcs}) < 2:
+    for day, values in sorted(by_day.items()):
+        if len(values) < 2 or len({s for srcs in values.values() for s in srcs}) < 2:
             continue  # one source correcting itself is not a disagreement between sources
-        found.append(ResidenceDisagreement(day, {c: dict(s) for c, s in councils.items()}))
+        found.append(DatedDisagreement(group, day, {v: dict(s) for v, s in values.items()}))
     return found
 
 
-def settle_residences(facts: Sequence[Fact],
-                      precedence: Precedence) -> tuple[set[int], list[Note]]:
-    """Residence facts a settlement sets aside (by id), and what it decided."""
-    if not precedence.ordinary_residence:
+def settle_dated(group: str, facts: Sequence[Fact],
+                 precedence: Precedence) -> tuple[set[int], list[Note]]:
+    """The facts of ``group`` a settlement sets aside (by id), and what it decided."""
+    if not precedence.patterns(group):
         return set(), []
     overruled: set[int] = set()
     notes = []
-    for disagreement in residence_disagreements(facts):
-        settled = precedence.settle("ordinary_residence", disagreement.by_source())
+    for disagreement in dated_disagreements(group, facts):
+        settled = precedence.settle(group, disagreement.by_source())
         if settled is None:
             continue
         winning = disagreement.told[str(settled.value)]
-        overruled |= {id(f) for council, sources in disagreement.told.items()
-                      if council != settled.value for fs in sources.values() for f in fs}
-        notes.append(Note(f"ordinary_residence[{disagreement.day.isoformat()}]",
+        overruled |= {id(f) for value, sources in disagreement.told.items()
+                      if value != settled.value for fs in sources.values() for f in fs}
+        notes.append(Note(f"{group}[{disagreement.day.isoformat()}]",
                           f"{settled.rule}: {settled.value} from {disagreement.day.isoformat()}",
                           tuple(f.cite() for src in settled.winners
                                 for f in winning.get(src, []))))

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from register_core.domain.precedence import FIELD_GROUPS
+from s117hub.bootstrap import bootstrap
 from s117hub.config import FileConfig, Settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "docker" / "config" / "hub.toml"
@@ -15,7 +17,20 @@ SAMPLE = Path(__file__).resolve().parents[2] / "docker" / "config" / "hub.toml"
 
 def test_by_default_no_rule_settles_anything():
     rules = FileConfig().precedence
-    assert (rules.detention, rules.ordinary_residence, rules.death) == ([], [], [])
+    assert all(getattr(rules, group) == [] for group in FIELD_GROUPS)
+
+
+def test_every_group_of_the_config_reaches_the_policy(tmp_path: Path):
+    config = tmp_path / "hub.toml"
+    config.write_text("[precedence]\n" + "".join(
+        f'{group} = ["{group}-source"]\n' for group in FIELD_GROUPS))
+    hub = bootstrap(Settings(database_url=f"sqlite:///{tmp_path / 'r.sqlite3'}",
+                             config_file=config))
+    try:
+        assert all(hub.policy.precedence.patterns(group) == (f"{group}-source",)
+                   for group in FIELD_GROUPS)
+    finally:
+        hub.close()
 
 
 def test_the_sample_config_recommends_the_trust_for_detentions_the_council_for_residence():

@@ -18,6 +18,7 @@ from ..domain.builders import (
     confirmed,
     details,
     detention,
+    gp,
     left,
     plan,
     practitioner,
@@ -157,6 +158,61 @@ def test_a_residence_rule_naming_neither_source_leaves_the_exception():
 def test_a_detention_rule_does_not_settle_residence():
     findings, _ = run(residence_disagreement(), "2026-04-01", position_policy=TRUST_FIRST)
     assert conflicts(findings) == ["ordinary_residence.council_code"]
+
+
+# -- GP practice (joint policy 4.4.1: it sets the originating ICB) and named practitioner ---
+
+def gp_disagreement() -> list[Command]:
+    """PDS registers the person with one practice from 1 June 2025, the trust with another."""
+    return [gp("2025-06-01", "P11111", "ICB-1"),
+            from_source(gp("2025-06-01", "P22222", "ICB-2"), "trust-a"), *KEPT]
+
+
+def test_with_no_rule_a_gp_practice_disagreement_is_an_exception():
+    findings, position = run(gp_disagreement(), "2026-04-01")
+    assert conflicts(findings) == ["gp_registration.gp_practice_ods"]
+    [conflict] = of_kind(findings, "source-conflict")
+    assert conflict.summary == ("Sources disagree on the GP practice from 2025-06-01: pds says "
+                                "P11111, trust-a says P22222")
+    assert position.entitlement.responsible_icb == "ICB-2"  # the last one told
+
+
+def test_a_gp_practice_rule_sets_the_originating_icb_and_says_so():
+    findings, position = run(gp_disagreement(), "2026-04-01", position_policy=Policy(
+        precedence=Precedence(gp_practice=("pds",))))
+    assert conflicts(findings) == []
+    assert position.entitlement.responsible_icb == "ICB-1"
+    why = position.explain["entitlement.responsible_icb"]
+    assert ("precedence: GP practice from pds over trust-a (config precedence.gp_practice: "
+            "'pds')") in why.rule
+    assert all("from pds" in cite for cite in why.facts)
+
+
+def practitioner_disagreement() -> list[Command]:
+    """The council names worker-17 from 8 January; the trust, the same day, worker-42."""
+    return [*KEPT, from_source(practitioner("worker-42", "2026-01-08"), "trust-a")]
+
+
+def test_with_no_rule_a_named_practitioner_disagreement_is_an_exception():
+    findings, position = run(practitioner_disagreement(), "2026-04-01")
+    assert conflicts(findings) == ["entitlement.named_practitioner"]
+    assert position.entitlement.named_practitioner == "worker-42"
+
+
+def test_a_named_practitioner_rule_keeps_the_preferred_sources_choice():
+    findings, position = run(practitioner_disagreement(), "2026-04-01", position_policy=Policy(
+        precedence=Precedence(named_practitioner=("council*",))))
+    assert conflicts(findings) == []
+    assert position.entitlement.named_practitioner == "worker-17"
+    assert "precedence: named practitioner from council over trust-a" in position.explain[
+        "entitlement.named_practitioner"].rule
+
+
+def test_a_practitioner_changed_on_another_day_is_a_change_not_a_conflict():
+    later = [*KEPT, from_source(practitioner("worker-42", "2026-02-02"), "trust-a")]
+    findings, position = run(later, "2026-04-01")
+    assert conflicts(findings) == []
+    assert position.entitlement.named_practitioner == "worker-42"
 
 
 # -- alive or deceased --------------------------------------------------------------------
