@@ -199,6 +199,7 @@ class Run:
     seconds: float
     cpu_seconds: float
     peak_rss_mib: float
+    workers_peak_rss_mib: float  # the largest of its forked workers' (0: none forked)
     exit_code: int
     lines: list[str]
 
@@ -206,13 +207,17 @@ class Run:
 # The child reports its own high-water mark as it exits. Not ``ru_maxrss``: Linux carries the
 # parent's peak across fork and exec into the child's (this process holds the whole linkage
 # set, so every child would "peak" at its size).
+# Its forked sweep and scoring workers are its children: the largest of their peaks
+# (``ru_maxrss``, which counts the pages each shares with it at the fork) is printed too.
 _LAUNCH = """
-import atexit, sys
+import atexit, resource, sys
 def _peak():
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
                 print("peak-rss-kib", line.split()[1], sep="\\t", file=sys.stderr, flush=True)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print("workers-peak-rss-kib", workers, sep="\\t", file=sys.stderr, flush=True)
 atexit.register(_peak)
 from s117hub.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -220,8 +225,8 @@ sys.exit(main(sys.argv[1:]))
 
 
 def run_reconcile(url: str, workers: int) -> Run:
-    """``s117hub reconcile`` in a child process: wall time, CPU (with its scoring workers)
-    and peak RSS (its own process) are its own."""
+    """``s117hub reconcile`` in a child process: wall time, CPU (with its forked workers)
+    and peak RSS (its own process, and the largest of its workers') are its own."""
     env = {**os.environ, "S117HUB_DATABASE_URL": url, "S117HUB_LOG_LEVEL": "WARNING"}
     env.pop("S117HUB_CONFIG_FILE", None)  # the defaults: [identity] link 0.95, review 0.5
     command = [sys.executable, "-c", _LAUNCH, "reconcile", "--no-progress", "--workers",
@@ -232,11 +237,15 @@ def run_reconcile(url: str, workers: int) -> Run:
     seconds = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    peak = [line.split("\t")[1] for line in child.stderr.splitlines()
-            if line.startswith("peak-rss-kib\t")]
+
+    def kib(name: str) -> float:
+        found = [line.split("\t")[1] for line in child.stderr.splitlines()
+                 if line.startswith(f"{name}\t")]
+        return int(found[-1]) / 1024 if found else float("nan")
+
     if child.returncode != 0:
         print(child.stderr[-2000:], file=sys.stderr)
-    return Run(seconds, cpu, int(peak[-1]) / 1024 if peak else float("nan"),
+    return Run(seconds, cpu, kib("peak-rss-kib"), kib("workers-peak-rss-kib"),
                child.returncode, child.stdout.splitlines())
 
 
@@ -287,8 +296,8 @@ def bench(backend: str, data: LinkageSet, args: argparse.Namespace) -> bool:
     people = len(loaded.owner)
     print(f"[{backend}] s117hub reconcile --workers {args.workers}: exit {run.exit_code}, "
           f"{run.seconds:.1f} s wall, {people / run.seconds:,.0f} people/s, CPU "
-          f"{run.cpu_seconds:.1f} s, peak RSS {run.peak_rss_mib:,.0f} MiB (load {load_avg:.2f} "
-          "at start)")
+          f"{run.cpu_seconds:.1f} s, peak RSS {run.peak_rss_mib:,.0f} MiB (its workers' "
+          f"largest {run.workers_peak_rss_mib:,.0f} MiB; load {load_avg:.2f} at start)")
     for line in run.lines:
         if not line.startswith(("field changed", "failed\t", "matching failed\t")):
             print(f"[{backend}]   {line.replace(chr(9), ': ')}")
@@ -312,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                                                            DEFAULT_PG_URL))
     parser.add_argument("--seed", type=int, default=117)
     parser.add_argument("--workers", type=int, default=2,
-                        help="reconcile's --workers (processes scoring identity pairs)")
+                        help="reconcile's --workers (processes that score identity pairs "
+                        "and sweep)")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     print(f"reconcile: {args.people:,} people, seed {args.seed}; Python "
