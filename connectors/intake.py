@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from mapping.errors import MappingError
 from register_core.adapters.inbox import Inbox, Stored, partition_for
@@ -30,6 +31,15 @@ def person_key(commands: list[Command], source: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Row:
+    """An inbox row ready to store, and whether storing it new should hint a worker."""
+
+    fields: dict[str, Any]
+    partition: int = 0
+    hint: bool = False
+
+
 @dataclass
 class Intake:
     inbox: Inbox
@@ -41,21 +51,44 @@ class Intake:
                keep_commands: bool = False) -> Stored:
         """``keep_commands``: the commands are exactly what the worker's mapper makes of the
         stored payload, so they are stored with it and the worker skips mapping again."""
+        row = self.accepted_row(
+            source=source, channel=channel, message_id=message_id, message_type=message_type,
+            payload=payload, received_at=received_at, commands=commands, error=error, ack=ack,
+            keep_commands=keep_commands)
+        return self.stored(row, self.inbox.store(**row.fields))
+
+    def accepted_row(self, *, source: str, channel: str, message_id: str,
+                     message_type: str | None, payload: str, received_at: datetime,
+                     commands: list[Command], error: MappingError | None = None,
+                     ack: str | None = None, keep_commands: bool = False) -> Row:
+        """What ``accept`` stores, for a caller that stores it itself (``store_async``)."""
         partition = partition_for(person_key(commands, source))
         status = "failed" if error is not None else "received"
         kept = ([[c.kind, to_json(c)] for c in commands]
                 if keep_commands and status == "received" else None)
-        stored = self.inbox.store(
-            source=source, message_id=message_id, channel=channel, message_type=message_type,
-            payload=payload, received_at=received_at, partition=partition, status=status,
-            error=stored_error(error) if error is not None else None, ack=ack, commands=kept)
-        if not stored.duplicate and status == "received":
-            self.notify(partition)
+        fields = {"source": source, "message_id": message_id, "channel": channel,
+                  "message_type": message_type, "payload": payload,
+                  "received_at": received_at, "partition": partition, "status": status,
+                  "error": stored_error(error) if error is not None else None, "ack": ack,
+                  "commands": kept}
+        return Row(fields, partition, hint=status == "received")
+
+    def stored(self, row: Row, stored: Stored) -> Stored:
+        """After the commit: hint a worker for a new row it has to apply."""
+        if row.hint and not stored.duplicate:
+            self.notify(row.partition)
         return stored
 
     def reject(self, *, source: str, channel: str, message_id: str, payload: str,
                received_at: datetime, error: MappingError, ack: str | None = None) -> Stored:
         """Keep what could not even be attributed (unknown sender, unparseable)."""
-        return self.inbox.store(source=source, message_id=message_id, channel=channel,
-                                message_type=None, payload=payload, received_at=received_at,
-                                status="rejected", error=stored_error(error), ack=ack)
+        row = self.rejected_row(source=source, channel=channel, message_id=message_id,
+                                payload=payload, received_at=received_at, error=error, ack=ack)
+        return self.inbox.store(**row.fields)
+
+    def rejected_row(self, *, source: str, channel: str, message_id: str, payload: str,
+                     received_at: datetime, error: MappingError, ack: str | None = None
+                     ) -> Row:
+        return Row({"source": source, "message_id": message_id, "channel": channel,
+                    "message_type": None, "payload": payload, "received_at": received_at,
+                    "status": "rejected", "error": stored_error(error), "ack": ack})

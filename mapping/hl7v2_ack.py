@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -68,7 +68,61 @@ def build_ack(inbound: str | ParsedAdt | None, code: AckCode,
     """
     if code not in ACK_CODES:
         raise ValueError(f"ACK code must be one of {sorted(ACK_CODES)}, not {code!r}")
-    header = _header(inbound)
+    return _build(_header(inbound), code, error, text, control_id=control_id, now=now,
+                  default_version=default_version)
+
+
+def success_ack(inbound: ParsedAdt, code: AckCode, *, control_id: str,
+                now: datetime | None = None) -> str:
+    """``build_ack(inbound, code, control_id=…, now=…)`` for an ACK without ERR, on the hot
+    path: hl7apy builds one template per header (senders, trigger, version, processing id)
+    and each ACK fills in its time and the two control ids. Building the message tree each
+    time cost as much as mapping. A control id that would need escaping takes the full
+    path, so the result is always what ``build_ack`` makes."""
+    if code not in ACK_CODES:
+        raise ValueError(f"ACK code must be one of {sorted(ACK_CODES)}, not {code!r}")
+    if not (_PLAIN_ID.fullmatch(inbound.control_id) and _PLAIN_ID.fullmatch(control_id)):
+        return build_ack(inbound, code, control_id=control_id, now=now)
+    header = replace(_header(inbound), control_id="")  # the key: all but the control id
+    key = (code, header)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = _template(header, code)
+        if len(_TEMPLATES) < _MAX_TEMPLATES:  # one per sender and event kind: a handful
+            _TEMPLATES[key] = template
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d%H%M%S")
+    return (template.replace(_TIME, stamp).replace(_OWN_ID, control_id)
+            .replace(_ECHO_ID, inbound.control_id))
+
+
+# Control ids that hl7apy writes unchanged (no separators or escape character to escape).
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,199}")
+_TIME, _OWN_ID, _ECHO_ID = "\x00T\x00", "\x00O\x00", "\x00E\x00"  # never in ER7 text
+_TEMPLATES: dict[tuple[str, _Header], str] = {}
+_MAX_TEMPLATES = 1024
+
+
+def _template(header: _Header, code: AckCode) -> str:
+    """The ACK hl7apy builds for this header, with markers where the time and the control
+    ids go (placed by field position, so a marker can never be escaped by hl7apy)."""
+    built = _build(replace(header, control_id="ECHO"), code, None, None,
+                   control_id="OWN", now=datetime(2000, 1, 1, tzinfo=UTC))
+    segments = built.split("\r")
+    msh = segments[0]
+    fs = msh[3]
+    fields = msh.split(fs)
+    fields[6], fields[9] = _TIME, _OWN_ID  # MSH-7, MSH-10 (MSH-1 is the separator itself)
+    segments[0] = fs.join(fields)
+    for index, segment in enumerate(segments):
+        if segment.startswith("MSA" + fs):
+            msa = segment.split(fs)
+            msa[2] = _ECHO_ID  # MSA-2
+            segments[index] = fs.join(msa)
+    return "\r".join(segments)
+
+
+def _build(header: _Header, code: AckCode, error: BaseException | None, text: str | None, *,
+           control_id: str | None, now: datetime | None, default_version: str = "2.4") -> str:
     version = header.version or default_version
     msg = Message("ACK", version=_STRUCTURE_VERSION, validation_level=_TOLERANT)
     msh = msg.msh

@@ -43,7 +43,8 @@ def mllp_server(hub: Hub, host: str | None = None, port: int | None = None) -> M
     default_host, default_port = hub.settings.mllp_bind
     receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, hub.notify)
     return MllpServer(receiver.handle, host or default_host,
-                      default_port if port is None else port)
+                      default_port if port is None else port,
+                      handle_async=receiver.handle_async)
 
 
 async def run_servers(hub: Hub, http: uvicorn.Server | None = None,

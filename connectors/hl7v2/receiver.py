@@ -20,21 +20,21 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from mapping.config import SourceMappingConfig
 from mapping.errors import MappingError
 from mapping.hl7v2 import map_adt
-from mapping.hl7v2_ack import AckCode, build_ack
+from mapping.hl7v2_ack import AckCode, build_ack, success_ack
 from mapping.hl7v2_parse import ParsedAdt, parse_adt
-from register_core.adapters.inbox import Inbox
+from register_core.adapters.inbox import Inbox, Stored
 from register_core.adapters.sources import SourceDefinition, SourceRegistry
 from register_core.domain.commands import Command
 from register_core.ports import Clock
 
-from ..intake import Intake
+from ..intake import Intake, Row
 from .server import Reply
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,22 @@ def _wants(ack_type: str, success: bool) -> bool:
     """Whether MSH-15/16 asks for an ACK of this outcome (AL always, NE never)."""
     kind = (ack_type or "AL").upper()
     return kind == "AL" or (kind == "SU" and success) or (kind == "ER" and not success)
+
+
+# Frames up to this size are parsed on the event loop (well under a millisecond); larger ones
+# in a thread, so one huge message does not hold up every other connection and the API.
+INLINE_BYTES = 32 * 1024
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A frame parsed and mapped, its inbox row and ACK ready, waiting for the commit."""
+
+    row: Row
+    ack: str
+    parsed: ParsedAdt | None
+    success: bool
+    rejected: str | None = None  # the pseudo-source of a frame we refuse (AR/CR)
 
 
 @dataclass
@@ -75,6 +91,25 @@ class Hl7Receiver:
         return cached[1]
 
     def handle(self, payload: bytes) -> Reply:
+        """Blocking: parse, map, store (committed), and the reply to send."""
+        step = self._prepare(payload)
+        return self._finish(step, self.intake.stored(step.row,
+                                                     self.inbox.store(**step.row.fields)))
+
+    async def handle_async(self, payload: bytes) -> Reply:
+        """``handle`` for the event loop: parsing and mapping run here (CPU work that threads
+        cannot share under the GIL; a large frame goes to a thread so the loop stays
+        responsive), the store joins the inbox writer's next group commit."""
+        if len(payload) > INLINE_BYTES:
+            step = await asyncio.get_running_loop().run_in_executor(None, self._prepare,
+                                                                    payload)
+        else:
+            step = self._prepare(payload)
+        row = step.row
+        return self._finish(step, await self.inbox.store_async(
+            lambda stored: self.intake.stored(row, stored), **row.fields))
+
+    def _prepare(self, payload: bytes) -> _Step:
         text = _decode(payload)
         received_at = self.clock.now()
         try:
@@ -97,35 +132,44 @@ class Hl7Receiver:
         message_id = parsed.control_id or f"no-control-id:{uuid.uuid4()}"
         if failure is None:
             code: AckCode = "CA" if enhanced else "AA"
-            ack = success_ack(parsed, code)
+            ack = success_ack(parsed, code, control_id=_ack_control_id())
         else:
             code = "CE" if enhanced else "AE"
             ack = build_ack(parsed, code, failure)
-        stored = self.intake.accept(
+        row = self.intake.accepted_row(
             source=source.source_id, message_id=message_id, channel=CHANNEL,
             message_type=f"{parsed.message_type}^{parsed.trigger_event}", payload=text,
             received_at=received_at, commands=commands, error=failure, ack=ack,
             keep_commands=True)
+        return _Step(row, ack, parsed, success=failure is None)
+
+    def _finish(self, step: _Step, stored: Stored) -> Reply:
+        """The reply once the row is committed (never before: AA means stored) and a worker
+        hinted (``Intake.stored``)."""
+        if step.rejected is not None:
+            log.info("HL7 message rejected", extra={"source": step.rejected})
+            return Reply(ack=step.ack.encode())
+        parsed, ack = step.parsed, step.ack
+        assert parsed is not None
         if stored.duplicate:
             # Acknowledged again with the first answer, never processed twice.
             return Reply(ack=(stored.ack or ack).encode())
         follow_up = None
-        if enhanced:
-            if not _wants(parsed.accept_ack_type, failure is None):
+        if parsed.accept_ack_type:  # enhanced mode
+            if not _wants(parsed.accept_ack_type, step.success):
                 ack = ""
             if parsed.application_ack_type.upper() != "NE":
                 follow_up = self._application_ack(stored.id, parsed)
         return Reply(ack=ack.encode(), follow_up=follow_up)
 
     def _reject(self, text: str, parsed: ParsedAdt | None, error: MappingError,
-                received_at: object, source: str) -> Reply:
+                received_at: datetime, source: str) -> _Step:
         code: AckCode = "CR" if parsed is not None and parsed.accept_ack_type else "AR"
         ack = build_ack(parsed or text, code, error)
-        self.intake.reject(source=source, message_id=f"{source}:{uuid.uuid4()}",
-                           channel=CHANNEL, payload=text, received_at=received_at,  # type: ignore[arg-type]
-                           error=error, ack=ack)
-        log.info("HL7 message rejected", extra={"source": source})
-        return Reply(ack=ack.encode())
+        row = self.intake.rejected_row(source=source, message_id=f"{source}:{uuid.uuid4()}",
+                                       channel=CHANNEL, payload=text, received_at=received_at,
+                                       error=error, ack=ack)
+        return _Step(row, ack, parsed, success=False, rejected=source)
 
     def _application_ack(self, inbox_id: int, parsed: ParsedAdt
                          ) -> Callable[[], asyncio.Future[bytes | None]]:
@@ -145,26 +189,14 @@ class Hl7Receiver:
         return wait_and_build  # type: ignore[return-value]
 
 
-def success_ack(parsed: ParsedAdt, code: AckCode) -> str:
-    """An ACK without ERR on the hot path, written as text: what python-hl7's ``create_ack``
-    builds (MSH-3..6 swapped, ACK^<trigger>^ACK, MSH-10 echoed in MSA-2, MSH-11/12 kept),
-    without building its segment tree (100 us a message, as long as mapping it). Error ACKs
-    still go through hl7apy."""
-    msh = parsed.index["MSH"][0]
-    fs = str(msh(1))
-    cs = parsed.message.separators[3]
-    header = fs.join((
-        "MSH", str(msh(2)), str(msh(5)), str(msh(6)), str(msh(3)), str(msh(4)),
-        datetime.now(UTC).strftime("%Y%m%d%H%M%S"), "",
-        cs.join(("ACK", str(msh(9)(1)(2)), "ACK")),
-        f"A{_ACK_PREFIX}{next(_ack_counter):08d}", str(msh(11)), str(msh(12))))
-    return f"{header}\r{fs.join(('MSA', code, str(msh(10))))}\r\r"
-
-
 # ACK control ids: unique per process run (a start-time prefix), cheaper than uuid4 per ACK;
 # next() on itertools.count is atomic, so the MLLP threads may share it.
 _ACK_PREFIX = f"{int(time.time()):x}"
 _ack_counter = itertools.count()
+
+
+def _ack_control_id() -> str:
+    return f"A{_ACK_PREFIX}{next(_ack_counter):08d}"
 
 
 def _stored_error(body: dict[str, object] | None) -> MappingError:

@@ -1,5 +1,6 @@
-"""An asyncio MLLP server. It only frames and schedules: the receiver (blocking, database)
-runs in a thread pool and returns the ACK, which is written back in the order received.
+"""An asyncio MLLP server. It frames and schedules: a blocking receiver runs in a thread pool,
+an async one (``handle_async``: the hub's, which parses on the loop and hands the commit to
+the inbox's writer thread) on the loop; either returns the ACK, written back in order.
 
 Many connections are served at once; each connection's messages are handled in order, so a
 sender that waits for each ACK (original mode) sees them one for one.
@@ -29,12 +30,15 @@ class Reply:
 
 
 FrameHandler = Callable[[bytes], Reply]
+AsyncFrameHandler = Callable[[bytes], Awaitable[Reply]]
 
 
 class MllpServer:
     def __init__(self, handler: FrameHandler, host: str = "127.0.0.1", port: int = 2575, *,
-                 threads: int = 8, idle_timeout: float = 600.0) -> None:
+                 threads: int = 8, idle_timeout: float = 600.0,
+                 handle_async: AsyncFrameHandler | None = None) -> None:
         self.handler = handler
+        self.handle_async = handle_async
         self.host = host
         self.port = port
         self.idle_timeout = idle_timeout
@@ -77,14 +81,20 @@ class MllpServer:
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+                    # asyncio.timeout, not wait_for: wait_for wraps each read in a new Task.
+                    async with asyncio.timeout(self.idle_timeout):
+                        data = await reader.read(65536)
                 except TimeoutError:
                     break
                 if not data:
                     break
                 for payload in frames.feed(data):
                     self.frames_received += 1
-                    reply = await loop.run_in_executor(self._executor, self.handler, payload)
+                    if self.handle_async is not None:
+                        reply = await self.handle_async(payload)
+                    else:
+                        reply = await loop.run_in_executor(self._executor, self.handler,
+                                                           payload)
                     async with write_lock:
                         writer.write(frame(reply.ack))
                         await writer.drain()

@@ -6,9 +6,12 @@ answer already given, and never processed twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +23,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .database import writer
 from .tables import inbox_messages
+
+log = logging.getLogger(__name__)
 
 PARTITIONS = 16  # messages of one person share a partition, drained in order by one worker
 
@@ -164,15 +169,124 @@ class _GroupCommit:
         for (_, outcome), result in zip(group, results, strict=True):
             outcome.set_result(result)
 
+    def commit_now(self, group: list[tuple[dict[str, Any], Future[Stored]]]) -> None:
+        """Commit a group gathered by someone else (the asyncio path's writer thread)."""
+        self._commit(group)
+
+
+AfterCommit = Callable[[Stored], object]
+_Waiting = tuple[dict[str, Any], "asyncio.Future[Stored]", AfterCommit | None]
+
+
+class _LoopStores:
+    """Stores for an asyncio caller (the MLLP listener): queued from the event loop, committed
+    by one writer thread a group at a time, answered with one wake-up of the loop per group.
+
+    The thread-pool path cost per message a hand-off to a pool thread, a leader election
+    among up to eight threads contending for the GIL, and a wake-up of the loop; here a
+    group of frames that arrived together costs one of each, and the loop parses the next
+    frames while SQLite or PostgreSQL commits this group (the drivers release the GIL).
+    A future is only resolved after its row's commit, so an ACK still means "stored".
+    """
+
+    def __init__(self, group: _GroupCommit) -> None:
+        self._group = group
+        self._queue: list[_Waiting] = []
+        self._wake = threading.Condition()
+        self._idle = False  # the writer waits for work: only then is it worth a notify
+        self._thread: threading.Thread | None = None
+
+    def submit(self, fields: dict[str, Any], after: AfterCommit | None
+               ) -> asyncio.Future[Stored]:
+        outcome: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        with self._wake:
+            self._queue.append((fields, outcome, after))
+            if self._thread is None:
+                # Daemon: a group is resolved only after its commit, so an exit between
+                # commit and ACK loses nothing (the sender re-sends, we see a duplicate).
+                self._thread = threading.Thread(target=self._run, name="inbox-writer",
+                                                daemon=True)
+                self._thread.start()
+            elif self._idle:
+                self._wake.notify()  # a busy writer looks at the queue again when it is done
+        return outcome
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue:
+                    self._idle = True
+                    self._wake.wait()
+                    self._idle = False
+                waiting, self._queue = self._queue, []
+            try:
+                self._store(waiting)
+            except BaseException:  # keep serving: a dead writer would leave every sender
+                log.exception("inbox writer failed")  # waiting (their futures fail below)
+                _fail_all(waiting)
+
+    def _store(self, waiting: list[_Waiting]) -> None:
+        group: list[tuple[dict[str, Any], Future[Stored]]] = [
+            (fields, Future()) for fields, _, _ in waiting]
+        try:
+            self._group.commit_now(group)
+        except BaseException as exc:  # never leave a sender without an answer
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+        by_loop: dict[asyncio.AbstractEventLoop,
+                      list[tuple[asyncio.Future[Stored], Future[Stored]]]] = {}
+        for (_, outcome, after), (_, done) in zip(waiting, group, strict=True):
+            if after is not None and done.exception() is None:
+                try:
+                    after(done.result())  # e.g. a worker hint: may block (a broker publish)
+                except Exception:  # the row is stored; the sweeper re-issues lost hints
+                    log.exception("after-commit hook failed")
+            by_loop.setdefault(outcome.get_loop(), []).append((outcome, done))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, pairs)
+            except RuntimeError:
+                pass  # the loop closed: nobody is waiting for these answers
+
+
+def _fail_all(waiting: list[_Waiting]) -> None:
+    error = RuntimeError("the inbox writer failed")
+    for _, outcome, _ in waiting:
+        loop = outcome.get_loop()
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(
+                lambda o=outcome: None if o.done() else o.set_exception(error))
+
+
+def _resolve(pairs: list[tuple[asyncio.Future[Stored], Future[Stored]]]) -> None:
+    for outcome, done in pairs:
+        if outcome.done():
+            continue  # the connection went away (cancelled); the row is stored regardless
+        error = done.exception()
+        if error is None:
+            outcome.set_result(done.result())
+        else:
+            outcome.set_exception(error)
+
 
 class Inbox:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._group = _GroupCommit(engine)
+        self._loop_stores = _LoopStores(self._group)
 
     def store(self, **fields: Any) -> Stored:
         """Commit one message (grouped with concurrent callers'); return once committed."""
         return self._group.store(fields)
+
+    def store_async(self, after: AfterCommit | None = None, **fields: Any
+                    ) -> asyncio.Future[Stored]:
+        """``store`` for a caller on an event loop: the future is done once the row is
+        committed (grouped with the others queued meanwhile). ``after`` runs in the writer
+        thread once the row is committed, before the future is done: work that may block
+        (hinting a worker through a broker) stays off the loop."""
+        return self._loop_stores.submit(fields, after)
 
     def record_ack(self, message_id: int, ack: str) -> None:
         """Keep the ACK we sent, so a duplicate gets the same answer and the console shows it."""

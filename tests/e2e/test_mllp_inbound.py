@@ -19,8 +19,10 @@ from connectors.hl7v2.server import MllpServer
 from register_core.adapters.inbox import Inbox
 from register_core.adapters.sources import SourceDefinition
 from register_core.adapters.tables import inbox_messages
+from register_core.domain.nhs_number import make_synthetic
 from register_core.views import people_by_nhs_number, person_json
 from s117hub.bootstrap import Hub
+from s117hub.harness import synthetic_adt
 from s117hub.worker import start_worker
 
 NHS = "9990000018"
@@ -63,14 +65,17 @@ class RunningHub:
         raise AssertionError("inbox not drained")
 
 
-@pytest.fixture
-def running(hub: Hub) -> Iterator[RunningHub]:
+@pytest.fixture(params=["async", "threads"])
+def running(hub: Hub, request: pytest.FixtureRequest) -> Iterator[RunningHub]:
+    """The listener as ``serve`` runs it (parsing on the loop, commits by the inbox's writer
+    thread) and with the blocking receiver in the thread pool."""
     hub.sources.save(SourceDefinition(source_id="trust-a", kind="hl7v2-mllp",
                                       hl7_sending_application="EPR",
                                       hl7_sending_facility="RX1"), hub.clock.now())
     worker = start_worker(hub.broker, threads=2)
     receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, hub.notify)
-    server = MllpServer(receiver.handle, port=0)
+    server = MllpServer(receiver.handle, port=0, handle_async=(
+        receiver.handle_async if request.param == "async" else None))
     loop = asyncio.new_event_loop()
     started = threading.Event()
 
@@ -156,3 +161,36 @@ def test_enhanced_mode_sends_commit_then_application_ack(running: RunningHub) ->
             acks.extend(reader.feed(sock.recv(65536)))
     codes = [msa(hl7.parse(a.decode()))[0] for a in acks]
     assert codes == ["CA", "AA"]
+
+
+def test_concurrent_connections_each_get_their_own_ack_once_stored(
+        running: RunningHub) -> None:
+    """Frames from several connections share group commits; every ACK echoes its own
+    control id, comes after its row is committed, and a duplicate is re-acknowledged."""
+    results: dict[str, tuple[str, str]] = {}
+
+    def send(prefix: str) -> None:
+        with MLLPClient("127.0.0.1", running.port) as client:
+            for n in range(10):
+                nhs = make_synthetic(1000 + int(prefix[1:]) * 10 + n)
+                control = f"{prefix}-{n}"
+                message = synthetic_adt("A01", control, nhs, f"L-{control}", "20260105093000")
+                ack = hl7.parse(client.send_message(message.decode()).decode())
+                results[control] = msa(ack)
+                with running.hub.engine.connect() as conn:
+                    assert conn.execute(select(inbox_messages.c.id).where(
+                        inbox_messages.c.message_id == control)).first() is not None
+
+    threads = [threading.Thread(target=send, args=(f"C{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == {f"C{i}-{n}": ("AA", f"C{i}-{n}") for i in range(4) for n in range(10)}
+    again = synthetic_adt("A01", "C0-0", make_synthetic(1000), "L-C0-0", "20260105093000")
+    assert msa(running.send(again.decode())) == ("AA", "C0-0")
+    running.wait_processed()
+    with running.hub.engine.connect() as conn:
+        statuses = conn.execute(select(inbox_messages.c.status)).scalars().all()
+    assert sorted(set(statuses)) == ["applied"] and len(statuses) == 40
+

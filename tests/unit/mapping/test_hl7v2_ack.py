@@ -10,6 +10,7 @@ from hl7apy.parser import parse_message
 
 from mapping.errors import MappingError
 from mapping.hl7v2 import build_ack, parse_adt
+from mapping.hl7v2_ack import success_ack
 
 from . import samples as s
 
@@ -135,3 +136,33 @@ def test_hl7apy_reads_our_ack_back() -> None:
     message = parse_message(er7, find_groups=False)
     assert message.msa.msa_2.to_er7() == "MSG-A01"
     assert message.err.err_2.to_er7() == "PV1^1^45"
+
+
+@pytest.mark.parametrize("inbound", [s.A01_SECTION_3, s.A01_V251, s.A03_DISCHARGE,
+                                     s.A01_SECTION_3.replace("|EPR|", "|EPR^X&Y|"),
+                                     s.A01_SECTION_3.replace("|P|", "|T|")])
+@pytest.mark.parametrize("code", ["AA", "CA"])
+def test_the_cached_success_ack_is_what_hl7apy_builds(inbound: str, code: str) -> None:
+    parsed = parse_adt(inbound)
+    for control_id, when in (("ACK-1", NOW), ("A1b2.00000007", datetime(2027, 1, 2, 3, 4, 5))):
+        assert success_ack(parsed, code, control_id=control_id, now=when) == build_ack(  # type: ignore[arg-type]
+            parsed, code, control_id=control_id, now=when)  # type: ignore[arg-type]
+
+
+def test_a_control_id_that_needs_escaping_takes_the_full_path() -> None:
+    odd = parse_adt(s.A01_SECTION_3.replace(
+        parse_adt(s.A01_SECTION_3).control_id, "ID\\S\\1", 1))
+    assert "^" in odd.control_id
+    er7 = success_ack(odd, "AA", control_id="ACK-2", now=NOW)
+    assert er7 == build_ack(odd, "AA", control_id="ACK-2", now=NOW)
+    assert str(hl7.parse(er7).segment("MSA")[2]) == "ID\\S\\1"
+
+
+def test_one_template_serves_every_control_id_of_a_sender() -> None:
+    from mapping import hl7v2_ack
+
+    hl7v2_ack._TEMPLATES.clear()
+    for n in range(5):
+        inbound = parse_adt(s.adt("A01", s.evn("A01"), s.pid(), s.pv1(), control_id=f"C{n}"))
+        success_ack(inbound, "AA", control_id=f"ACK-{n}", now=NOW)
+    assert len(hl7v2_ack._TEMPLATES) == 1
