@@ -5,8 +5,9 @@ only after the ACK of the last), into ``s117hub serve`` in a child process. Prin
 run: the bare python-hl7 and hl7apy parse rates, the end-to-end acknowledged rate, the rate to
 register-applied, and the hub's peak RSS — per backend. Also the hub's CPU per message (user +
 system, from the start of the stream until every row is applied: steadier than rates when
-other work shares the machine), the load average at the start, and the hub's RSS after each
-quarter of the stream (flat means memory does not grow with N).
+other work shares the machine), the load average at the start, the worker's mean batch (rows
+applied per transaction), and the hub's RSS after each quarter of the stream (flat means
+memory does not grow with N).
 
     python benchmarks/ingest.py --messages 20000 --backend both --runs 3
     python benchmarks/ingest.py --messages 100000 --backend sqlite
@@ -146,6 +147,10 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
                 applied_rows = conn.execute(
                     select(func.count()).select_from(inbox_messages)
                     .where(inbox_messages.c.status == "applied")).scalar_one()
+                # A worker batch marks its rows with one processed_at: how many rows the
+                # worker applied per transaction.
+                batches = conn.execute(select(func.count(func.distinct(
+                    inbox_messages.c.processed_at)))).scalar_one()
             engine.dispose()
             rss = _proc(hub.pid, "VmHWM:")
         finally:
@@ -157,6 +162,7 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
             "acked": messages / acknowledged, "applied": messages / applied,
             "rss_mib": rss / 1024, "applied_rows": applied_rows,
             "cpu_ms": 1000 * cpu / messages, "load": load,
+            "batch": applied_rows / max(batches, 1),
             "rss_quarters": [kib / 1024 for kib in rss_marks]}
 
 
@@ -165,7 +171,7 @@ def _row(label: str, r: dict[str, float]) -> str:
     quarters = "/".join(f"{m:.0f}" for m in r.get("rss_quarters") or [])  # type: ignore[attr-defined]
     return (f"{label:<10}{r['python_hl7']:>14,.0f}{r['hl7apy']:>10,.0f}{r['acked']:>10,.0f}"
             f"{r['applied']:>11,.0f}{share:>10.0f}%{r['rss_mib']:>14,.1f}{r['cpu_ms']:>13.2f}"
-            f"{r['load']:>7.1f}  {quarters}")
+            f"{r['load']:>7.1f}{r['batch']:>7.1f}  {quarters}")
 
 
 def main() -> None:
@@ -181,7 +187,7 @@ def main() -> None:
           "connections, original-mode ACK wait")
     print(f"{'backend':<10}{'python-hl7/s':>14}{'hl7apy/s':>10}{'acked/s':>10}"
           f"{'applied/s':>11}{'applied %':>11}{'peak RSS MiB':>14}{'CPU ms/msg':>13}"
-          f"{'load':>7}  RSS MiB at 1/4, 1/2, 3/4, all")
+          f"{'load':>7}{'batch':>7}  RSS MiB at 1/4, 1/2, 3/4, all")
     for backend in backends:
         results = []
         for _ in range(args.runs):
