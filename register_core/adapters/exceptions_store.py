@@ -53,6 +53,12 @@ def exception_json(row: Any) -> dict[str, Any]:
             "closed_at": closed.isoformat() if closed else None}
 
 
+def _stored(row: Any) -> StoredException:
+    return StoredException(id=row["id"], kind=row["kind"], status=row["status"],
+                           fingerprint=row["fingerprint"], summary=row["summary"],
+                           detail=row["detail"] or {}, closed_by=row["closed_by"])
+
+
 @dataclass(frozen=True, kw_only=True)
 class ExceptionFilter:
     status: str | None = None
@@ -70,10 +76,7 @@ class ExceptionStore:
 
     def for_person(self, person_id: str) -> list[StoredException]:
         rows = self.conn.execute(_FOR_PERSON, {"pid": person_id}).mappings()
-        return [StoredException(id=r["id"], kind=r["kind"], status=r["status"],
-                                fingerprint=r["fingerprint"], summary=r["summary"],
-                                detail=r["detail"] or {}, closed_by=r["closed_by"])
-                for r in rows]
+        return [_stored(r) for r in rows]
 
     def for_people(self, person_ids: Iterable[str]) -> dict[str, list[StoredException]]:
         """``for_person`` for many people in one query (the sweep reads a page at a time)."""
@@ -81,9 +84,7 @@ class ExceptionStore:
         if not found:
             return found
         for r in self.conn.execute(_FOR_PEOPLE, {"pids": list(found)}).mappings():
-            found[r["person_id"]].append(StoredException(
-                id=r["id"], kind=r["kind"], status=r["status"], fingerprint=r["fingerprint"],
-                summary=r["summary"], detail=r["detail"] or {}, closed_by=r["closed_by"]))
+            found[r["person_id"]].append(_stored(r))
         return found
 
     def open_many(self, person_id: str, findings: Iterable[Finding],

@@ -72,24 +72,24 @@ def read_page(conn: Connection, ids: Sequence[str]) -> list[PersonSnapshot]:
     return [found[pid] for pid in ids if pid in found]
 
 
-def lock_people(conn: Connection, ids: Sequence[str]) -> set[str]:
-    """Of ``ids``, those that exist, locked for this transaction on PostgreSQL (in id order,
-    skipping any another transaction holds, as ``lock_unchanged``)."""
+def _lock(conn: Connection, ids: Sequence[str]) -> dict[str, int]:
+    """Id → version of those of ``ids`` that exist, locked for this transaction on
+    PostgreSQL in id order. A row another transaction holds is skipped, not waited for: the
+    caller takes that person on their own later, so it never waits in a lock cycle with the
+    inbound worker. SQLite's writer holds the whole database."""
     if not ids:
-        return set()
-    postgres = conn.dialect.name == "postgresql"
-    query = _VERSIONS_LOCKED if postgres else _VERSIONS
-    return {pid for pid, _ in conn.execute(query, {"pids": sorted(ids)})}
+        return {}
+    query = _VERSIONS_LOCKED if conn.dialect.name == "postgresql" else _VERSIONS
+    return dict(conn.execute(query, {"pids": sorted(ids)}).tuples().all())
+
+
+def lock_people(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Of ``ids``, those that exist, locked (as ``_lock``)."""
+    return set(_lock(conn, ids))
 
 
 def lock_unchanged(conn: Connection, versions: dict[str, int]) -> set[str]:
     """Of the people in ``versions`` (id → the version read), those still at that version,
-    locked for this transaction on PostgreSQL. A row another transaction holds is skipped,
-    not waited for: the caller takes that person on their own later, so a sweep never waits
-    in a lock cycle with the inbound worker. SQLite's writer holds the whole database."""
-    if not versions:
-        return set()
-    postgres = conn.dialect.name == "postgresql"
-    query = _VERSIONS_LOCKED if postgres else _VERSIONS
-    return {pid for pid, version in conn.execute(query, {"pids": sorted(versions)})
-            if versions.get(pid) == version}
+    locked (as ``_lock``)."""
+    return {pid for pid, version in _lock(conn, list(versions)).items()
+            if versions[pid] == version}

@@ -58,9 +58,10 @@ _MISSING = object()
 
 
 @functools.cache
-def _plan(cls: type) -> tuple[tuple[str, _Convert | None, Any], ...]:
-    """Per field: name, converter, default (``_MISSING`` when required). Worked out once per
-    class: decoding a journal is most of what loading a person costs."""
+def _plan(cls: type) -> tuple[tuple[tuple[str, _Convert | None, Any], ...], bool]:
+    """Per field: name, converter, default (``_MISSING`` when required); and whether the
+    class may be built without its ``__init__``. Worked out once per class: decoding a
+    journal is most of what loading a person costs."""
     hints = _hints(cls)
     plan = []
     for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -68,17 +69,18 @@ def _plan(cls: type) -> tuple[tuple[str, _Convert | None, Any], ...]:
             continue
         default = spec.default if spec.default is not dataclasses.MISSING else _MISSING
         plan.append((spec.name, _converter(hints[spec.name]), default))
-    return tuple(plan)
+    return tuple(plan), not hasattr(cls, "__post_init__")
 
 
 def from_json_as(cls: type[T], data: dict[str, Any]) -> T:
+    fields, direct = _plan(cls)
     values: dict[str, Any] = {}
-    for name, convert, default in _plan(cls):
+    for name, convert, default in fields:
         raw = data.get(name, default)
         if raw is _MISSING:
             raise TypeError(f"{cls.__name__} needs {name!r}")
         values[name] = raw if raw is None or convert is None else convert(raw)
-    if hasattr(cls, "__post_init__"):
+    if not direct:
         return cls(**values)
     # Without a __post_init__, skipping the frozen __init__ (an object.__setattr__ per field)
     # builds the same value at a fraction of the cost.

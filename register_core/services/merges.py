@@ -188,7 +188,7 @@ def merge_loaded(uow: SqlUnitOfWork, pairs: Sequence[LoadedPair], *, source: str
     identifier_moves: list[dict[str, Any]] = []
     merge_rows: list[dict[str, Any]] = []
     outcomes: list[MergeOutcome] = []
-    today, now = clock.today(), clock.now()
+    now = clock.now()
     for pair in pairs:
         survivor, merged = pair.survivor.person, pair.merged.person
         if survivor.id == merged.id:
@@ -208,25 +208,16 @@ def merge_loaded(uow: SqlUnitOfWork, pairs: Sequence[LoadedPair], *, source: str
         moved: dict[str, Any] = {"facts": moved_facts,
                                  "identifiers": pair.merged_identifiers, "nhs_number": None}
         _take_nhs_number(survivor, merged, moved)
-        merged_position = compute_position(merged, today, policy)
-        survivor_position = compute_position(survivor, today, policy)
         # The merged person first: their NHS number must be free before the survivor's.
-        merged_changes = uow.persons.save(merged, merged_position, source=source,
-                                          source_ref=source_ref, recorded_by=by, now=now)
-        survivor_changes = uow.persons.save(survivor, survivor_position, source=source,
-                                            source_ref=source_ref, recorded_by=by, now=now)
+        merged_applied = _recompute(uow, merged, source, source_ref, by, clock, policy)
+        survivor_applied = _recompute(uow, survivor, source, source_ref, by, clock, policy)
         merge_id = str(uuid.uuid4())
         merge_rows.append({"id": merge_id, "survivor_id": survivor.id, "merged_id": merged.id,
                            "fact_ids": [row[0] for row in moved_facts], "moved": moved,
                            "source": source, "source_ref": source_ref, "merged_by": by,
                            "merged_at": now})
-        outcomes.append(MergeOutcome(
-            merge_id,
-            Applied(person_id=survivor.id, fact_seq=survivor.next_seq() - 1, created=False,
-                    changes=survivor_changes, position=survivor_position),
-            Applied(person_id=merged.id, fact_seq=merged.next_seq() - 1, created=False,
-                    changes=merged_changes, position=merged_position),
-            len(moved_facts)))
+        outcomes.append(MergeOutcome(merge_id, survivor_applied, merged_applied,
+                                     len(moved_facts)))
     if not pairs:
         return outcomes
     # Facts and identifiers move before the people are written; the merged lose their keys.
