@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from register_core.domain.commands import (
     CancelEvent,
@@ -49,7 +49,7 @@ from .common import (
 from .config import CTO, STATUS_MARKERS, SourceMappingConfig
 from .errors import MappingError
 from .hl7v2_ack import build_ack
-from .hl7v2_parse import ParsedAdt, hl7_date, parse_adt
+from .hl7v2_parse import ParsedAdt, Segment, hl7_date, parse_adt
 
 __all__ = ["SUPPORTED_TRIGGERS", "ParsedAdt", "build_ack", "map_adt", "parse_adt"]
 
@@ -210,9 +210,9 @@ def _person_details(ctx: _Ctx) -> list[Command]:
 
 def _merge(ctx: _Ctx) -> list[Command]:
     commands: list[Command] = []
-    survivor: Any | None = None
-    for segment in ctx.p.message:
-        segment_id = str(segment[0]).strip().upper()
+    survivor: Segment | None = None
+    for segment in ctx.p.all_segments():
+        segment_id = segment[0].strip().upper()
         if segment_id == "PID":
             survivor = segment
         elif segment_id == "MRG" and survivor is not None:
@@ -286,7 +286,7 @@ def _legal_status(ctx: _Ctx) -> _LegalStatus | None:
         end_reason=optional(where.end_reason_field) or None)
 
 
-def _identifiers(ctx: _Ctx, segment: Any, field_no: int,
+def _identifiers(ctx: _Ctx, segment: Segment, field_no: int,
                  location: str) -> tuple[str | None, str | None]:
     """(NHS number, local id) from a CX list such as PID-3 or MRG-1."""
     authorities = {a.upper() for a in ctx.config.nhs_number_authorities}
@@ -312,7 +312,7 @@ def _identifiers(ctx: _Ctx, segment: Any, field_no: int,
     return nhs, typed_local or other
 
 
-def _person(ctx: _Ctx, pid: Any | None) -> PersonRef:
+def _person(ctx: _Ctx, pid: Segment | None) -> PersonRef:
     p = ctx.p
     if pid is None:
         raise MappingError("missing-field", "the message has no PID segment", location="PID")
@@ -335,7 +335,7 @@ def _person(ctx: _Ctx, pid: Any | None) -> PersonRef:
     return require_identity(person, "PID-3")
 
 
-def _preferred_rep(p: ParsedAdt, segment: Any, field_no: int, type_comp: int,
+def _preferred_rep(p: ParsedAdt, segment: Segment, field_no: int, type_comp: int,
                    wanted: str) -> int:
     for rep in range(1, p.repetitions(segment, field_no) + 1):
         if p.value(segment, field_no, rep, type_comp).upper() == wanted:

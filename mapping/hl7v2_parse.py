@@ -1,27 +1,112 @@
-"""ER7 HL7 v2 parsing on the hot path: python-hl7 plus a small, forgiving field reader.
+"""ER7 HL7 v2 parsing on the hot path: python-hl7's delimiters and escapes, fields split lazily.
 
-python-hl7 parses ~25x faster than hl7apy (../shared/design/dependencies.md), but it returns
-one segment when given LF separators and its tree is irregular (a field holds strings or
-repetitions, a repetition strings or components), so we normalise line endings first and read
-fields through ``value()``, which never raises and unescapes (``\\S\\`` → ``^``).
+python-hl7 parses ~25x faster than hl7apy (../shared/design/dependencies.md), but its full
+tree (message, segments, fields, repetitions, components, each a Python object) still cost a
+fifth of the hub's Python time while the mapping reads a few dozen fields. So python-hl7
+decides what the message's delimiters and escape character are (``create_parse_plan``, the
+same rules and errors as ``hl7.parse``) and unescapes (``Message.unescape``); the message is
+split into segments and each segment into fields (C-level ``str.split``), and a field is split
+into repetitions, components and sub-components only when the mapping reads it. A property
+test holds every value equal to what ``hl7.parse`` gives (tests/unit/mapping/test_hl7v2_parse.py).
+Line endings are normalised first (python-hl7 sees one segment given LF separators) and
+``value()`` never raises.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
 
 import hl7
+import hl7.parser
 
 from .errors import MappingError
 
 _FRAMING = "\x0b\x1c"  # MLLP start/end bytes, in case a caller hands us a framed block
+_HEADER_SEGMENTS = ("MSH", "BHS", "FHS")
+
+Segment = list[str]
+"""A segment's fields, as python-hl7 numbers them: [0] the segment id, [n] field n (for MSH,
+[1] is MSH-1, the field separator, and [2] MSH-2, the encoding characters)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Er7:
+    """An ER7 message split into segments of fields; a field splits further when read."""
+
+    segments: list[Segment]
+    repetition: str
+    component: str
+    subcomponent: str
+    escape: str
+    unescaper: hl7.Message  # an empty python-hl7 message with this message's delimiters
+
+    def leaf(self, segment: Segment | None, field_no: int, rep: int, comp: int,
+             sub: int) -> str:
+        """The raw text at SEG-field[rep].comp.sub, "" when absent."""
+        if segment is None or field_no >= len(segment):
+            return ""
+        text = segment[field_no]
+        if field_no <= 2 and segment[0] in _HEADER_SEGMENTS:
+            return text if rep == comp == sub == 1 else ""  # MSH-1/-2 are never split
+        for separator, index in ((self.repetition, rep), (self.component, comp),
+                                 (self.subcomponent, sub)):
+            if separator in text:
+                parts = text.split(separator)
+                if index > len(parts):
+                    return ""
+                text = parts[index - 1]
+            elif index != 1:
+                return ""
+        return text
+
+    def repetitions(self, segment: Segment | None, field_no: int) -> int:
+        if segment is None or field_no >= len(segment):
+            return 0
+        text = segment[field_no]
+        if not text:
+            return 0
+        if field_no <= 2 and segment[0] in _HEADER_SEGMENTS:
+            return 1
+        return text.count(self.repetition) + 1
+
+    def read(self, segment: Segment | None, field_no: int, rep: int = 1, comp: int = 1,
+             sub: int = 1) -> str:
+        """Unescaped, stripped value at SEG-field[rep].comp.sub; "" when absent."""
+        raw = self.leaf(segment, field_no, rep, comp, sub)
+        if raw and self.escape in raw:
+            try:
+                raw = self.unescaper.unescape(raw)
+            except Exception:
+                return raw.strip()
+        return raw.strip()
+
+
+def split_er7(text: str) -> Er7:
+    """Split a CR-separated message as ``hl7.parse`` would, fields deep; ``hl7.ParseException``
+    (or another error) for what python-hl7 refuses."""
+    text = text.strip()  # as hl7.parse does
+    plan = hl7.parser.create_parse_plan(text)
+    separators: str = plan.separators  # segment, field, repetition, component, sub-component
+    field_separator = separators[1]
+    delimiters = separators[1:]
+    segments: list[Segment] = []
+    for line in text.split(separators[0]):
+        if line[:3] in _HEADER_SEGMENTS and any(d in line for d in delimiters):
+            # python-hl7's reading of a header: MSH-1 is the character after the id, MSH-2
+            # runs to that character's next occurrence
+            end = line.find(line[3], 4)
+            segments.append([line[:3], line[3], line[4:end], *line[end + 1:].split(
+                field_separator)] if line[end + 1:] else [line[:3], line[3], line[4:end]])
+        else:
+            segments.append(line.split(field_separator))
+    return Er7(segments, separators[2], separators[3], separators[4], plan.esc,
+               hl7.Message(separators[0], esc=plan.esc, separators=separators))
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedAdt:
-    """The MSH facts the connector needs (sender, ids, ack modes) and the parsed message."""
+    """The MSH facts the connector needs (sender, ids, ack modes) and the split message."""
 
     control_id: str  # MSH-10
     sending_application: str  # MSH-3.1
@@ -35,56 +120,30 @@ class ParsedAdt:
     accept_ack_type: str  # MSH-15 (AL, NE, ER, SU; empty: original acknowledgement mode)
     application_ack_type: str  # MSH-16
     message_datetime: str  # MSH-7.1, raw TS
-    message: hl7.Message = field(repr=False, compare=False)
-    index: dict[str, list[Any]] = field(repr=False, compare=False)
+    er7: Er7 = field(repr=False, compare=False)
+    index: dict[str, list[Segment]] = field(repr=False, compare=False)
 
-    def segment(self, segment_id: str) -> Any | None:
+    def segment(self, segment_id: str) -> Segment | None:
         found = self.index.get(segment_id)
         return found[0] if found else None
 
-    def segments(self, segment_id: str) -> list[Any]:
+    def segments(self, segment_id: str) -> list[Segment]:
         return self.index.get(segment_id, [])
 
-    def value(self, segment: Any | None, field_no: int, rep: int = 1, comp: int = 1,
+    def all_segments(self) -> list[Segment]:
+        return self.er7.segments
+
+    def value(self, segment: Segment | None, field_no: int, rep: int = 1, comp: int = 1,
               sub: int = 1) -> str:
         """Unescaped, stripped value at SEG-field[rep].comp.sub; "" when absent."""
-        return read(self.message, segment, field_no, rep, comp, sub)
+        return self.er7.read(segment, field_no, rep, comp, sub)
 
     def field_of(self, segment_id: str, field_no: int, rep: int = 1, comp: int = 1,
                  sub: int = 1) -> str:
         return self.value(self.segment(segment_id), field_no, rep, comp, sub)
 
-    def repetitions(self, segment: Any | None, field_no: int) -> int:
-        if segment is None or field_no >= len(segment):
-            return 0
-        node = segment[field_no]
-        if node and not isinstance(node[0], str):
-            return len(node)
-        return 1 if str(node) else 0
-
-
-def read(message: hl7.Message, segment: Any | None, field_no: int, rep: int = 1,
-         comp: int = 1, sub: int = 1) -> str:
-    raw = _leaf(segment, field_no, rep, comp, sub)
-    if raw and message.esc in raw:
-        try:
-            raw = message.unescape(raw)
-        except Exception:
-            return raw.strip()
-    return raw.strip()
-
-
-def _leaf(segment: Any | None, field_no: int, rep: int, comp: int, sub: int) -> str:
-    if segment is None or field_no >= len(segment):
-        return ""
-    node: Any = segment[field_no]
-    for index in (rep, comp, sub):
-        if isinstance(node, str):
-            return node if index == 1 else ""
-        if index > len(node):
-            return ""
-        node = node[index - 1]
-    return node if isinstance(node, str) else str(node)
+    def repetitions(self, segment: Segment | None, field_no: int) -> int:
+        return self.er7.repetitions(segment, field_no)
 
 
 def normalise_line_endings(raw: str) -> str:
@@ -101,25 +160,26 @@ def parse_adt(raw: str) -> ParsedAdt:
         raise MappingError("unparseable", "the message does not start with an MSH segment",
                            location="MSH")
     try:
-        message = hl7.parse(text)
-        index: dict[str, list[Any]] = {}
-        for seg in message:
-            index.setdefault(str(seg[0]).strip().upper(), []).append(seg)
+        er7 = split_er7(text)
     except Exception as exc:
         raise MappingError("unparseable", f"not parseable as HL7 v2: {exc}",
                            location="MSH") from exc
+    index: dict[str, list[Segment]] = {}
+    for seg in er7.segments:
+        index.setdefault(seg[0].strip().upper(), []).append(seg)
     msh = index["MSH"][0]
-    header = {n: read(message, msh, n) for n in (3, 4, 5, 6, 7, 10, 11, 12, 15, 16)}
+    read = er7.read
+    header = {n: read(msh, n) for n in (3, 4, 5, 6, 7, 10, 11, 12, 15, 16)}
     parsed = ParsedAdt(
         control_id=header[10], sending_application=header[3], sending_facility=header[4],
         receiving_application=header[5], receiving_facility=header[6],
-        message_type=read(message, msh, 9, 1, 1).upper(),
+        message_type=read(msh, 9, 1, 1).upper(),
         # some v2.3 senders leave MSH-9.2 empty and say the trigger in EVN-1 only
-        trigger_event=(read(message, msh, 9, 1, 2)
-                       or read(message, (index.get("EVN") or [None])[0], 1)).upper(),
+        trigger_event=(read(msh, 9, 1, 2)
+                       or read((index.get("EVN") or [None])[0], 1)).upper(),
         version=header[12], processing_id=header[11], accept_ack_type=header[15].upper(),
         application_ack_type=header[16].upper(), message_datetime=header[7],
-        message=message, index=index)
+        er7=er7, index=index)
     for value, where, what in ((parsed.message_type, "MSH-9.1", "message type"),
                                (parsed.trigger_event, "MSH-9.2", "trigger event"),
                                (parsed.control_id, "MSH-10", "message control id"),

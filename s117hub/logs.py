@@ -11,6 +11,9 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+import hl7.containers
+import hl7.util
+
 from register_core.domain import nhs_number
 
 
@@ -52,3 +55,9 @@ def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # python-hl7 logs a field it cannot unescape with the field's text (a name, an NHS
+    # number) at ERROR; the mapping keeps the raw text instead, so that record says nothing
+    # an operator needs and would put personal data in the log. (Its loggers are named by
+    # file path, not module.)
+    for module in (hl7.util, hl7.containers):
+        logging.getLogger(module.__file__).setLevel(logging.CRITICAL)
