@@ -11,6 +11,10 @@ memory does not grow with N).
 
     python benchmarks/ingest.py --messages 20000 --backend both --runs 3
     python benchmarks/ingest.py --messages 100000 --backend sqlite
+
+With ``--broker amqp://…`` and ``--worker-processes K`` it measures the production shape
+instead: ``s117hub serve`` listens and stores, and K ``s117hub worker`` processes apply, hinted
+over RabbitMQ; CPU is summed over all of them and peak RSS is the largest.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -102,14 +107,35 @@ def _watch_rss(pid: int, total: int, sent: list[int], marks: list[int],
             time.sleep(0.05)
 
 
-def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
+def start_workers(hub: HubProcess, count: int) -> list[subprocess.Popen[bytes]]:
+    """``s117hub worker`` processes beside the hub, with its settings and log."""
+    with open(hub.workdir / "workers.log", "ab") as log:
+        return [subprocess.Popen(
+            [sys.executable, "-m", "s117hub.cli", "worker", "--threads", "2"], env=hub.env(),
+            stdout=log, stderr=log) for _ in range(count)]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def run(backend: str, messages: int, pg_url: str, broker: str = "stub://",
+        worker_processes: int = 0) -> dict[str, float]:
     stream = synthetic_adt_stream(messages)
     python_hl7_rate, hl7apy_rate = parse_rates([m for _, _, m in stream[:2000]])
     load = os.getloadavg()[0]
     database = sqlite_database() if backend == "sqlite" else postgres_database(pg_url)
     with tempfile.TemporaryDirectory() as tmp, database as url:
-        hub = HubProcess(url, Path(tmp) / "hub")
+        hub = HubProcess(url, Path(tmp) / "hub", broker_url=broker)
         hub.start()
+        workers = start_workers(hub, worker_processes)
+        pids = [hub.pid, *(w.pid for w in workers)]
         try:
             per_connection: list[list[bytes]] = [[] for _ in range(CONNECTIONS)]
             for person, _control_id, payload in stream:
@@ -121,7 +147,7 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
                        for part in per_connection]
             watcher = threading.Thread(target=_watch_rss,
                                        args=(hub.pid, messages, sent, rss_marks, stop))
-            cpu_before = _cpu_seconds(hub.pid)
+            cpu_before = sum(_cpu_seconds(pid) for pid in pids)
             started = time.perf_counter()
             watcher.start()
             for thread in threads:
@@ -142,7 +168,7 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
                     break
                 time.sleep(0.05)
             applied = time.perf_counter() - started
-            cpu = _cpu_seconds(hub.pid) - cpu_before
+            cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu_before
             with engine.connect() as conn:
                 applied_rows = conn.execute(
                     select(func.count()).select_from(inbox_messages)
@@ -152,8 +178,9 @@ def run(backend: str, messages: int, pg_url: str) -> dict[str, float]:
                 batches = conn.execute(select(func.count(func.distinct(
                     inbox_messages.c.processed_at)))).scalar_one()
             engine.dispose()
-            rss = _proc(hub.pid, "VmHWM:")
+            rss = max(_proc(pid, "VmHWM:") for pid in pids)
         finally:
+            stop_workers(workers)
             hub.stop()
     if failures or applied_rows != messages:
         print(f"  !! {len(failures)} non-AA ACKs, {applied_rows}/{messages} applied",
@@ -181,17 +208,29 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql+psycopg://root@127.0.0.1:5432/test")
     parser.add_argument("--runs", type=int, default=1,
                         help="runs per backend; with more than one, a median row follows")
+    parser.add_argument("--broker", default="stub://",
+                        help="S117HUB_BROKER_URL: stub:// (the embedded default, in-process "
+                        "worker) or amqp://… with --worker-processes")
+    parser.add_argument("--worker-processes", type=int, default=0,
+                        help="s117hub worker processes beside the hub (needs a real broker)")
     args = parser.parse_args()
+    if args.broker.startswith("stub") == bool(args.worker_processes):
+        parser.error("--worker-processes goes with a real --broker, and a real broker needs "
+                     "at least one")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    shape = (f"serve + {args.worker_processes} worker process(es) over "
+             f"{args.broker.split(':', 1)[0]}" if args.worker_processes
+             else "serve with its in-process worker")
     print(f"ingest: {args.messages:,} ADT messages (A01+A03 pairs), {CONNECTIONS} MLLP "
-          "connections, original-mode ACK wait")
+          f"connections, original-mode ACK wait; {shape}")
     print(f"{'backend':<10}{'python-hl7/s':>14}{'hl7apy/s':>10}{'acked/s':>10}"
           f"{'applied/s':>11}{'applied %':>11}{'peak RSS MiB':>14}{'CPU ms/msg':>13}"
           f"{'load':>7}{'batch':>7}  RSS MiB at 1/4, 1/2, 3/4, all")
     for backend in backends:
         results = []
         for _ in range(args.runs):
-            results.append(run(backend, args.messages, args.pg_url))
+            results.append(run(backend, args.messages, args.pg_url, args.broker,
+                               args.worker_processes))
             print(_row(backend, results[-1]), flush=True)
         if len(results) > 1:
             median = {key: statistics.median(r[key] for r in results)  # type: ignore[type-var]
