@@ -28,7 +28,7 @@ from register_core.domain.errors import ConcurrentChange, RegisterError
 from register_core.domain.position import Policy, Position
 from register_core.ports import Clock
 
-from .handlers import Applied, record_command
+from .handlers import Applied, identities_of, record_command
 from .outbound import enqueue_status_changes
 from .reconcile import reconcile_person, sync_many
 
@@ -67,35 +67,48 @@ def commands_of(entry: inbox.InboxEntry, mapper: Mapper) -> list[Command]:
 # batch reaches them, so a batch cut short by its time budget has not read a hundred payloads.
 # Chunks start smaller and double: a SQLite batch cut short by its time budget should not
 # have read (and decoded) many rows only to read them again in the next batch. Batches now
-# gather for the worker's linger (tens of messages), so the first chunk is 16, not 4.
-Rows = Callable[[Connection], Iterator[tuple[int, inbox.InboxEntry | None]]]
+# gather for the worker's linger (tens of messages), so the first chunk is 16, not 4. A
+# chunk's people are looked up and read together (``SqlPersonRepository.prefetch``).
+Chunk = list[tuple[int, inbox.InboxEntry | None]]
+Rows = Callable[[Connection], Iterator[Chunk]]
 FIRST_CHUNK, CHUNK = 16, 32
 
 
 def _by_ids(message_ids: Sequence[int]) -> Rows:
-    def rows(conn: Connection) -> Iterator[tuple[int, inbox.InboxEntry | None]]:
+    def rows(conn: Connection) -> Iterator[Chunk]:
         for start in range(0, len(message_ids), CHUNK):
             chunk = message_ids[start:start + CHUNK]
             found = {e.id: e for e in inbox.load_many_for_processing(conn, chunk)}
-            for message_id in chunk:
-                yield message_id, found.get(message_id)
+            yield [(message_id, found.get(message_id)) for message_id in chunk]
     return rows
 
 
 def _received_after(partition: int | None, after_id: int, limit: int) -> Rows:
     """The next ``received`` rows, read in the batch's own transaction: one query where
     listing ids on another connection and then loading them took two."""
-    def rows(conn: Connection) -> Iterator[tuple[int, inbox.InboxEntry | None]]:
+    def rows(conn: Connection) -> Iterator[Chunk]:
         cursor, left, size = after_id, limit, FIRST_CHUNK
         while left > 0:
             want = min(size, left)
             chunk = inbox.next_received(conn, partition=partition, after_id=cursor, limit=want)
-            for entry in chunk:
-                yield entry.id, entry
+            if chunk:
+                yield [(entry.id, entry) for entry in chunk]
             if len(chunk) < want:
                 return
             cursor, left, size = chunk[-1].id, left - want, min(size * 2, CHUNK)
     return rows
+
+
+def _decode(chunk: Chunk, mapper: Mapper) -> dict[int, list[Command] | MappingError]:
+    """The commands of a chunk's ``received`` rows (or why they could not be mapped)."""
+    decoded: dict[int, list[Command] | MappingError] = {}
+    for message_id, entry in chunk:
+        if entry is not None and entry.status == "received":
+            try:
+                decoded[message_id] = commands_of(entry, mapper)
+            except MappingError as exc:
+                decoded[message_id] = exc
+    return decoded
 
 
 class _Refused(Exception):
@@ -138,39 +151,32 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
         # A person's next message in the batch reads no row again, and rows are written
         # once per batch (see person_writes); flushed before the marks and the commit.
         uow.persons.batch_mode()
-        for position, (message_id, entry) in enumerate(rows(conn)):
-            if outcomes and deadline is not None and time.monotonic() > deadline:
-                exhausted = False
-                break  # commit what is done; the rest comes in the next batch
-            if entry is None or entry.status != "received":
-                outcomes.append(Outcome(message_id, "skipped"))
-                continue
-            savepoint = None
-            if guarded_from is not None and position >= guarded_from:
-                uow.persons.flush()  # so that the savepoint holds this message's writes only
-                savepoint = conn.begin_nested()
-            try:
-                commands = commands_of(entry, mapper)
-                applied = [record_command(c, uow, clock, policy) for c in commands]
-            except ConcurrentChange:
-                raise  # the whole batch is retried
-            except (MappingError, RegisterError) as exc:
-                if savepoint is None:
-                    raise _Refused(position) from exc
-                savepoint.rollback()
-                uow.persons.rolled_back()
-                error = stored_error(exc)
-                marks.append(inbox.Mark(message_id, "failed", error=error))
-                log.info("inbound message failed", extra={"message_id": message_id})
-                outcomes.append(Outcome(message_id, "failed", error=error))
-                continue
-            if savepoint is not None:
-                uow.persons.flush()
-                savepoint.commit()
-            marks.append(inbox.Mark(message_id, "applied", person_ids=sorted(
-                {a.person_id for a in applied} | {m.person_id for a in applied for m in a.also})))
-            outcomes.append(Outcome(message_id, "applied", applied=applied,
-                                    received_at=entry.received_at))
+        position = -1
+        for chunk in rows(conn):
+            decoded = _decode(chunk, mapper)
+            uow.persons.prefetch(key for commands in decoded.values()
+                                 if not isinstance(commands, MappingError)
+                                 for command in commands for key in identities_of(command))
+            for message_id, entry in chunk:
+                position += 1
+                if outcomes and deadline is not None and time.monotonic() > deadline:
+                    exhausted = False
+                    break  # commit what is done; the rest comes in the next batch
+                if entry is None or message_id not in decoded:
+                    outcomes.append(Outcome(message_id, "skipped"))
+                    continue
+                outcome = _apply_one(uow, message_id, entry, decoded[message_id], clock,
+                                     policy, guarded=guarded_from is not None
+                                     and position >= guarded_from, position=position)
+                if outcome.status == "applied":
+                    marks.append(inbox.Mark(message_id, "applied", person_ids=sorted(
+                        {a.person_id for a in outcome.applied}
+                        | {m.person_id for a in outcome.applied for m in a.also})))
+                else:
+                    marks.append(inbox.Mark(message_id, "failed", error=outcome.error))
+                outcomes.append(outcome)
+            if not exhausted:
+                break
         uow.persons.flush()
         # Detectors run on every register change for the person (issue 4), in the same
         # transaction, so an exception is never missing for an applied message.
@@ -187,6 +193,35 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
         inbox.mark_many(conn, marks, now=clock.now())
         uow.commit()
     return outcomes, exhausted
+
+
+def _apply_one(uow: SqlUnitOfWork, message_id: int, entry: inbox.InboxEntry,
+               commands: list[Command] | MappingError, clock: Clock, policy: Policy | None,
+               *, guarded: bool, position: int) -> Outcome:
+    """Record one message's commands in the batch's transaction. Unguarded, a refusal
+    raises _Refused (the batch is redone with savepoints from here); guarded, a SAVEPOINT
+    holds the message and a refusal rolls back to it and comes back as ``failed``."""
+    savepoint = None
+    if guarded:
+        uow.persons.flush()  # so that the savepoint holds this message's writes only
+        savepoint = uow.connection.begin_nested()
+    try:
+        if isinstance(commands, MappingError):
+            raise commands
+        applied = [record_command(c, uow, clock, policy) for c in commands]
+    except ConcurrentChange:
+        raise  # the whole batch is retried
+    except (MappingError, RegisterError) as exc:
+        if savepoint is None:
+            raise _Refused(position) from exc
+        savepoint.rollback()
+        uow.persons.rolled_back()
+        log.info("inbound message failed", extra={"message_id": message_id})
+        return Outcome(message_id, "failed", error=stored_error(exc))
+    if savepoint is not None:
+        uow.persons.flush()
+        savepoint.commit()
+    return Outcome(message_id, "applied", applied=applied, received_at=entry.received_at)
 
 
 def _detect(uow: SqlUnitOfWork, outcomes: list[Outcome], clock: Clock,
