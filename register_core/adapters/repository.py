@@ -16,7 +16,9 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    func,
     literal,
+    or_,
     select,
     tuple_,
     union_all,
@@ -99,6 +101,33 @@ def _candidates_query(without_nhs_only: bool) -> Any:
 
 _CANDIDATES = _candidates_query(without_nhs_only=False)
 _CANDIDATES_WITHOUT_NHS = _candidates_query(without_nhs_only=True)
+
+
+def _chunk_candidates_query() -> Any:
+    """The people behind many keys at once, each key's first MAX_CANDIDATES people by id with
+    and without an NHS number: enough to answer ``candidates`` exactly for any set of these
+    keys (the first MAX_CANDIDATES of a union lie within each part's first MAX_CANDIDATES).
+    Keys only records with an NHS number ask about (``without_nhs``) read only the people
+    without one: a key everyone shares is read for no one who cannot be linked."""
+    k = blocking_keys_table
+    ranked = select(k.c.key, k.c.nhs_known, k.c.person_id, func.row_number().over(
+        partition_by=(k.c.key, k.c.nhs_known), order_by=k.c.person_id).label("rank")).where(
+        or_(k.c.key.in_(bindparam("keys", expanding=True)),
+            and_(k.c.key.in_(bindparam("without_nhs", expanding=True)),
+                 k.c.nhs_known.is_(False)))).subquery()
+    return (select(ranked.c.key, ranked.c.nhs_known, persons.c.id,
+                   *(persons.c[name] for name in _CANDIDATE_COLUMNS))
+            .join(persons, persons.c.id == ranked.c.person_id)
+            .where(ranked.c.rank <= MAX_CANDIDATES))
+
+
+_CHUNK_CANDIDATES = _chunk_candidates_query()
+
+
+def _candidate(row: Any, first: int) -> Candidate:
+    """A Candidate from a row holding the id at ``first - 1`` and the candidate columns."""
+    return Candidate(id=row[first - 1], **{name: row[first + i]
+                                           for i, name in enumerate(_CANDIDATE_COLUMNS)})
 _DELETE_KEYS = delete(blocking_keys_table).where(
     blocking_keys_table.c.person_id == bindparam("pid"))
 # What the blocking keys are computed from: keys are rewritten only when one of these changes.
@@ -152,6 +181,11 @@ class SqlPersonRepository:
         # In batch mode: keys a prefetch found nowhere (until this batch gives them a person).
         self._absent_nhs: set[str] = set()
         self._absent_identifiers: set[tuple[str, str]] = set()
+        # In batch mode, until the next flush: per blocking key, the people stored with it
+        # (whether they hold an NHS number, and as a candidate), read for a whole chunk, and
+        # whether those with an NHS number were read too.
+        self._stored_candidates: dict[str, list[tuple[bool, Candidate]]] = {}
+        self._complete_candidates: set[str] = set()
 
     # -- a batch in one transaction ------------------------------------------------------
 
@@ -163,6 +197,8 @@ class SqlPersonRepository:
         self._batch = True
 
     def flush(self) -> None:
+        self._stored_candidates.clear()  # the keys written now are not in it
+        self._complete_candidates.clear()
         if self._writes:
             self._writes.flush(self.conn)
 
@@ -189,7 +225,8 @@ class SqlPersonRepository:
 
     def _drop_remembered(self) -> None:
         for remembered in (self._persons, self._by_nhs, self._by_identifier, self._absent_nhs,
-                           self._absent_identifiers, self._loaded,
+                           self._absent_identifiers, self._stored_candidates,
+                           self._complete_candidates, self._loaded,
                            self._stored_identifiers, self._stored_detentions,
                            self._stored_version, self._has_entitlement, self._key_basis):
             remembered.clear()
@@ -299,11 +336,17 @@ class SqlPersonRepository:
         if not keys:
             return []
         wanted = set(keys)
-        query = _CANDIDATES_WITHOUT_NHS if without_nhs_only else _CANDIDATES
-        found: dict[str, Candidate | None] = {
-            row.id: Candidate(id=row.id, **{name: row[i + 1]
-                                            for i, name in enumerate(_CANDIDATE_COLUMNS)})
-            for row in self.conn.execute(query, {"keys": sorted(wanted)})}
+        found: dict[str, Candidate | None]
+        if wanted.issubset(self._stored_candidates) and (
+                without_nhs_only or wanted.issubset(self._complete_candidates)):
+            stored = {candidate.id: candidate for key in wanted
+                      for nhs_known, candidate in self._stored_candidates[key]
+                      if not (without_nhs_only and nhs_known)}
+            found = {pid: stored[pid] for pid in sorted(stored)[:MAX_CANDIDATES]}
+        else:
+            query = _CANDIDATES_WITHOUT_NHS if without_nhs_only else _CANDIDATES
+            found = {row.id: _candidate(row, 1)
+                     for row in self.conn.execute(query, {"keys": sorted(wanted)})}
         for pid, (held, _, nhs_known) in self._writes.blocking_keys.items():
             if wanted.intersection(held) and not (without_nhs_only and nhs_known):
                 found.setdefault(pid, None)
@@ -314,6 +357,24 @@ class SqlPersonRepository:
             if candidate is not None and not (without_nhs_only and candidate.nhs_number):
                 out.append(candidate)
         return out
+
+    def prefetch_candidates(self, keys: Iterable[str] = (), without_nhs_only: Iterable[str] = ()
+                            ) -> None:
+        """Batch mode: read the people behind a chunk's blocking keys in one query, so that
+        ``candidates`` answers from memory until the next flush; for ``without_nhs_only``
+        keys only the people without an NHS number (what a record holding one may link to)."""
+        if not self._batch:
+            return
+        complete = set(keys) - self._complete_candidates
+        partial = set(without_nhs_only) - complete - self._stored_candidates.keys()
+        if not complete and not partial:
+            return
+        for key in complete | partial:
+            self._stored_candidates[key] = []
+        self._complete_candidates |= complete
+        for row in self.conn.execute(_CHUNK_CANDIDATES, {"keys": sorted(complete),
+                                                         "without_nhs": sorted(partial)}):
+            self._stored_candidates[row.key].append((bool(row.nhs_known), _candidate(row, 3)))
 
     def locate(self, nhs_number: str | None, source: str, local_id: str | None
                ) -> tuple[str | None, str | None]:

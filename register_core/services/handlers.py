@@ -46,22 +46,6 @@ def locate_person(uow: SqlUnitOfWork, command: Command) -> tuple[Person | None, 
     return uow.persons.get(person_id, for_update=True), False
 
 
-def identities_of(command: Command) -> list[tuple[str | None, str, str | None]]:
-    """The (valid NHS number, source, local id) keys ``locate_person`` and an A40's merged
-    record will look up, for ``SqlPersonRepository.prefetch``."""
-    source = command.provenance.source
-    ref = command.person
-    keys = [(_valid_or_none(ref.nhs_number), source, ref.local_id or None)]
-    if isinstance(command, MergePersons):
-        keys.append((_valid_or_none(command.merged_nhs_number), source,
-                     command.merged_local_id or None))
-    return keys
-
-
-def _valid_or_none(raw: str | None) -> str | None:
-    return nhs_number.normalise(raw) if raw and nhs_number.is_valid(raw) else None
-
-
 def apply_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
                   policy: Policy | None = None) -> Applied:
     """Record one canonical command and commit. Raises RegisterError and rolls back."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -27,6 +28,7 @@ from reconciliation.identity import REVIEW_EXCEPTION_KIND, IdentityMatcher, Matc
 from register_core.adapters.exceptions_store import ExceptionStore
 from register_core.adapters.tables import register_exceptions
 from register_core.adapters.unit_of_work import SqlUnitOfWork
+from register_core.domain import nhs_number
 from register_core.domain.commands import Command, MergePersons
 from register_core.domain.model import Person
 from register_core.domain.position import Policy
@@ -60,6 +62,41 @@ class Match:
 
     decision: MatchDecision
     candidate: Person | None
+
+
+def identities_of(command: Command) -> list[tuple[str | None, str, str | None]]:
+    """The (valid NHS number, source, local id) keys ``handlers.locate_person`` and an A40's
+    merged record will look up, for ``SqlPersonRepository.prefetch``."""
+    source = command.provenance.source
+    ref = command.person
+    keys = [(_valid_or_none(ref.nhs_number), source, ref.local_id or None)]
+    if isinstance(command, MergePersons):
+        keys.append((_valid_or_none(command.merged_nhs_number), source,
+                     command.merged_local_id or None))
+    return keys
+
+
+def _valid_or_none(raw: str | None) -> str | None:
+    return nhs_number.normalise(raw) if raw and nhs_number.is_valid(raw) else None
+
+
+def prefetch_candidates(uow: SqlUnitOfWork, commands: Iterable[Command],
+                        policy: Policy | None) -> None:
+    """Read in one query the candidates of every command the exact keys do not place (after
+    ``SqlPersonRepository.prefetch``, so ``locate`` answers from memory): a new person's
+    candidate look-up was a round trip of its own."""
+    if matcher_for(policy) is None:
+        return
+    keys: list[str] = []
+    without_nhs_only: list[str] = []  # as match_incoming asks for a record with a number
+    for command in commands:
+        if isinstance(command, MergePersons):
+            continue
+        nhs, source, local_id = identities_of(command)[0]
+        if uow.persons.locate(nhs, source, local_id) == (None, None):
+            wanted = without_nhs_only if command.person.nhs_number else keys
+            wanted += person_blocking_keys(command.person)
+    uow.persons.prefetch_candidates(keys, without_nhs_only)
 
 
 def match_incoming(uow: SqlUnitOfWork, command: Command, policy: Policy | None) -> Match | None:

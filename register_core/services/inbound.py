@@ -28,7 +28,8 @@ from register_core.domain.errors import ConcurrentChange, RegisterError
 from register_core.domain.position import Policy, Position
 from register_core.ports import Clock
 
-from .handlers import Applied, identities_of, record_command
+from .handlers import Applied, record_command
+from .identity import identities_of, prefetch_candidates
 from .outbound import enqueue_status_changes
 from .reconcile import reconcile_person, sync_many
 
@@ -154,9 +155,11 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
         position = -1
         for chunk in rows(conn):
             decoded = _decode(chunk, mapper)
-            uow.persons.prefetch(key for commands in decoded.values()
-                                 if not isinstance(commands, MappingError)
-                                 for command in commands for key in identities_of(command))
+            chunk_commands = [command for commands in decoded.values()
+                              if not isinstance(commands, MappingError) for command in commands]
+            uow.persons.prefetch(key for command in chunk_commands
+                                 for key in identities_of(command))
+            prefetch_candidates(uow, chunk_commands, policy)
             for message_id, entry in chunk:
                 position += 1
                 if outcomes and deadline is not None and time.monotonic() > deadline:
