@@ -5,6 +5,7 @@ across people stored before it, behave as when each message had its own look-up.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -32,12 +33,13 @@ from .identity_people import (
 
 
 @contextmanager
-def statements_reading_people(engine: Engine) -> Iterator[list[str]]:
-    """The SQL statements run meanwhile that read the persons table."""
+def statements_reading(engine: Engine, table: str) -> Iterator[list[str]]:
+    """The SQL SELECT statements run meanwhile that name ``table``."""
     seen: list[str] = []
+    named = re.compile(rf"\b{table}\b")
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM persons" in statement:
+        if statement.lstrip().upper().startswith("SELECT") and named.search(statement):
             seen.append(statement)
 
     event.listen(engine, "before_cursor_execute", record)
@@ -58,7 +60,7 @@ def test_a_chunk_finds_stored_people_by_either_key_in_a_few_statements(hub: Hub)
         detention(newcomer, msg="new-1"),
         left_hospital(newcomer, msg="new-2"),
     ])
-    with statements_reading_people(hub.engine) as reads:
+    with statements_reading(hub.engine, "persons") as reads:
         outcomes = process_batch(hub.engine, ids, lambda entry: [], hub.clock, hub.policy)
     assert [o.status for o in outcomes] == ["applied"] * 11
     landed = [o.applied[0].person_id for o in outcomes]
@@ -97,21 +99,6 @@ def test_an_a40_across_people_stored_before_the_batch_then_a_message_for_the_mer
     assert left_behind == []
 
 
-@contextmanager
-def statements_reading_keys(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "person_blocking_keys" in statement:
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def test_a_chunks_new_people_have_their_candidates_read_in_one_query_and_still_link(
         hub: Hub) -> None:
     """The council knows Amelia Thornley without an NHS number; the trust's admission of her
@@ -126,7 +113,7 @@ def test_a_chunks_new_people_have_their_candidates_read_in_one_query_and_still_l
         detention(trust_ref(700), msg="amelia"),
         left_hospital(strangers[0], msg="s-0-out"),
     ])
-    with statements_reading_keys(hub.engine) as reads:
+    with statements_reading(hub.engine, "person_blocking_keys") as reads:
         outcomes = process_batch(hub.engine, ids, lambda entry: [], hub.clock, hub.policy)
     assert [o.status for o in outcomes] == ["applied"] * 5
     assert outcomes[3].applied[0].person_id == council_only
@@ -166,7 +153,7 @@ def test_candidates_from_the_chunk_read_equal_the_one_record_query_past_the_cap(
             repo.batch_mode()
             by_query = [repo.candidates(keys, without_nhs_only=without)
                         for keys, without in asked]
-            with statements_reading_keys(hub.engine) as reads:
+            with statements_reading(hub.engine, "person_blocking_keys") as reads:
                 repo.prefetch_candidates(**prefetch)
                 by_chunk = [repo.candidates(keys, without_nhs_only=without)
                             for keys, without in asked]
