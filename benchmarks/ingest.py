@@ -2,12 +2,12 @@
 
 Four concurrent connections, original-mode ACK wait (each connection sends its next message
 only after the ACK of the last), into ``s117hub serve`` in a child process. Prints, in the same
-run: the bare python-hl7 and hl7apy parse rates, the end-to-end acknowledged rate, the rate to
-register-applied, and the hub's peak RSS — per backend. Also the hub's CPU per message (user +
-system, from the start of the stream until every row is applied: steadier than rates when
-other work shares the machine), the load average at the start, the worker's mean batch (rows
-applied per transaction), and the hub's RSS after each quarter of the stream (flat means
-memory does not grow with N).
+run: the bare python-hl7 and hl7apy parse rates (and the hub's own parser's), the end-to-end
+acknowledged rate, the rate to register-applied, and the hub's peak RSS — per backend. Also
+the hub's CPU per message (user + system, from the start of the stream until every row is
+applied: steadier than rates when other work shares the machine), the load average at the
+start, the worker's mean batch (rows applied per transaction), and the hub's RSS after each
+quarter of the stream (flat means memory does not grow with N).
 
     python benchmarks/ingest.py --messages 20000 --backend both --runs 3
     python benchmarks/ingest.py --messages 100000 --backend sqlite
@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import hl7
@@ -44,27 +45,29 @@ from register_apply import postgres_database, sqlite_database
 CONNECTIONS = 4
 
 
-def parse_rates(samples: list[bytes]) -> tuple[float, float]:
-    from hl7apy.consts import VALIDATION_LEVEL
-    from hl7apy.parser import parse_message
-
-    texts = [s.decode() for s in samples]
+def _rate(parse: Callable[[str], object], texts: list[str]) -> float:
     rates = []
     for _ in range(3):
         started = time.perf_counter()
         for message in texts:
-            hl7.parse(message)
+            parse(message)
         rates.append(len(texts) / (time.perf_counter() - started))
-    python_hl7 = statistics.median(rates)
-    few = texts[:200]
-    rates = []
-    for _ in range(3):
-        started = time.perf_counter()
-        for message in few:
-            parse_message(message, validation_level=VALIDATION_LEVEL.TOLERANT,
-                          find_groups=False)
-        rates.append(len(few) / (time.perf_counter() - started))
-    return python_hl7, statistics.median(rates)
+    return statistics.median(rates)
+
+
+def parse_rates(samples: list[bytes]) -> tuple[float, float, float]:
+    """python-hl7's full parse, hl7apy's, and the hub's own (``mapping.hl7v2_parse``)."""
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    from mapping.hl7v2_parse import parse_adt
+
+    texts = [s.decode() for s in samples]
+    python_hl7 = _rate(hl7.parse, texts)
+    hub = _rate(parse_adt, texts)
+    hl7apy = _rate(lambda message: parse_message(
+        message, validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=False), texts[:200])
+    return python_hl7, hl7apy, hub
 
 
 def send_all(port: int, messages: list[bytes], failures: list[str], sent: list[int]) -> None:
@@ -128,7 +131,7 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 def run(backend: str, messages: int, pg_url: str, broker: str = "stub://",
         worker_processes: int = 0) -> dict[str, float]:
     stream = synthetic_adt_stream(messages)
-    python_hl7_rate, hl7apy_rate = parse_rates([m for _, _, m in stream[:2000]])
+    python_hl7_rate, hl7apy_rate, hub_rate = parse_rates([m for _, _, m in stream[:2000]])
     load = os.getloadavg()[0]
     database = sqlite_database() if backend == "sqlite" else postgres_database(pg_url)
     with tempfile.TemporaryDirectory() as tmp, database as url:
@@ -189,7 +192,7 @@ def run(backend: str, messages: int, pg_url: str, broker: str = "stub://",
     if failures or applied_rows != messages:
         print(f"  !! {len(failures)} non-AA ACKs, {applied_rows}/{messages} applied",
               file=sys.stderr)
-    return {"python_hl7": python_hl7_rate, "hl7apy": hl7apy_rate,
+    return {"python_hl7": python_hl7_rate, "hl7apy": hl7apy_rate, "hub_parse": hub_rate,
             "acked": messages / acknowledged, "applied": messages / applied,
             "rss_mib": rss / 1024, "applied_rows": applied_rows,
             "cpu_ms": 1000 * cpu / messages, "load": load,
@@ -200,7 +203,8 @@ def run(backend: str, messages: int, pg_url: str, broker: str = "stub://",
 def _row(label: str, r: dict[str, float]) -> str:
     share = 100 * r["applied"] / r["python_hl7"]
     quarters = "/".join(f"{m:.0f}" for m in r.get("rss_quarters") or [])  # type: ignore[attr-defined]
-    return (f"{label:<10}{r['python_hl7']:>14,.0f}{r['hl7apy']:>10,.0f}{r['acked']:>10,.0f}"
+    return (f"{label:<10}{r['python_hl7']:>14,.0f}{r['hl7apy']:>10,.0f}"
+            f"{r['hub_parse']:>13,.0f}{r['acked']:>10,.0f}"
             f"{r['applied']:>11,.0f}{share:>10.0f}%{r['rss_mib']:>14,.1f}{r['cpu_ms']:>13.2f}"
             f"{r['load']:>7.1f}{r['batch']:>7.1f}  {quarters}")
 
@@ -227,7 +231,7 @@ def main() -> None:
              else "serve with its in-process worker")
     print(f"ingest: {args.messages:,} ADT messages (A01+A03 pairs), {CONNECTIONS} MLLP "
           f"connections, original-mode ACK wait; {shape}")
-    print(f"{'backend':<10}{'python-hl7/s':>14}{'hl7apy/s':>10}{'acked/s':>10}"
+    print(f"{'backend':<10}{'python-hl7/s':>14}{'hl7apy/s':>10}{'hub parse/s':>13}{'acked/s':>10}"
           f"{'applied/s':>11}{'applied %':>11}{'peak RSS MiB':>14}{'CPU ms/msg':>13}"
           f"{'load':>7}{'batch':>7}  RSS MiB at 1/4, 1/2, 3/4, all")
     for backend in backends:
