@@ -65,11 +65,18 @@ def read_page(conn: Connection, ids: Sequence[str]) -> list[PersonSnapshot]:
         stored = ({name: row[f"e_{name}"] for name in _ENTITLEMENT_NAMES}
                   if row["e_pid"] is not None else None)
         found[person.id] = PersonSnapshot(person, stored)
-    for r in conn.execute(_PAGE_FACTS, {"pids": list(found)}):
-        found[r.person_id].person.facts.append(Fact(
+    read_journals(conn, {pid: snapshot.person for pid, snapshot in found.items()})
+    return [found[pid] for pid in ids if pid in found]
+
+
+def read_journals(conn: Connection, people: dict[str, Person]) -> None:
+    """Append to each person (by id) their journal, in sequence: one query for them all."""
+    if not people:
+        return
+    for r in conn.execute(_PAGE_FACTS, {"pids": list(people)}):
+        people[r.person_id].facts.append(Fact(
             id=r.id, seq=r.seq, command=command_from_json(r.kind, r.payload),
             retracted_by=r.retracted_by))
-    return [found[pid] for pid in ids if pid in found]
 
 
 def _lock(conn: Connection, ids: Sequence[str]) -> dict[str, int]:

@@ -26,14 +26,14 @@ from sqlalchemy import (
 
 from reconciliation.blocking import person_blocking_keys
 from reconciliation.identity import Candidate
-from register_core.domain.codec import command_from_json
 from register_core.domain.commands import MergePersons
-from register_core.domain.model import Fact, Identifier, Person
+from register_core.domain.model import Identifier, Person
 from register_core.domain.position import Position
 
 from .person_writes import DEMOGRAPHICS as _DEMOGRAPHICS
 from .person_writes import PersonRows, WriteBuffer
-from .tables import entitlements, facts, person_identifiers, persons
+from .register_pages import read_journals
+from .tables import entitlements, person_identifiers, persons
 from .tables import person_blocking_keys as blocking_keys_table
 
 
@@ -76,15 +76,25 @@ _BY_NHS = select(persons.c.id).where(persons.c.nhs_number == bindparam("nhs"))
 _BY_IDENTIFIER = select(person_identifiers.c.person_id).where(and_(
     person_identifiers.c.source == bindparam("source"),
     person_identifiers.c.value == bindparam("value")))
-# The person row and their entitlement projection (the "before" of the change history).
+_IDS_BY_NHS = select(persons.c.nhs_number, persons.c.id).where(
+    persons.c.nhs_number.in_(bindparam("nhs", expanding=True)))
+_IDS_BY_IDENTIFIER = select(person_identifiers.c.source, person_identifiers.c.value,
+                            person_identifiers.c.person_id).where(
+    tuple_(person_identifiers.c.source, person_identifiers.c.value).in_(
+        bindparam("keys", expanding=True)))
+# People's rows with their entitlement projection (the "before" of the change history), and
+# their identifiers: ``get`` reads one person, a batch's ``prefetch`` many, the same way.
 _ENTITLEMENT_READ = [c.label(f"e_{c.name}") for c in entitlements.columns]
-_GET_PERSON = (select(persons, *_ENTITLEMENT_READ)
+_GET_PEOPLE = (select(persons, *_ENTITLEMENT_READ)
                .select_from(persons.outerjoin(entitlements))
-               .where(persons.c.id == bindparam("pid")))
-_GET_PERSON_LOCKED = _GET_PERSON.with_for_update(of=persons)
-_GET_IDENTIFIERS = (select(person_identifiers.c.source, person_identifiers.c.value)
-                    .where(person_identifiers.c.person_id == bindparam("pid"))
-                    .order_by(person_identifiers.c.id))
+               .where(persons.c.id.in_(bindparam("pids", expanding=True)))
+               .order_by(persons.c.id))
+_GET_PEOPLE_LOCKED = _GET_PEOPLE.with_for_update(of=persons)  # in id order
+_GET_PEOPLE_IDENTIFIERS = (
+    select(person_identifiers.c.person_id, person_identifiers.c.source,
+           person_identifiers.c.value)
+    .where(person_identifiers.c.person_id.in_(bindparam("pids", expanding=True)))
+    .order_by(person_identifiers.c.id))
 # People sharing a blocking key with an incoming person: one indexed query, at most
 # MAX_CANDIDATES (a key shared by more — a care home's postcode and initial — is weak anyway).
 MAX_CANDIDATES = 100
@@ -137,28 +147,6 @@ _KEY_BASIS = ("family_name", "given_name", "birth_date", "postcode", "nhs_number
 def _key_basis(person: Any) -> tuple[Any, ...]:
     return tuple(getattr(person, name) for name in _KEY_BASIS)
 
-
-_GET_FACTS = (select(facts.c.id, facts.c.seq, facts.c.kind, facts.c.payload,
-                     facts.c.retracted_by)
-              .where(facts.c.person_id == bindparam("pid")).order_by(facts.c.seq))
-# The same three reads for many people (a batch's prefetch), locked in id order.
-_GET_PEOPLE = (select(persons, *_ENTITLEMENT_READ)
-               .select_from(persons.outerjoin(entitlements))
-               .where(persons.c.id.in_(bindparam("pids", expanding=True)))
-               .order_by(persons.c.id))
-_GET_PEOPLE_LOCKED = _GET_PEOPLE.with_for_update(of=persons)
-_GET_PEOPLE_IDENTIFIERS = (
-    select(person_identifiers.c.person_id, person_identifiers.c.source,
-           person_identifiers.c.value)
-    .where(person_identifiers.c.person_id.in_(bindparam("pids", expanding=True)))
-    .order_by(person_identifiers.c.id))
-_GET_PEOPLE_FACTS = (
-    select(facts.c.person_id, facts.c.id, facts.c.seq, facts.c.kind, facts.c.payload,
-           facts.c.retracted_by)
-    .where(facts.c.person_id.in_(bindparam("pids", expanding=True)))
-    .order_by(facts.c.person_id, facts.c.seq))
-_IDS_BY_NHS = select(persons.c.nhs_number, persons.c.id).where(
-    persons.c.nhs_number.in_(bindparam("nhs", expanding=True)))
 
 
 class SqlPersonRepository:
@@ -246,19 +234,7 @@ class SqlPersonRepository:
         kept = self._persons.get(person_id)
         if kept is not None:
             return kept  # read (and locked, on PostgreSQL) or created by this transaction
-        query = _GET_PERSON_LOCKED if for_update and self._postgres else _GET_PERSON
-        row = self.conn.execute(query, {"pid": person_id}).mappings().first()
-        if row is None:
-            return None
-        person = self._person_of(row)
-        person.identifiers = [Identifier(r.source, r.value) for r in self.conn.execute(
-            _GET_IDENTIFIERS, {"pid": person_id})]
-        person.facts = [
-            Fact(id=r.id, seq=r.seq, command=command_from_json(r.kind, r.payload),
-                 retracted_by=r.retracted_by)
-            for r in self.conn.execute(_GET_FACTS, {"pid": person_id})]
-        self._took(person, row)
-        return person
+        return self._read_people([person_id], for_update=for_update).get(person_id)
 
     def prefetch(self, identities: Iterable[tuple[str | None, str, str | None]]) -> None:
         """Batch mode: find the people behind a chunk of commands' identities (valid NHS
@@ -282,25 +258,27 @@ class SqlPersonRepository:
             self._absent_nhs |= nhs_wanted - by_nhs.keys()
             found.update(by_nhs.values())
         if local_wanted:
-            pi = person_identifiers
-            rows = self.conn.execute(select(pi.c.source, pi.c.value, pi.c.person_id).where(
-                tuple_(pi.c.source, pi.c.value).in_(sorted(local_wanted)))).all()
+            rows = self.conn.execute(_IDS_BY_IDENTIFIER, {"keys": sorted(local_wanted)}).all()
             self._absent_identifiers |= local_wanted - {(r.source, r.value) for r in rows}
             found.update(r.person_id for r in rows)
-        wanted = sorted(found - self._persons.keys())
-        if not wanted:
-            return
-        query = _GET_PEOPLE_LOCKED if self._postgres else _GET_PEOPLE
-        rows_by_id = {r["id"]: r for r in self.conn.execute(query, {"pids": wanted}).mappings()}
-        people = {pid: self._person_of(row) for pid, row in rows_by_id.items()}
+        self._read_people(sorted(found - self._persons.keys()), for_update=True)
+
+    def _read_people(self, ids: Sequence[str], *, for_update: bool) -> dict[str, Person]:
+        """Read people with their identifiers and journals (three queries however many),
+        locked on PostgreSQL when ``for_update``, and remember them as stored."""
+        if not ids:
+            return {}
+        query = _GET_PEOPLE_LOCKED if for_update and self._postgres else _GET_PEOPLE
+        rows = {r["id"]: r for r in self.conn.execute(query, {"pids": list(ids)}).mappings()}
+        people = {pid: self._person_of(row) for pid, row in rows.items()}
+        if not people:
+            return people
         for r in self.conn.execute(_GET_PEOPLE_IDENTIFIERS, {"pids": list(people)}):
             people[r.person_id].identifiers.append(Identifier(r.source, r.value))
-        for r in self.conn.execute(_GET_PEOPLE_FACTS, {"pids": list(people)}):
-            people[r.person_id].facts.append(Fact(
-                id=r.id, seq=r.seq, command=command_from_json(r.kind, r.payload),
-                retracted_by=r.retracted_by))
+        read_journals(self.conn, people)
         for pid, person in people.items():
-            self._took(person, rows_by_id[pid])
+            self._took(person, rows[pid])
+        return people
 
     @staticmethod
     def _person_of(row: Any) -> Person:
