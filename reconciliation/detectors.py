@@ -22,9 +22,11 @@ it and returns the findings that should be open exceptions today. The rules, REA
 - ``child-12-week-notification``: under 18 at admission, in hospital 12 consecutive weeks, and
   no Children Act 1989 s85 notification during that detention (6.1).
 - ``source-conflict`` (``source_conflicts.py``): sources disagree on a detention's start,
-  section, end or ICB, on the date of death (or tell of events after it), or on the council
-  of ordinary residence from the same date, and no precedence rule (``Policy.precedence``,
-  carried on the position) settles it (architecture section 1 step 3).
+  section, end or ICB, on the date of death (or tell of events after it), on the council
+  of ordinary residence, GP practice or named practitioner from the same date, on the date an
+  aftercare period's plan was agreed, or on a review's date or whether it was joint, and no
+  precedence rule (``Policy.precedence``, carried on the position) settles it (architecture
+  section 1 step 3).
 
 Duties (missed entitlement, reviews, practitioner, plan, child notification) are not raised
 for a person whose recorded date of death has passed; endings, charges and conflicts are.
@@ -96,6 +98,7 @@ def detect(person: Person, position: Position, today: date,
     found += source_conflicts.detention_conflicts(facts, today, rules)
     found += source_conflicts.death_conflicts(facts, today, rules)
     found += source_conflicts.dated_conflicts(facts, rules)
+    found += source_conflicts.aftercare_conflicts(facts, position.detentions, rules)
     unique = {f.fingerprint: f for f in reversed(found)}
     return sorted(unique.values(), key=lambda f: (f.kind, f.fingerprint))
 

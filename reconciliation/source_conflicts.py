@@ -5,6 +5,12 @@ uses) and compared with the other sources' detentions that overlap them in time.
 not disagreement: a source that does not know a detention's end is not in conflict with one
 that does (that gap is what ``missed-entitlement`` looks for).
 
+The aftercare plan and reviews are compared within one aftercare period (from a detention's
+start, as the register folds detentions, to the next detention after leaving hospital; see
+``register_core.domain.precedence``): two sources' first plans on different dates, neither
+telling the other's; a review told on two dates within 28 days by two sources, neither telling
+the other's; or a review both tell on one date, one as joint and the other as single-agency.
+
 A disagreement a configured precedence rule settles (``register_core.domain.precedence``,
 ``[precedence]`` in the config file) is no exception: the position follows the winner and says
 so in its explain. Only what no rule settles is raised, exactly as without rules.
@@ -21,7 +27,11 @@ from register_core.domain.model import Fact
 from register_core.domain.precedence import (
     DATED_FIELDS,
     DETENTION_FIELD_LABEL,
+    JOINT_LABEL,
+    REVIEW_WINDOW_DAYS,
+    AftercareDisagreement,
     Precedence,
+    aftercare_disagreements,
     dated_disagreements,
     deaths_told,
     detention_disagreements,
@@ -142,3 +152,54 @@ def dated_conflicts(facts: Sequence[Fact],
                              "facts": [f.cite() for f in values[value][src]]}
                             for src, value in told]}))
     return found
+
+
+def aftercare_conflicts(facts: Sequence[Fact], detentions: Sequence[Detention],
+                        precedence: Precedence = _NO_RULES) -> list[Finding]:
+    """Sources tell the aftercare plan of one period, or one review, differently (the date the
+    plan was agreed, the date a review was held, whether it was joint) and no rule says whose
+    word stands. ``detentions`` are the position's: the periods it settled plans and reviews
+    in."""
+    return [_aftercare_finding(disagreement)
+            for disagreement in aftercare_disagreements(facts, detentions)
+            if precedence.settle(disagreement.group, disagreement.by_source()) is None]
+
+
+# Per kind of aftercare disagreement: fingerprint prefix, what the summary says they disagree
+# on, the register field it feeds, and why one answer matters (the exception's detail).
+_AFTERCARE = {
+    ("aftercare_plan", "date"): (
+        "aftercare-plan", "Sources disagree on the aftercare plan agreed date",
+        "entitlement.aftercare_plan_date",
+        "one aftercare plan is agreed for the aftercare after a detention (joint policy 7.2, "
+        "19.2): the first plan each source tells differs, and neither tells the other's"),
+    ("review", "date"): (
+        "review", "Sources tell one review on different dates", "entitlement.last_review",
+        f"reviews told by two sources within {REVIEW_WINDOW_DAYS} days of each other, neither "
+        "telling the other's date, are one review; its date sets the next review due (joint "
+        "policy 14.1)"),
+    ("review", "joint"): (
+        "review-joint", "Sources disagree on whether the review of {day} was joint",
+        "reviews.joint",
+        "an ending needs a joint review of council and NHS (joint policy 16.1, 16.3): one "
+        "answer on whether this review was joint"),
+}
+
+
+def _aftercare_finding(d: AftercareDisagreement) -> Finding:
+    prefix, what, field, rule = _AFTERCARE[(d.group, d.field)]
+    said = [(src, _shown(value), told) for src, value, told in ((d.a, d.va, d.fa),
+                                                                 (d.b, d.vb, d.fb))]
+    parts: list[object] = [prefix, *([d.day] if d.day else []),
+                           *(f"{src}={value}" for src, value, _ in said)]
+    detail = {"rule": rule, "field": field, **({"date": iso(d.day)} if d.day else {}),
+              "period": {"from": iso(d.opener.start), "detention": d.opener.ref}
+              if d.opener else None,
+              "values": [{"source": src, "value": value, "facts": [f.cite() for f in told]}
+                         for src, value, told in said]}
+    return finding(KIND, parts, what.format(day=iso(d.day)) + ": " + ", ".join(
+        f"{src} says {value}" for src, value, _ in said), detail)
+
+
+def _shown(value: date | bool) -> str:
+    return JOINT_LABEL[value] if isinstance(value, bool) else value.isoformat()

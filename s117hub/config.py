@@ -46,9 +46,11 @@ class PrecedenceConfig(BaseModel):
     gp_practice: list[str] = Field(default_factory=list)
     named_practitioner: list[str] = Field(default_factory=list)
     death: list[str] = Field(default_factory=list)
+    aftercare_plan: list[str] = Field(default_factory=list)
+    review: list[str] = Field(default_factory=list)
 
     @field_validator("detention", "ordinary_residence", "gp_practice", "named_practitioner",
-                     "death")
+                     "death", "aftercare_plan", "review")
     @classmethod
     def _source_patterns(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:

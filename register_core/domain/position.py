@@ -39,6 +39,7 @@ from .precedence import (
     Note,
     Precedence,
     restate_detentions,
+    settle_aftercare,
     settle_dated,
     settle_death,
 )
@@ -141,6 +142,11 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     death_note = settle_death(facts, policy.precedence)
     settled += [death_note] if death_note else []
     episodes, events = build_detentions(facts, today)
+    # The plan and the reviews a rule chose where sources tell them differently, per aftercare
+    # period of these detentions: the losers' facts are set aside like the dated ones.
+    set_aside, notes = settle_aftercare(facts, episodes, policy.precedence)
+    overruled |= set_aside
+    settled += notes
     explain: dict[str, Explanation] = {}
     ent = Entitlement()
 
@@ -245,7 +251,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     _explain_settled(explain, settled, ent, residences)
 
     in_hospital = any(ep.end is None for ep in episodes)
-    reviews_held = [(f.command.date, f.command.review_kind) for f in facts  # type: ignore[attr-defined]
+    reviews_held = [(f.command.date, f.command.review_kind) for f in kept  # type: ignore[attr-defined]
                     if isinstance(f.command, RecordReviewCompleted)]
     child = [f.command.date for f in facts if isinstance(f.command, RecordChildNotification)]
     return Position(
@@ -277,10 +283,12 @@ def _explain_settled(explain: dict[str, Explanation], settled: Sequence[Note],
         residence = by_key.get(f"ordinary_residence[{chosen[-1].isoformat()}]") if chosen else None
         if residence:
             _append_rule(explain, "entitlement.responsible_council", residence)
-    # A value set by a fact a rule chose says so: the named practitioner, and an ICB read
-    # from a GP registration.
+    # A value set by a fact a rule chose says so: the named practitioner, an ICB read from a
+    # GP registration, the plan date, and the review the next one is due from.
     for key, group in (("entitlement.named_practitioner", "named_practitioner"),
-                       ("entitlement.responsible_icb", "gp_practice")):
+                       ("entitlement.responsible_icb", "gp_practice"),
+                       ("entitlement.aftercare_plan", "aftercare_plan"),
+                       ("entitlement.next_review_due", "review")):
         said = explain.get(key)
         notes = [note for note in settled if note.key.startswith(f"{group}[")
                  and set(note.facts) & set(said.facts)] if said else []

@@ -1,11 +1,13 @@
 """Where partners' systems disagree, and which source's word stands (local configuration).
 
 s117-rules.md ("Sources disagree: section, dates, responsible council or ICB, alive/deceased")
-asks the hub to find disagreements; architecture section 1 step 3 lets a *rule* settle one and
-leaves the rest to a person. The rule is per field group, an ordered list of source-id
-patterns (``fnmatch`` globs such as ``trust-*``): the first pattern naming one of the
-disagreeing sources picks the winner, provided the sources it names agree among themselves.
-No pattern naming any of them, or the named ones disagreeing with each other: not settled.
+asks the hub to find disagreements (here: detentions, ordinary residence, GP practice, named
+practitioner, death, the aftercare plan and reviews); architecture section 1 step 3 lets a
+*rule* settle one and leaves the rest to a person. The rule is per field group, an ordered
+list of source-id patterns (``fnmatch`` globs such as ``trust-*``): the first pattern naming
+one of the disagreeing sources picks the winner, provided the sources it names agree among
+themselves. No pattern naming any of them, or the named ones disagreeing with each other: not
+settled.
 
 Both sides read this module, so they cannot drift apart: the position (which follows the
 winner) and ``reconciliation.source_conflicts`` (which raises only what no rule settles).
@@ -13,6 +15,7 @@ winner) and ``reconciliation.source_conflicts`` (which raises only what no rule 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,11 +24,13 @@ from fnmatch import fnmatchcase
 from itertools import combinations
 
 from .commands import (
+    RecordAftercarePlanAgreed,
     RecordDetentionStarted,
     RecordGpRegistration,
     RecordLeftHospital,
     RecordLegalStatusChanged,
     RecordOrdinaryResidenceChanged,
+    RecordReviewCompleted,
     SetNamedPractitioner,
 )
 from .episodes import Detention, build_detentions, fact_day
@@ -33,10 +38,11 @@ from .legal_status import describe
 from .model import Fact
 
 FIELD_GROUPS: tuple[str, ...] = ("detention", "ordinary_residence", "gp_practice",
-                                  "named_practitioner", "death")
+                                  "named_practitioner", "death", "aftercare_plan", "review")
 _GROUP_LABEL = {"detention": "detention facts", "ordinary_residence": "ordinary residence",
                 "gp_practice": "GP practice", "named_practitioner": "named practitioner",
-                "death": "date of death"}
+                "death": "date of death", "aftercare_plan": "aftercare plan",
+                "review": "review"}
 DETENTION_FIELD_LABEL = {"start": "start date", "section": "section",
                          "end": "end (left hospital) date", "responsible_icb": "ICB"}
 _DETENTION_COMMANDS = (RecordDetentionStarted, RecordLegalStatusChanged, RecordLeftHospital)
@@ -52,6 +58,8 @@ class Precedence:
     gp_practice: tuple[str, ...] = ()
     named_practitioner: tuple[str, ...] = ()
     death: tuple[str, ...] = ()
+    aftercare_plan: tuple[str, ...] = ()
+    review: tuple[str, ...] = ()
 
     def patterns(self, group: str) -> tuple[str, ...]:
         if group not in FIELD_GROUPS:
@@ -336,6 +344,161 @@ def settle_dated(group: str, facts: Sequence[Fact],
                           f"{settled.rule}: {settled.value} from {disagreement.day.isoformat()}",
                           tuple(f.cite() for src in settled.winners
                                 for f in winning.get(src, []))))
+    return overruled, notes
+
+
+# -- the aftercare plan and reviews, within one aftercare period ----------------------------
+#
+# The person's history is split into aftercare periods at the detentions the register folds
+# (the position's own ``build_detentions`` episodes are passed in, so both sides split alike).
+# A period opens at a detention's start rather than at leaving hospital, because planning
+# starts at admission and a plan is often agreed before discharge (joint policy 19.2; MoU 5);
+# it runs to the start of the next detention that begins after the person left hospital from
+# the ones before it, as far as any source tells. A detention starting while that stay is open
+# (another source's version of it, an s3 episode after an s2 one) joins the stay.
+#
+# Plan: in one period, each source's first plan. Two sources whose first plans differ, neither
+# also telling a plan on the other's date, disagree on the date the plan was agreed (a source
+# that tells the other's date as well only knows of one more plan: silence, not disagreement).
+# Review: a review one source tells and another source's review of the same kind (scheduled,
+# unscheduled) within ``REVIEW_WINDOW_DAYS`` of it, on another date, neither source telling a
+# review on the other's date, are one review told on two dates (a scheduled review and an
+# unscheduled one, say on a move of council area, may well be two); two sources telling a
+# review on one date, one only as joint and the other only as single-agency, disagree on
+# whether it was joint (an ending needs a joint review, joint policy 16.1, 16.3). Each
+# disagreement is between two sources.
+
+REVIEW_WINDOW_DAYS = 28
+JOINT_LABEL = {True: "joint", False: "single-agency"}
+_AFTERCARE_VERB = {("aftercare_plan", "date"): "agreed", ("review", "date"): "held"}
+
+
+def aftercare_periods(detentions: Sequence[Detention]) -> list[Detention]:
+    """The detentions that open an aftercare period, in date order."""
+    openers: list[Detention] = []
+    stay_until: date | None = None  # latest end any source tells of the open stay; None: none
+    for ep in sorted(detentions, key=lambda e: (e.start, e.ref)):
+        if openers and (stay_until is None or ep.start <= stay_until):
+            if ep.end is not None:  # one version's end is the stay's; silence moves nothing
+                stay_until = ep.end if stay_until is None else max(stay_until, ep.end)
+            continue
+        openers.append(ep)
+        stay_until = ep.end
+    return openers
+
+
+@dataclass(frozen=True)
+class AftercareDisagreement:
+    """Two sources telling the plan of one period, or one review, differently."""
+
+    group: str  # the precedence group: "aftercare_plan" or "review"
+    field: str  # "date" (the plan agreed, the review held) or "joint" (whether a review was)
+    opener: Detention | None  # the detention that opened the period; None: before any
+    a: str
+    va: date | bool
+    fa: tuple[Fact, ...]  # a's facts telling va
+    b: str
+    vb: date | bool
+    fb: tuple[Fact, ...]
+    day: date | None = None  # for "joint": the date of the review both tell
+
+    def by_source(self) -> dict[str, set[Hashable]]:
+        return {self.a: {self.va}, self.b: {self.vb}}
+
+    def key(self, value: date | bool) -> str:
+        """Where the position's explain records a settlement choosing ``value``."""
+        if self.field == "joint":
+            return f"review[{_iso(self.day)}].joint"
+        return f"{self.group}[{_iso(value)}]"
+
+    def decided(self, won: date | bool, loser: str, lost: date | bool) -> str:
+        """What a settlement decided, for the explain: ``held 2026-05-01, not council's …``."""
+        if self.field == "joint":
+            return (f"the review of {_iso(self.day)} was {JOINT_LABEL[bool(won)]}, not "
+                    f"{loser}'s {JOINT_LABEL[bool(lost)]}")
+        verb = _AFTERCARE_VERB[(self.group, self.field)]
+        return f"{verb} {_iso(won)}, not {loser}'s {_iso(lost)}"
+
+
+def _iso(value: date | bool | None) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def aftercare_disagreements(facts: Sequence[Fact],
+                            detentions: Sequence[Detention]) -> list[AftercareDisagreement]:
+    """Every pair of sources telling a period's plan or a review differently (see above)."""
+    openers = aftercare_periods(detentions)
+    found: list[AftercareDisagreement] = []
+    plans = _told_by_period(facts, RecordAftercarePlanAgreed, openers)
+    for period, told in sorted(plans.items()):
+        opener = openers[period - 1] if period else None
+        for a, b in combinations(sorted(told), 2):
+            da, db = told[a], told[b]
+            first_a, first_b = min(da), min(db)
+            if first_a != first_b and first_a not in db and first_b not in da:
+                found.append(AftercareDisagreement(
+                    "aftercare_plan", "date", opener, a, first_a, tuple(da[first_a]),
+                    b, first_b, tuple(db[first_b])))
+    reviews = _told_by_period(facts, RecordReviewCompleted, openers)
+    for period, told in sorted(reviews.items()):
+        opener = openers[period - 1] if period else None
+        for a, b in combinations(sorted(told), 2):
+            ra, rb = told[a], told[b]
+            found += [AftercareDisagreement("review", "date", opener, a, x, tuple(ra[x]),
+                                            b, y, tuple(rb[y]))
+                      for x in sorted(ra.keys() - rb.keys())
+                      for y in sorted(rb.keys() - ra.keys())
+                      if abs((x - y).days) <= REVIEW_WINDOW_DAYS
+                      and _kinds(ra[x]) & _kinds(rb[y])]
+            for day in sorted(ra.keys() & rb.keys()):
+                ja, jb = {_joint(f) for f in ra[day]}, {_joint(f) for f in rb[day]}
+                if ja.isdisjoint(jb):  # each tells only one answer, and not the other's
+                    [va], [vb] = ja, jb
+                    found.append(AftercareDisagreement("review", "joint", opener, a, va,
+                                                       tuple(ra[day]), b, vb, tuple(rb[day]),
+                                                       day=day))
+    return found
+
+
+def _told_by_period(facts: Sequence[Fact], command: type,
+                    openers: Sequence[Detention]) -> dict[int, dict[str, dict[date, list[Fact]]]]:
+    """Period (0: before any detention, n: from the n-th opener) → source → date → facts."""
+    starts = [ep.start for ep in openers]
+    told: dict[int, dict[str, dict[date, list[Fact]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
+    for fact in facts:
+        if isinstance(fact.command, command):
+            day = fact_day(fact)
+            told[bisect_right(starts, day)][fact.source][day].append(fact)
+    return told
+
+
+def _kinds(facts: Sequence[Fact]) -> set[str]:
+    return {f.command.review_kind for f in facts if isinstance(f.command, RecordReviewCompleted)}
+
+
+def _joint(fact: Fact) -> bool:
+    return isinstance(fact.command, RecordReviewCompleted) and fact.command.joint
+
+
+def settle_aftercare(facts: Sequence[Fact], detentions: Sequence[Detention],
+                     precedence: Precedence) -> tuple[set[int], list[Note]]:
+    """The plan and review facts a settlement sets aside (by id): the losing source's plan or
+    review on its date, or its word on whether a review was joint; and what it decided."""
+    if not (precedence.aftercare_plan or precedence.review):
+        return set(), []
+    overruled: set[int] = set()
+    notes = []
+    for d in aftercare_disagreements(facts, detentions):
+        settled = precedence.settle(d.group, d.by_source())
+        if settled is None:
+            continue
+        won, won_facts, loser, lost, lost_facts = (
+            (d.va, d.fa, d.b, d.vb, d.fb) if settled.winners == (d.a,)
+            else (d.vb, d.fb, d.a, d.va, d.fa))
+        overruled |= {id(f) for f in lost_facts}
+        notes.append(Note(d.key(won), f"{settled.rule}: {d.decided(won, loser, lost)}",
+                          tuple(f.cite() for f in won_facts)))
     return overruled, notes
 
 

@@ -14,12 +14,16 @@ from sqlalchemy import select
 
 from register_core.adapters.security import Role
 from register_core.adapters.tables import register_exceptions
-from register_core.domain.commands import RecordDetentionStarted, RecordOrdinaryResidenceChanged
+from register_core.domain.commands import (
+    RecordAftercarePlanAgreed,
+    RecordDetentionStarted,
+    RecordOrdinaryResidenceChanged,
+)
 from register_core.services.reconcile import sweep
 from s117hub.bootstrap import Hub, bootstrap
 from s117hub.config import Settings
 
-from .reconcile_people import admit, apply, client_for, council, prov, ref
+from .reconcile_people import admit, apply, client_for, council, kept, prov, ref
 
 ADMITTED = date(2026, 5, 4)
 RULES = """
@@ -29,15 +33,24 @@ ordinary_residence = ["council-*"]
 """
 
 
-@pytest.fixture
-def ruled(hub: Hub, tmp_path: Path) -> Iterator[Hub]:
-    """The same database and clock, wired from a config file that holds the precedence."""
+def wired(hub: Hub, tmp_path: Path, rules: str) -> Iterator[Hub]:
+    """The same database and clock, wired from a config file that holds ``rules``."""
     config = tmp_path / "hub.toml"
-    config.write_text(RULES)
+    config.write_text(rules)
     built = bootstrap(Settings(database_url=hub.engine.url.render_as_string(
         hide_password=False), config_file=config), clock=hub.clock, engine=hub.engine)
     yield built
     built.broker.close()
+
+
+@pytest.fixture
+def ruled(hub: Hub, tmp_path: Path) -> Iterator[Hub]:
+    yield from wired(hub, tmp_path, RULES)
+
+
+@pytest.fixture
+def council_plans(hub: Hub, tmp_path: Path) -> Iterator[Hub]:
+    yield from wired(hub, tmp_path, '[precedence]\naftercare_plan = ["council-*"]\n')
 
 
 def source_conflicts(hub: Hub, person_id: str) -> list[tuple[str, str, str]]:
@@ -82,3 +95,36 @@ def test_a_configured_precedence_settles_the_section_and_leaves_what_it_cannot(
                                   "(config precedence.detention: 'trust-*')")
     assert why["facts"] and all("from trust-a" in cite for cite in why["facts"])
     assert [e["kind"] for e in record["open_exceptions"]].count("source-conflict") == 0
+
+
+def plan_date(hub: Hub, person_id: str) -> tuple[str, str]:
+    """The register's plan date and the rule explain gives for it, through the API."""
+    with client_for(hub, Role.REGISTER_OWNER) as owner:
+        record = owner.get(f"/api/v1/people/{person_id}").json()
+    return (record["entitlement"]["aftercare_plan_date"],
+            record["explain"]["entitlement.aftercare_plan"]["rule"])
+
+
+def test_a_plan_rule_closes_the_plan_date_conflict_and_the_register_keeps_the_councils_date(
+        hub: Hub, council_plans: Hub) -> None:
+    """The council agrees the plan on the day of discharge (``kept``); the trust tells its
+    own first plan two days later. No rule: an open source-conflict on the plan date and the
+    latest told on the register. The council first for the aftercare plan: the exception is
+    closed by the system and the council's date stands, with the rule in explain."""
+    left = date(2026, 5, 20)
+    person_id = kept(hub, 43, ADMITTED, left)
+    apply(hub, RecordAftercarePlanAgreed(person=ref(43), provenance=prov(
+        "trust-a", "43-plan-trust", date(2026, 5, 22)), date=date(2026, 5, 22)))
+    sweep(hub.engine, hub.clock, hub.policy)
+    assert source_conflicts(hub, person_id) == [
+        ("entitlement.aftercare_plan_date", "open", "")]
+    assert plan_date(hub, person_id) == ("2026-05-22", "latest aftercare plan agreed")
+
+    sweep(council_plans.engine, council_plans.clock, council_plans.policy)
+    assert source_conflicts(council_plans, person_id) == [
+        ("entitlement.aftercare_plan_date", "resolved", "system")]
+    day, rule = plan_date(council_plans, person_id)
+    assert day == "2026-05-20"
+    assert rule == ("latest aftercare plan agreed; precedence: aftercare plan from council-a "
+                    "over trust-a (config precedence.aftercare_plan: 'council-*'): agreed "
+                    "2026-05-20, not trust-a's 2026-05-22")

@@ -144,3 +144,103 @@ def test_two_sources_naming_different_councils_from_the_same_date_conflict():
 def test_one_source_moving_the_person_is_not_a_conflict():
     assert kinds([residence("2025-01-01", COUNCIL_A), residence("2025-01-01", COUNCIL_B),
                   residence("2025-06-01", COUNCIL_B), *KEPT], "2026-04-01") == []
+
+
+# -- the aftercare plan and reviews ------------------------------------------------------------
+
+def aftercare_conflicts(commands: list, today: str = "2026-06-01") -> list:  # type: ignore[type-arg]
+    return of_kind(found(commands, today), "source-conflict")
+
+
+def test_two_sources_first_plans_on_different_dates_are_one_conflict_naming_both():
+    [conflict] = aftercare_conflicts([*KEPT, from_source(plan("2026-03-01"), "trust-a")])
+    assert conflict.fingerprint == ("source-conflict:aftercare-plan|council=2026-02-27|"
+                                    "trust-a=2026-03-01")
+    assert conflict.summary == ("Sources disagree on the aftercare plan agreed date: council "
+                                "says 2026-02-27, trust-a says 2026-03-01")
+    assert conflict.detail["field"] == "entitlement.aftercare_plan_date"
+    assert conflict.detail["period"] == {"from": "2026-01-05", "detention": "ep-1"}
+    assert [(v["source"], v["value"]) for v in conflict.detail["values"]] == [
+        ("council", "2026-02-27"), ("trust-a", "2026-03-01")]
+    assert all(v["facts"] for v in conflict.detail["values"])
+    # The same situation told again (new messages) keeps the fingerprint.
+    [again] = aftercare_conflicts([*KEPT, from_source(plan("2026-03-01"), "trust-a")])
+    assert again.fingerprint == conflict.fingerprint
+
+
+def test_a_source_telling_no_plan_or_the_same_date_does_not_conflict():
+    assert aftercare_conflicts([*KEPT, plan("2026-05-01")]) == []  # one source, a revised plan
+    assert aftercare_conflicts([*KEPT, from_source(plan("2026-02-27"), "trust-a")]) == []
+
+
+def test_a_source_that_also_tells_the_others_plan_date_knows_of_one_more_plan():
+    """The council tells the plan of 27 February and its revision of 1 March; the trust heard
+    only of the revision: silence about the first, not disagreement."""
+    told = [*KEPT, plan("2026-03-01"), from_source(plan("2026-03-01"), "trust-a")]
+    assert aftercare_conflicts(told) == []
+
+
+def test_plans_of_different_aftercare_periods_are_not_compared():
+    """The trust told the plan after a 2024 detention, the council only this one's."""
+    earlier = [detention("2024-01-02", episode="ep-0", end="2024-03-20"),
+               from_source(plan("2024-03-15"), "trust-a")]
+    assert aftercare_conflicts([*earlier, *KEPT]) == []
+
+
+def test_a_plan_after_readmission_opens_a_new_comparison():
+    """Readmitted in May: each source's first plan of the new period is compared afresh."""
+    readmitted = [*KEPT, detention("2026-05-04", episode="ep-2"),
+                  plan("2026-05-20"), from_source(plan("2026-05-22"), "trust-a")]
+    [conflict] = aftercare_conflicts(readmitted)
+    assert conflict.detail["period"] == {"from": "2026-05-04", "detention": "ep-2"}
+    assert [v["value"] for v in conflict.detail["values"]] == ["2026-05-20", "2026-05-22"]
+
+
+def test_one_review_told_on_dates_ten_days_apart_is_a_conflict():
+    [conflict] = aftercare_conflicts([*KEPT, review("2026-05-01"),
+                                      from_source(review("2026-05-11"), "trust-a")])
+    assert conflict.fingerprint == "source-conflict:review|council=2026-05-01|trust-a=2026-05-11"
+    assert conflict.summary == ("Sources tell one review on different dates: council says "
+                                "2026-05-01, trust-a says 2026-05-11")
+    assert conflict.detail["field"] == "entitlement.last_review"
+    assert [(v["source"], v["value"]) for v in conflict.detail["values"]] == [
+        ("council", "2026-05-01"), ("trust-a", "2026-05-11")]
+
+
+def test_a_scheduled_and_an_unscheduled_review_days_apart_are_two_reviews():
+    """A trust's scheduled review and the council's unscheduled one on a move of area."""
+    told = [*KEPT, review("2026-05-01"),
+            from_source(review("2026-05-11", kind="unscheduled"), "trust-a")]
+    assert aftercare_conflicts(told) == []
+
+
+def test_reviews_sixty_days_apart_are_two_reviews():
+    findings, position = run([*KEPT, review("2026-05-01"),
+                              from_source(review("2026-06-30"), "trust-a")], "2026-07-01")
+    assert of_kind(findings, "source-conflict") == []
+    assert [day for day, _ in position.reviews] == [date(2026, 5, 1), date(2026, 6, 30)]
+
+
+def test_a_source_telling_both_review_dates_does_not_conflict():
+    told = [*KEPT, review("2026-05-01"), review("2026-05-11"),
+            from_source(review("2026-05-11"), "trust-a")]
+    assert aftercare_conflicts(told) == []
+
+
+def test_sources_disagreeing_on_whether_a_review_was_joint_conflict():
+    told = [*KEPT, review("2026-05-01", joint=True),
+            from_source(review("2026-05-01", joint=False), "trust-a")]
+    [conflict] = aftercare_conflicts(told)
+    assert conflict.fingerprint == ("source-conflict:review-joint|2026-05-01|council=joint|"
+                                    "trust-a=single-agency")
+    assert conflict.summary == ("Sources disagree on whether the review of 2026-05-01 was "
+                                "joint: council says joint, trust-a says single-agency")
+    assert conflict.detail["field"] == "reviews.joint"
+    assert conflict.detail["date"] == "2026-05-01"
+    assert [(v["source"], v["value"]) for v in conflict.detail["values"]] == [
+        ("council", "joint"), ("trust-a", "single-agency")]
+
+
+def test_sources_agreeing_that_a_review_was_joint_do_not_conflict():
+    told = [*KEPT, review("2026-05-01"), from_source(review("2026-05-01"), "trust-a")]
+    assert aftercare_conflicts(told) == []

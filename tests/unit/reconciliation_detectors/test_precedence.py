@@ -237,3 +237,79 @@ def test_events_after_a_death_are_raised_whatever_the_rules():
         precedence=Precedence(death=("pds",), detention=("trust-*",))))
     assert [f.fingerprint.split("|")[0] for f in of_kind(findings, "source-conflict")] == [
         "source-conflict:alive-after-death"]
+
+
+# -- the aftercare plan (joint policy 7.2, 19.2) and reviews (14.1; an ending needs a joint one)
+
+def plan_disagreement() -> list[Command]:
+    """The council agreed the plan on 27 February; the trust tells its first plan on 1 March."""
+    return [*KEPT, from_source(plan("2026-03-01"), "trust-a")]
+
+
+def test_with_no_rule_a_plan_date_disagreement_is_an_exception():
+    findings, position = run(plan_disagreement(), "2026-04-01")
+    assert conflicts(findings) == ["entitlement.aftercare_plan_date"]
+    assert position.entitlement.aftercare_plan_date == date(2026, 3, 1)  # the latest told
+
+
+def test_a_plan_rule_keeps_the_preferred_sources_date_and_says_so():
+    findings, position = run(plan_disagreement(), "2026-04-01", position_policy=Policy(
+        precedence=Precedence(aftercare_plan=("council*",))))
+    assert conflicts(findings) == []
+    assert position.entitlement.aftercare_plan_date == date(2026, 2, 27)
+    why = position.explain["entitlement.aftercare_plan"]
+    assert ("precedence: aftercare plan from council over trust-a (config "
+            "precedence.aftercare_plan: 'council*')") in why.rule
+    assert all("from council" in cite for cite in why.facts)
+    assert position.explain["aftercare_plan[2026-02-27]"].rule.endswith(
+        ": agreed 2026-02-27, not trust-a's 2026-03-01")
+
+
+def test_a_plan_rule_naming_neither_source_or_another_groups_rule_settles_nothing():
+    for rules in (Precedence(aftercare_plan=("pds",)),
+                  Precedence(detention=("trust-*",), review=("council*",))):
+        findings, _ = run(plan_disagreement(), "2026-04-01",
+                          position_policy=Policy(precedence=rules))
+        assert conflicts(findings) == ["entitlement.aftercare_plan_date"]
+
+
+def review_disagreement() -> list[Command]:
+    """The council held the first review on 1 May; the trust tells it on 11 May."""
+    return [*KEPT, review("2026-05-01"), from_source(review("2026-05-11"), "trust-a")]
+
+
+def test_with_no_rule_a_review_told_on_two_dates_is_an_exception():
+    findings, position = run(review_disagreement(), "2026-06-01")
+    assert conflicts(findings) == ["entitlement.last_review"]
+    assert position.entitlement.last_review == date(2026, 5, 11)
+    assert position.entitlement.next_review_due == date(2027, 5, 11)
+
+
+def test_a_review_rule_sets_the_review_the_next_one_is_due_from():
+    findings, position = run(review_disagreement(), "2026-06-01", position_policy=Policy(
+        precedence=Precedence(review=("council*",))))
+    assert conflicts(findings) == []
+    ent = position.entitlement
+    assert (ent.last_review, ent.next_review_due) == (date(2026, 5, 1), date(2027, 5, 1))
+    assert position.reviews == [(date(2026, 5, 1), "scheduled")]
+    why = position.explain["entitlement.next_review_due"]
+    assert why.rule.startswith("12 months after the latest review (joint policy 14.1); "
+                               "precedence: review from council over trust-a (config "
+                               "precedence.review: 'council*'): held 2026-05-01, not "
+                               "trust-a's 2026-05-11")
+    assert all("from council" in cite for cite in why.facts)
+
+
+def test_a_review_rule_settles_whether_it_was_joint_and_explain_records_it():
+    told = [*KEPT, review("2026-05-01", joint=True),
+            from_source(review("2026-05-01", joint=False), "trust-a")]
+    assert conflicts(run(told, "2026-06-01")[0]) == ["reviews.joint"]
+    findings, position = run(told, "2026-06-01", position_policy=Policy(
+        precedence=Precedence(review=("trust-*",))))
+    assert conflicts(findings) == []
+    assert position.reviews == [(date(2026, 5, 1), "scheduled")]  # the trust's word only
+    why = position.explain["review[2026-05-01].joint"]
+    assert why.rule == ("precedence: review from trust-a over council (config "
+                        "precedence.review: 'trust-*'): the review of 2026-05-01 was "
+                        "single-agency, not council's joint")
+    assert why.facts and all("from trust-a" in cite for cite in why.facts)
