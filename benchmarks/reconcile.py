@@ -10,10 +10,13 @@ becomes facts — the trust's a section 3 detention and a discharge; the council
 residence, an s117 confirmation, a named practitioner and an agreed plan — loaded straight
 into a fresh database through the repository's batched writes with exact identity only (a
 valid NHS number joins the two records into one person, as on arrival; nothing
-probabilistic): a source's history onboarded before matching. Then ``s117hub reconcile``
-runs as a child process (its peak RSS is its own) and its merges are scored against the
-generator's truth: precision, recall and F1 over the true pairs the load left apart (no shared
-valid NHS number).
+probabilistic): a source's history onboarded before matching. As the inbound worker does with
+each message it applies, the load also runs the detectors, opens each person's exceptions and
+writes their sweep checkpoint. Then ``s117hub reconcile`` runs as a child process (its peak
+RSS is its own) and its merges are scored against the generator's truth: precision, recall and
+F1 over the true pairs the load left apart (no shared valid NHS number). Last,
+``s117hub reconcile --full`` (every person recomputed, whatever their checkpoint) is timed
+too, unless ``--no-full``.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ import sqlalchemy
 from sqlalchemy import select
 
 from reconciliation.comparisons import valid_nhs_number
+from reconciliation.detectors import detect_until
 from reconciliation.identity import Candidate
 from reconciliation.linkage_data import LinkageSet, generate_linkage_set
 from register_core.adapters.database import make_engine
+from register_core.adapters.person_checks import Check, record_checks
 from register_core.adapters.tables import person_merges
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.commands import (
@@ -55,7 +60,9 @@ from register_core.domain.commands import (
 )
 from register_core.domain.model import Person
 from register_core.domain.position import Policy, compute_position
+from register_core.ports import SystemClock
 from register_core.services.bulk_matching import SOURCE_REF
+from register_core.services.reconcile import rules_fingerprint, sync_many
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from register_apply import DEFAULT_PG_URL, postgres_database, sqlite_database
@@ -168,25 +175,35 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def load(url: str, data: LinkageSet, seed: int, today: date) -> Loaded:
     """Write every person through the repository (journal, projections, history, blocking
-    keys), a chunk per transaction: what the write path stores, without its look-ups."""
+    keys) with their exceptions and sweep checkpoint, a chunk per transaction: what the
+    write path stores, without its look-ups."""
     began = time.perf_counter()
     people, trust_pid, council_pid = register_people(data, seed)
     policy = Policy()
+    rules = rules_fingerprint(policy, None)  # the child's: no config file, the defaults
+    clock = SystemClock()
     now = datetime.now(UTC)
     engine = make_engine(url)
     try:
         for chunk in _chunks(people, LOAD_CHUNK):
             with SqlUnitOfWork(engine) as uow:
                 uow.persons.batch_mode()
+                findings_of = {}
+                checks = []
                 for pid, _, commands in chunk:
                     person = Person(id=pid)
                     for command in commands:
                         person.record(command)
                     prov = commands[-1].provenance
-                    uow.persons.save(person, compute_position(person, today, policy),
-                                     source=prov.source, source_ref=prov.source_ref,
-                                     recorded_by=prov.recorded_by, now=now)
+                    position = compute_position(person, today, policy)
+                    uow.persons.save(person, position, source=prov.source,
+                                     source_ref=prov.source_ref, recorded_by=prov.recorded_by,
+                                     now=now)
+                    findings_of[pid], until = detect_until(person, position, today)
+                    checks.append(Check(pid, person.version, until))
                 uow.persons.flush()
+                sync_many(uow, findings_of, clock)
+                record_checks(uow.connection, checks, rules)
                 uow.commit()
     finally:
         engine.dispose()
@@ -224,13 +241,13 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def run_reconcile(url: str, workers: int) -> Run:
+def run_reconcile(url: str, workers: int, *extra: str) -> Run:
     """``s117hub reconcile`` in a child process: wall time, CPU (with its forked workers)
     and peak RSS (its own process, and the largest of its workers') are its own."""
     env = {**os.environ, "S117HUB_DATABASE_URL": url, "S117HUB_LOG_LEVEL": "WARNING"}
     env.pop("S117HUB_CONFIG_FILE", None)  # the defaults: [identity] link 0.95, review 0.5
     command = [sys.executable, "-c", _LAUNCH, "reconcile", "--no-progress", "--workers",
-               str(workers)]
+               str(workers), *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     child = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -293,6 +310,8 @@ def bench(backend: str, data: LinkageSet, args: argparse.Namespace) -> bool:
         load_avg = os.getloadavg()[0]
         run = run_reconcile(url, args.workers)
         figures = evaluate(url, data, loaded)
+        full_load = os.getloadavg()[0]
+        full = run_reconcile(url, args.workers, "--full") if args.full else None
     people = len(loaded.owner)
     print(f"[{backend}] s117hub reconcile --workers {args.workers}: exit {run.exit_code}, "
           f"{run.seconds:.1f} s wall, {people / run.seconds:,.0f} people/s, CPU "
@@ -310,7 +329,17 @@ def bench(backend: str, data: LinkageSet, args: argparse.Namespace) -> bool:
     print(f"[{backend}] F1 {figures['F1']:.4f} (goal >= {F1_TARGET}: {f1_met}); "
           f"{run.seconds:.1f} s for {people:,} people, {pace:,.0f} s per million at this pace "
           f"(goal < {SECONDS_TARGET:.0f} s at 1,000,000)", flush=True)
-    return run.exit_code == 0
+    if full is None:
+        return run.exit_code == 0
+    recomputed = next((line.split("\t")[1] for line in full.lines
+                       if line.startswith("people recomputed\t")), "?")
+    print(f"[{backend}] then s117hub reconcile --full --workers {args.workers} (every person "
+          f"recomputed: {recomputed}): exit {full.exit_code}, {full.seconds:.1f} s wall, "
+          f"{people / full.seconds:,.0f} people/s, CPU {full.cpu_seconds:.1f} s, peak RSS "
+          f"{full.peak_rss_mib:,.0f} MiB (workers' {full.workers_peak_rss_mib:,.0f} MiB; load "
+          f"{full_load:.2f} at start); {full.seconds * 1_000_000 / people:,.0f} s per million",
+          flush=True)
+    return run.exit_code == 0 and full.exit_code == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2,
                         help="reconcile's --workers (processes that score identity pairs "
                         "and sweep)")
+    parser.add_argument("--full", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time reconcile --full after the first run (default)")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     print(f"reconcile: {args.people:,} people, seed {args.seed}; Python "

@@ -35,7 +35,7 @@ for a person whose recorded date of death has passed; endings, charges and confl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from register_core.domain.calendar import add_working_days
@@ -47,6 +47,7 @@ from register_core.domain.commands import (
     RecordServiceCharged,
 )
 from register_core.domain.episodes import fact_day
+from register_core.domain.horizon import ONE_DAY, earliest, position_stable_until
 from register_core.domain.legal_status import describe
 from register_core.domain.model import Fact, Person
 from register_core.domain.position import Position
@@ -56,7 +57,7 @@ from register_core.domain.rules.ending import Violation
 from . import source_conflicts
 from .findings import DetectorPolicy, Finding, finding, iso
 
-__all__ = ["DetectorPolicy", "Finding", "detect"]
+__all__ = ["DetectorPolicy", "Finding", "detect", "detect_until"]
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,23 @@ class _Context:
     today: date
     policy: DetectorPolicy
     facts: list[Fact]  # live facts known on ``today``
+    # The last day each "not yet" answer given today still holds (see ``detect_until``).
+    holds: list[date] = field(default_factory=list)
 
     @property
     def deceased(self) -> bool:
-        return self.person.death_date is not None and self.person.death_date <= self.today
+        death = self.person.death_date
+        if death is not None and death > self.today:
+            self.holds.append(death - ONE_DAY)
+        return death is not None and death <= self.today
+
+    def not_yet_due(self, due: date) -> bool:
+        """Whether ``due`` (the last day a duty may still be met) has not passed; if so,
+        the answer holds until then."""
+        if self.today <= due:
+            self.holds.append(due)
+            return True
+        return False
 
     def period_floor(self) -> date | None:
         """The date of the last lawful ending: facts after it belong to the current period."""
@@ -86,6 +100,22 @@ class _Context:
 def detect(person: Person, position: Position, today: date,
            policy: DetectorPolicy | None = None) -> list[Finding]:
     """Every finding for the person as of ``today``, one per fingerprint, in a stable order."""
+    return _detect(person, position, today, policy)[1]
+
+
+def detect_until(person: Person, position: Position, today: date,
+                 policy: DetectorPolicy | None = None) -> tuple[list[Finding], date | None]:
+    """``detect``, and the last day on which the same facts give the same findings and the
+    same position (None: no date alone changes them): a due date not yet passed, a death
+    or a child's twelfth week still to come, and whatever moves the position
+    (``position_stable_until``). The sweep need not look at the person again before then
+    unless their facts change."""
+    ctx, found = _detect(person, position, today, policy)
+    return found, earliest(*ctx.holds, position_stable_until(person, today))
+
+
+def _detect(person: Person, position: Position, today: date,
+            policy: DetectorPolicy | None) -> tuple[_Context, list[Finding]]:
     facts = [f for f in person.live_facts() if fact_day(f) <= today]
     ctx = _Context(person, position, today, policy or DetectorPolicy(), facts)
     detectors: list[Callable[[_Context], list[Finding]]] = [_refused_endings, _charges]
@@ -100,7 +130,7 @@ def detect(person: Person, position: Position, today: date,
     found += source_conflicts.dated_conflicts(facts, rules)
     found += source_conflicts.aftercare_conflicts(facts, position.detentions, rules)
     unique = {f.fingerprint: f for f in reversed(found)}
-    return sorted(unique.values(), key=lambda f: (f.kind, f.fingerprint))
+    return ctx, sorted(unique.values(), key=lambda f: (f.kind, f.fingerprint))
 
 
 def _section(code: str | None) -> str:
@@ -130,7 +160,7 @@ def _missed_entitlement(ctx: _Context) -> list[Finding]:
         return []
     heard = min(f.command.provenance.received_at.date() for f in leaving)
     due = add_working_days(max(ent.start, heard), ctx.policy.confirmation_working_days)
-    if ctx.today <= due:
+    if ctx.not_yet_due(due):
         return []
     return [finding(
         "missed-entitlement", [ent.trigger_episode, ent.start],
@@ -197,7 +227,7 @@ def _review_overdue(ctx: _Context) -> list[Finding]:
     due = ent.next_review_due
     if ent.status != "active" or due is None:
         return []
-    if ctx.today <= add_working_days(due, ctx.policy.review_grace_working_days):
+    if ctx.not_yet_due(add_working_days(due, ctx.policy.review_grace_working_days)):
         return []
     which = "3-month" if ent.last_review is None else "12-month"
     since = (f"discharge on {iso(ent.start)}" if ent.last_review is None
@@ -218,7 +248,7 @@ def _no_named_practitioner(ctx: _Context) -> list[Finding]:
     if ent.status not in ("pending", "active") or ent.named_practitioner or since is None:
         return []
     due = add_working_days(since, ctx.policy.named_practitioner_working_days)
-    if ctx.today <= due:
+    if ctx.not_yet_due(due):
         return []
     return [finding(
         "no-named-practitioner", [since],
@@ -239,7 +269,7 @@ def _no_aftercare_plan(ctx: _Context) -> list[Finding]:
     if plan is not None and (floor is None or plan > floor):
         return []
     due = add_working_days(ent.start, ctx.policy.aftercare_plan_working_days)
-    if ctx.today <= due:
+    if ctx.not_yet_due(due):
         return []
     return [finding(
         "no-aftercare-plan", [ent.start],
@@ -277,6 +307,8 @@ def _child_notification(ctx: _Context) -> list[Finding]:
     found = []
     for index, ep in enumerate(episodes):
         if not children.s85_notification_due(birth, ep.start, ep.end, ctx.today):
+            if ep.end is None and children.is_child_on(birth, ep.start):
+                ctx.holds.append(ep.start + children.TWELVE_WEEKS - ONE_DAY)  # still in
             continue
         following = episodes[index + 1].start if index + 1 < len(episodes) else None
         if any(n.command.date >= ep.start and (following is None or n.command.date < following)

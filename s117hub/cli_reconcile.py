@@ -3,7 +3,8 @@
 First compares every person without a valid NHS number with the people sharing a blocking key
 and, as the write path would, merges a match at or above the link threshold (reversibly) or
 opens identity-uncertain in the review band (``--no-matching`` skips it). Then recomputes
-every person's S117 position as of today (due dates move with no message) and
+the S117 position of every person whose facts changed or whose next due date came since
+their last check (``--full``: everyone) as of today, and
 brings their exceptions in step with the detectors: new findings open, findings that no longer
 hold are resolved by ``system``, dismissed ones stay dismissed while the facts are the same.
 A progress bar goes to stderr; what changed is printed to stdout. Run it nightly (cron, a
@@ -44,6 +45,8 @@ def matching_lines(report: MatchingReport) -> list[str]:
              f"people sent to review\t{report.reviews_opened}",
              f"pairs already raised or decided\t{report.known}",
              f"links deferred to the next run\t{report.deferred}"]
+    lines += _by_kind("exceptions opened by merges", report.opened)
+    lines += _by_kind("exceptions auto-resolved by merges", report.auto_resolved)
     if report.failed:
         lines.append(f"matching failed\t{len(report.failed)}")
         lines += [f"matching failed\t{person_id}" for person_id in report.failed]
@@ -52,7 +55,8 @@ def matching_lines(report: MatchingReport) -> list[str]:
 
 def report_lines(report: SweepReport) -> list[str]:
     """Tab-separated, one fact a line, for people and for scripts."""
-    lines = [f"people swept\t{report.people}", f"positions changed\t{report.positions_changed}"]
+    lines = [f"people swept\t{report.people}", f"people recomputed\t{report.recomputed}",
+             f"positions changed\t{report.positions_changed}"]
     lines += [f"field changed\t{name}\t{n}" for name, n in sorted(report.fields_changed.items())]
     lines += _by_kind("exceptions opened", report.opened)
     lines += _by_kind("exceptions auto-resolved", report.auto_resolved)
@@ -92,7 +96,8 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
         with tqdm(total=total, unit="people", desc="reconcile", file=sys.stderr,
                   disable=not show) as bar:
             report = sweep(hub.engine, hub.clock, hub.policy, progress=bar.update,
-                           page=args.page, on_change=on_change, workers=args.workers)
+                           page=args.page, on_change=on_change, workers=args.workers,
+                           full=args.full)
     finally:
         hub.close()
     lines = matching_lines(matching) if matching is not None else []
@@ -113,6 +118,9 @@ def add_reconcile(subparsers: Any) -> argparse.ArgumentParser:
                            "terminal)")
     reconcile.add_argument("--page", type=int, default=PAGE, metavar="N",
                            help=f"people read, and written, per transaction (default {PAGE})")
+    reconcile.add_argument("--full", action="store_true",
+                           help="recompute every person, even those whose last check still "
+                           "holds (after restoring a backup, or to audit)")
     reconcile.add_argument("--matching", action=argparse.BooleanOptionalAction, default=True,
                            help="compare people without an NHS number with the register "
                            "first (default); --no-matching skips it")

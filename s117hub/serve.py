@@ -99,8 +99,9 @@ class Pollers:
 
 class RegisterSweeper(threading.Thread):
     """The nightly reconcile (``s117hub reconcile``) inside the serving process: recompute
-    every position as of today, sync exceptions (reviews fall overdue with no message), and
-    queue for partners any status change time alone made. First run ``first_after`` seconds
+    as of today every position whose checkpoint no longer holds, sync exceptions (reviews
+    fall overdue with no message), and queue for partners any status change time alone
+    made. First run ``first_after`` seconds
     after start, then every ``interval`` seconds. One per deployment (``serve``)."""
 
     def __init__(self, hub: Hub, interval: float, first_after: float = 60.0) -> None:
@@ -116,7 +117,8 @@ class RegisterSweeper(threading.Thread):
         if report.fields_changed:
             self.hub.outbound.hint()  # the outbound sweeper would find them; sooner is kinder
         log.info("register sweep done", extra={
-            "people": report.people, "positions_changed": report.positions_changed,
+            "people": report.people, "recomputed": report.recomputed,
+            "positions_changed": report.positions_changed,
             "exceptions_opened": sum(report.opened.values()), "failed": len(report.failed)})
         return report
 

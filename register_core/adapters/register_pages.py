@@ -37,20 +37,6 @@ class PersonSnapshot:
     entitlement: dict[str, Any] | None  # the stored projection row, None if never written
 
 
-def page_ids(conn: Connection, *, after: str | None, lower: str | None, upper: str | None,
-             limit: int) -> list[str]:
-    """Up to ``limit`` person ids, in order, greater than ``after``, at least ``lower`` and
-    less than ``upper`` (each bound left out when None)."""
-    query = select(persons.c.id).order_by(persons.c.id).limit(limit)
-    if after is not None:
-        query = query.where(persons.c.id > after)
-    if lower is not None:
-        query = query.where(persons.c.id >= lower)
-    if upper is not None:
-        query = query.where(persons.c.id < upper)
-    return list(conn.execute(query).scalars())
-
-
 def read_page(conn: Connection, ids: Sequence[str]) -> list[PersonSnapshot]:
     """The people ``ids`` (in that order) with their journals and stored projections."""
     if not ids:

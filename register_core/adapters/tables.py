@@ -141,6 +141,19 @@ entitlements = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# What the register sweep last settled for each person: their stored position and exceptions
+# were brought in step with journal ``version`` under the rules fingerprinted ``rules`` (the
+# code and configuration that compute positions and findings) and stay right until
+# ``holds_until`` (None: no date alone moves them). The nightly pass skips a person while all
+# three still hold (``register_core.services.reconcile``).
+person_checks = Table(
+    "person_checks", metadata,
+    Column("person_id", String(36), ForeignKey("persons.id"), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("rules", String(64), nullable=False),
+    Column("holds_until", Date, nullable=True),
+)
+
 detentions = Table(
     "detentions", metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -60,7 +60,7 @@ from .identity import (
     pair_known,
 )
 from .merges import LoadedPair, merge_loaded, merge_persons, open_merge_of
-from .reconcile import commit_without_waiting, run_in_batches
+from .reconcile import commit_without_waiting, run_in_batches, sync_people
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +129,14 @@ class MatchingReport:
     deferred: int = 0  # one side merged or changed since scoring: the next run decides
     failed: list[str] = field(default_factory=list)
     merges: list[tuple[str, str]] = field(default_factory=list)  # (survivor, merged)
+    # Exceptions the merged people's detectors opened or resolved (bulk merges only).
+    opened: Counter[str] = field(default_factory=Counter)
+    auto_resolved: Counter[str] = field(default_factory=Counter)
 
     def merge(self, other: MatchingReport) -> None:
         self.linked += other.linked
+        self.opened.update(other.opened)
+        self.auto_resolved.update(other.auto_resolved)
         self.reviews_opened += other.reviews_opened
         self.known += other.known
         self.deferred += other.deferred
@@ -375,6 +380,16 @@ class _Apply:
         outcomes = merge_loaded(uow, pairs, source=SOURCE, source_ref=SOURCE_REF, by=SYSTEM,
                                 clock=self.clock, policy=self.policy)
         uow.persons.flush()
+        # A merge is a register change: both people's exceptions and checkpoints follow it
+        # here, on the positions it computed, so the sweep need not read them again.
+        synced = sync_people(uow, [
+            (person, applied.position) for pair, outcome in zip(pairs, outcomes, strict=True)
+            for person, applied in ((pair.survivor.person, outcome.survivor),
+                                    (pair.merged.person, outcome.merged))
+            if applied.position is not None], self.clock, self.policy)
+        for result in synced.values():
+            report.opened.update(kind for _, kind in result.opened)
+            report.auto_resolved.update(kind for _, kind in result.auto_resolved)
         for pair, outcome in zip(pairs, outcomes, strict=True):
             if self.on_merge is not None:
                 for applied in (outcome.survivor, outcome.merged):

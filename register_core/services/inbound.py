@@ -16,8 +16,6 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 
 from mapping.errors import MappingError
-from reconciliation.detectors import detect
-from reconciliation.findings import Finding
 from register_core.adapters import inbox
 from register_core.adapters.database import urgent_writers_waiting
 from register_core.adapters.subscriptions import load_all as load_subscriptions
@@ -25,13 +23,14 @@ from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.codec import command_from_json
 from register_core.domain.commands import Command
 from register_core.domain.errors import ConcurrentChange, RegisterError
+from register_core.domain.model import Person
 from register_core.domain.position import Policy, Position
 from register_core.ports import Clock
 
 from .handlers import Applied, record_command
 from .identity import identities_of, prefetch_candidates
 from .outbound import enqueue_status_changes
-from .reconcile import reconcile_person, sync_many
+from .reconcile import reconcile_person, sync_people
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +237,7 @@ def _detect(uow: SqlUnitOfWork, outcomes: list[Outcome], clock: Clock,
             for applied in (top, *top.also):
                 latest[applied.person_id] = applied.position
     today = clock.today()
-    findings_of: dict[str, list[Finding]] = {}
+    held: list[tuple[Person, Position]] = []
     for person_id in sorted(latest):
         position = latest[person_id]
         person = (uow.persons.get(person_id, for_update=True)
@@ -246,8 +245,9 @@ def _detect(uow: SqlUnitOfWork, outcomes: list[Outcome], clock: Clock,
         if person is None or position is None:
             reconcile_person(uow, person_id, clock, policy)
         else:
-            findings_of[person_id] = detect(person, position, today)
-    sync_many(uow, findings_of, clock)
+            held.append((person, position))
+    # With their checkpoints: the nightly sweep need not compute them again until their day.
+    sync_people(uow, held, clock, policy)
 
 
 def _with_retry(run: Callable[[], tuple[list[Outcome], bool]], attempts: int

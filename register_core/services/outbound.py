@@ -9,6 +9,7 @@ ever lost between "recorded" and "queued" and none is queued that did not happen
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -140,9 +141,18 @@ def enqueue_on_change(now: Callable[[], datetime]
     """For changes that no inbound message caused (the nightly sweep moving a position as
     time passes): the hub itself is the notice, so the SLA clock starts when it noticed."""
 
+    # Read once per transaction (a sweep or merge page has hundreds of changes), not per change.
+    read_in: weakref.WeakKeyDictionary[object, list[SubscriptionDefinition]] = (
+        weakref.WeakKeyDictionary())
+
     def on_change(conn: Connection, applied: Applied) -> list[int]:
         at = now()
-        return enqueue_status_changes(conn, applied, at, at)
+        transaction = conn.get_transaction()
+        if transaction is None:
+            return enqueue_status_changes(conn, applied, at, at)
+        if transaction not in read_in:
+            read_in[transaction] = load_all(conn)
+        return enqueue_status_changes(conn, applied, at, at, subscriptions=read_in[transaction])
 
     return on_change
 

@@ -6,6 +6,15 @@ committed together. ``sweep`` walks the whole register by pages of people (flat 
 recomputes each position as of today as ``handlers.recompute`` does (due dates move with no
 message) and syncs the person's exceptions.
 
+Each person's result is kept with a checkpoint (``person_checks``): the journal version it
+was computed from, the fingerprint of the rules that computed it (``rules_fingerprint``: the
+code and configuration of positions and detectors) and the last day it stays right
+(``detect_until``). The sweep passes over a person whose checkpoint still holds — the same
+version and rules, the day not passed — since computing them again would give what is
+stored; ``full=True`` (``s117hub reconcile --full``) recomputes everyone. The inbound path
+writes the checkpoint with the exceptions of each message it applies, so the nightly pass
+visits only the people whose day came or whose facts changed some other way.
+
 A page is read in three queries, without locks, and computed in memory; only the people
 whose projection or exceptions must change are written, in one transaction per page, and
 only if their version is still the one read (on PostgreSQL their rows are locked, skipping
@@ -17,17 +26,25 @@ processes over ranges of person ids.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import json
 import logging
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from importlib import metadata
+from pathlib import Path
 from typing import Protocol, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from reconciliation.detectors import DetectorPolicy, detect
+import reconciliation
+import register_core.domain
+from reconciliation.detectors import DetectorPolicy, detect_until
 from reconciliation.exceptions import (
     AUTO_RESOLVE_DECISION,
     AUTO_RESOLVE_REASON,
@@ -38,7 +55,8 @@ from reconciliation.exceptions import (
 from reconciliation.findings import Finding
 from register_core.adapters.database import make_engine, urgent_writers_waiting
 from register_core.adapters.exceptions_store import ExceptionStore
-from register_core.adapters.register_pages import lock_unchanged, page_ids, read_page
+from register_core.adapters.person_checks import Check, record_checks, scan_due
+from register_core.adapters.register_pages import lock_unchanged, read_page
 from register_core.adapters.repository import projection_unchanged
 from register_core.adapters.tables import persons
 from register_core.adapters.unit_of_work import SqlUnitOfWork
@@ -54,6 +72,7 @@ T = TypeVar("T")
 R = TypeVar("R", bound="BatchReport")
 
 PAGE = 500  # people read, and written, per transaction
+SCAN = 5000  # checkpoints read per query while looking for the people to recompute
 # Below this many people one process sweeps faster than forking workers would.
 PARALLEL_FROM = 20_000
 # Ranges of person ids the forked workers share out: ids are UUIDs (uniform hex), but any
@@ -85,9 +104,47 @@ class SyncResult:
         return bool(self.opened or self.auto_resolved or self.refreshed)
 
 
+def _canonical(value: object) -> object:
+    """A configuration value as JSON the same in every process (sets sorted, dataclasses
+    and mappings as sorted objects), for ``rules_fingerprint``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, set | frozenset):
+        return sorted(_canonical(v) for v in value)  # type: ignore[type-var]
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+@functools.cache
+def _code_fingerprint() -> str:
+    """The source of everything that computes a position or a finding (the domain and the
+    reconciliation packages) and the bank holidays the working days count."""
+    digest = hashlib.sha256()
+    for package in (register_core.domain, reconciliation):
+        root = Path(package.__file__).parent  # type: ignore[arg-type]
+        for path in sorted(root.rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    digest.update(metadata.version("holidays").encode())
+    return digest.hexdigest()
+
+
+def rules_fingerprint(policy: Policy | None, rules: DetectorPolicy | None) -> str:
+    """What a person's stored position and exceptions were computed under: the code and the
+    configuration. A checkpoint under other rules no longer holds (the sweep recomputes)."""
+    config = json.dumps([_canonical(policy or Policy()), _canonical(rules or DetectorPolicy())],
+                        sort_keys=True)
+    return hashlib.sha256(f"{_code_fingerprint()}|{config}".encode()).hexdigest()[:32]
+
+
 @dataclass(kw_only=True)
 class SweepReport:
-    people: int = 0
+    people: int = 0  # every person the sweep covered
+    recomputed: int = 0  # of them, those whose checkpoint no longer held (or all, with full)
     positions_changed: int = 0
     fields_changed: Counter[str] = field(default_factory=Counter)
     opened: Counter[str] = field(default_factory=Counter)
@@ -97,6 +154,7 @@ class SweepReport:
     def add(self, changes: Sequence[tuple[str, str | None, str | None]],
             result: SyncResult) -> None:
         self.people += 1
+        self.recomputed += 1
         if changes:
             self.positions_changed += 1
             self.fields_changed.update(name for name, _, _ in changes)
@@ -105,18 +163,12 @@ class SweepReport:
 
     def merge(self, other: SweepReport) -> None:
         self.people += other.people
+        self.recomputed += other.recomputed
         self.positions_changed += other.positions_changed
         self.fields_changed.update(other.fields_changed)
         self.opened.update(other.opened)
         self.auto_resolved.update(other.auto_resolved)
         self.failed.extend(other.failed)
-
-
-def sync_findings(uow: SqlUnitOfWork, person: Person, position: Position, clock: Clock,
-                  rules: DetectorPolicy | None = None) -> SyncResult:
-    """Detect on a person and position the caller already holds, and sync their exceptions."""
-    findings = detect(person, position, position.as_of, rules)
-    return sync_many(uow, {person.id: findings}, clock)[person.id]
 
 
 def sync_many(uow: SqlUnitOfWork, findings_of: Mapping[str, list[Finding]],
@@ -155,12 +207,30 @@ def sync_many(uow: SqlUnitOfWork, findings_of: Mapping[str, list[Finding]],
 def reconcile_person(uow: SqlUnitOfWork, person_id: str, clock: Clock,
                      policy: Policy | None = None, *,
                      rules: DetectorPolicy | None = None) -> SyncResult:
-    """Detect on one person as of today and sync their exceptions; the caller commits."""
+    """Detect on one person as of today and sync their exceptions, with their checkpoint;
+    the caller commits."""
     person = uow.persons.get(person_id, for_update=True)
     if person is None:
         raise NotFound("no person with this id", field="person_id", rule="person-exists")
     position = compute_position(person, clock.today(), policy)
-    return sync_findings(uow, person, position, clock, rules)
+    return sync_people(uow, [(person, position)], clock, policy, rules)[person_id]
+
+
+def sync_people(uow: SqlUnitOfWork, held: Sequence[tuple[Person, Position]], clock: Clock,
+                policy: Policy | None, rules: DetectorPolicy | None = None,
+                rules_id: str | None = None) -> dict[str, SyncResult]:
+    """Detect on people the caller holds (locked) with the positions it computed for them
+    today, sync their exceptions, and write their checkpoints at the versions stored: what
+    every register change does (a message applied, a merge, a person swept)."""
+    findings_of: dict[str, list[Finding]] = {}
+    checks: list[Check] = []
+    for person, position in held:
+        findings_of[person.id], until = detect_until(person, position, position.as_of, rules)
+        checks.append(Check(person.id, person.version, until))
+    results = sync_many(uow, findings_of, clock)
+    uow.persons.flush()  # the checkpoints name the versions written
+    record_checks(uow.connection, checks, rules_id or rules_fingerprint(policy, rules))
+    return results
 
 
 def count_people(engine: Engine) -> int:
@@ -180,19 +250,23 @@ class _Sweep:
     policy: Policy | None
     rules: DetectorPolicy | None
     on_change: OnChange | None
+    full: bool = False  # recompute everyone, whatever their checkpoint says
+    rules_id: str = ""  # rules_fingerprint(policy, rules)
 
     def one(self, uow: SqlUnitOfWork, person_id: str, report: SweepReport) -> None:
         person = uow.persons.get(person_id, for_update=True)
         if person is None:
             return  # merged away or removed since the page was read
-        position = compute_position(person, self.clock.today(), self.policy)
+        today = self.clock.today()
+        position = compute_position(person, today, self.policy)
         changes = uow.persons.save(person, position, source="register", source_ref="sweep",
                                    recorded_by=SYSTEM, now=self.clock.now())
         if changes and self.on_change is not None:
             self.on_change(uow.connection, Applied(
                 person_id=person_id, fact_seq=person.next_seq() - 1, created=False,
                 changes=changes, position=position))
-        report.add(changes, sync_findings(uow, person, position, self.clock, self.rules))
+        report.add(changes, sync_people(uow, [(person, position)], self.clock, self.policy,
+                                        self.rules, self.rules_id)[person_id])
 
     def batch(self, ids: Sequence[str]) -> SweepReport:
         return run_in_batches(self.engine, ids, self.one, SweepReport, what="sweep",
@@ -208,6 +282,8 @@ class _Sweep:
         recompute: list[str] = []  # the projection moves: the one-person path saves it
         findings_of: dict[str, list[Finding]] = {}  # exceptions to write
         versions: dict[str, int] = {}
+        checks: dict[str, Check] = {}  # what holds for each person computed here
+        unchanged = SweepReport()  # nothing to write but their checkpoint
         troubled: list[str] = []  # the one-person path reports what fails
         for snapshot in snapshots:
             person = snapshot.person
@@ -216,11 +292,12 @@ class _Sweep:
                 if not projection_unchanged(snapshot.entitlement, position):
                     recompute.append(person.id)
                 else:
-                    findings = detect(person, position, today, self.rules)
+                    findings, until = detect_until(person, position, today, self.rules)
+                    checks[person.id] = Check(person.id, person.version, until)
                     plan = plan_sync(stored[person.id], findings)
                     if not plan.changed:
-                        report.add((), SyncResult(person_id=person.id,
-                                                  held_closed=len(plan.held_closed)))
+                        unchanged.add((), SyncResult(person_id=person.id,
+                                                     held_closed=len(plan.held_closed)))
                         continue
                     findings_of[person.id] = findings
             except RegisterError:
@@ -229,24 +306,33 @@ class _Sweep:
             versions[person.id] = person.version
         for pid in troubled:
             report.merge(self.batch([pid]))
-        if not versions:
+        if not checks and not versions:
             return report
         written = SweepReport()  # counted only once committed
         try:
             with SqlUnitOfWork(self.engine) as uow:
                 commit_without_waiting(uow)
-                held = lock_unchanged(uow.connection, versions)
+                held = lock_unchanged(uow.connection, versions) if versions else set()
                 self._write_exceptions(uow, {pid: found for pid, found in findings_of.items()
                                              if pid in held}, written)
                 for pid in recompute:
                     if pid in held:
                         self.one(uow, pid, written)
+                # No lock for the checkpoints of people with nothing to write: each names
+                # the version it was computed from, and a person changed since is simply
+                # recomputed next time.
+                record_checks(uow.connection, [
+                    check for pid, check in checks.items()
+                    if pid not in findings_of or pid in held], self.rules_id)
                 uow.commit()
         except (RegisterError, SQLAlchemyError):
             log.warning("sweep page failed; taking its people one by one", exc_info=True)
             held = set()
         else:
             report.merge(written)
+        # Swept whether or not their checkpoint was written (without one they are simply
+        # computed again next time).
+        report.merge(unchanged)
         for pid in versions:
             if pid not in held:  # changed since the read, locked elsewhere, or the page failed
                 report.merge(self.batch([pid]))
@@ -313,18 +399,30 @@ def run_in_batches(engine: Engine, items: Sequence[T],
 
 def _sweep_range(job: _Sweep, lower: str | None, upper: str | None, page: int,
                  progress: Callable[[int], object] | None = None) -> SweepReport:
-    """Every person with ``lower`` <= id < ``upper`` (either end open), a page at a time."""
+    """Every person with ``lower`` <= id < ``upper`` (either end open): those whose
+    checkpoint no longer holds (everyone, with ``full``) a page at a time."""
     report = SweepReport()
     after: str | None = None
+    due: list[str] = []
+    today = job.clock.today()
     while True:
         with job.engine.connect() as conn:
-            ids = page_ids(conn, after=after, lower=lower, upper=upper, limit=page)
-        if not ids:
+            scanned = scan_due(conn, after=after, lower=lower, upper=upper, limit=SCAN,
+                               rules=job.rules_id, today=today)
+        if scanned:
+            after = scanned[-1][0]
+            fresh = [pid for pid, is_due in scanned if is_due or job.full]
+            report.people += len(scanned) - len(fresh)  # their checkpoint holds
+            if progress is not None and len(scanned) > len(fresh):
+                progress(len(scanned) - len(fresh))
+            due += fresh
+        while due and (len(due) >= page or not scanned):
+            ids, due = due[:page], due[page:]
+            report.merge(job.page(ids))
+            if progress is not None:
+                progress(len(ids))
+        if not scanned:
             return report
-        report.merge(job.page(ids))
-        after = ids[-1]
-        if progress is not None:
-            progress(len(ids))
 
 
 _FORKED: tuple[_Sweep, int] | None = None  # what forked workers inherit
@@ -350,13 +448,14 @@ def sweep(engine: Engine, clock: Clock, policy: Policy | None = None,
           progress: Callable[[int], object] | None = None, *,
           rules: DetectorPolicy | None = None, page: int = PAGE,
           on_change: OnChange | None = None, workers: int = 1,
-          parallel_from: int = PARALLEL_FROM) -> SweepReport:
-    """Recompute every person's position and sync their exceptions; ``progress(n)`` is called
-    with the number of people done as pages (or, with workers, id ranges) finish. ``workers``
-    > 1 forks that many processes (POSIX) when the register holds ``parallel_from`` people
-    or more."""
+          parallel_from: int = PARALLEL_FROM, full: bool = False) -> SweepReport:
+    """Recompute the position of every person whose checkpoint no longer holds (everyone,
+    with ``full``) and sync their exceptions; ``progress(n)`` is called with the number of
+    people done as pages (or, with workers, id ranges) finish. ``workers`` > 1 forks that
+    many processes (POSIX) when the register holds ``parallel_from`` people or more."""
     global _FORKED
-    job = _Sweep(engine, clock, policy, rules, on_change)
+    job = _Sweep(engine, clock, policy, rules, on_change, full=full,
+                 rules_id=rules_fingerprint(policy, rules))
     if workers <= 1 or count_people(engine) < parallel_from:
         return _sweep_range(job, None, None, page, progress)
     report = SweepReport()
