@@ -91,7 +91,7 @@ def cmd_reconcile(settings: Settings, args: argparse.Namespace) -> int:
                       file=sys.stderr, disable=not show) as bar:
                 matching = apply_matches(hub.engine, plan, hub.clock, hub.policy,
                                          progress=bar.update, on_merge=on_change,
-                                         page=args.page)
+                                         page=args.page, workers=args.workers)
         total = count_people(hub.engine) if show else None
         with tqdm(total=total, unit="people", desc="reconcile", file=sys.stderr,
                   disable=not show) as bar:

@@ -18,7 +18,10 @@ compares every person without a valid NHS number with the people who share a blo
 
 Scoring reads a snapshot and runs in memory; the decisions are then applied one transaction
 per person on PostgreSQL (as the sweep: no lock held while waiting for another) and per page
-on SQLite, each checked again against the register as it is by then.
+on SQLite, each checked again against the register as it is by then. On PostgreSQL with
+``workers`` > 1 the decisions are split by connected group of people (no person in two
+groups) among forked processes, each with its own connections; SQLite has one writer, so
+there they are applied by one process.
 Logs carry person ids and counts, never names or NHS numbers.
 """
 
@@ -37,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from reconciliation.comparisons import Prepared
 from reconciliation.exceptions import SYSTEM
 from reconciliation.identity import Candidate, IdentityMatcher, MatchDecision
+from register_core.adapters.database import make_engine
 from register_core.adapters.register_pages import lock_people, read_page
 from register_core.adapters.repository import MAX_CANDIDATES
 from register_core.adapters.tables import (
@@ -68,6 +72,7 @@ T = TypeVar("T")
 
 SOURCE, SOURCE_REF = "register", "reconcile"  # provenance of the merges and reviews made here
 PAGE = 500  # decisions per bulk transaction (and per one-by-one transaction on SQLite)
+PARALLEL_APPLY_FROM = 2_000  # decisions below which forking costs more than it saves
 _READ_CHUNK = 2000  # ids per ``IN (...)`` read of demographics
 
 _OWN = person_blocking_keys.alias("own_key")
@@ -432,17 +437,93 @@ class _Apply:
         self.joining = {}
 
 
+def _apply_all(job: _Apply, proposals: Sequence[Proposal], page: int,
+               progress: Callable[[int], object] | None = None) -> MatchingReport:
+    report = MatchingReport()
+    per_tx = 1 if job.engine.dialect.name == "postgresql" else page
+    for chunk in _chunks(proposals, page):
+        report.merge(job.page(chunk, per_tx))
+        if progress is not None:
+            progress(len(chunk))
+    return report
+
+
+def _groups(proposals: Sequence[Proposal], count: int) -> list[list[Proposal]]:
+    """``proposals`` in ``count`` groups (each in plan order), no person in two: every
+    decision touching a person lands where the others touching them do, so one process
+    sees every merge a decision depends on."""
+    parent: dict[str, str] = {}
+
+    def root(pid: str) -> str:
+        parent.setdefault(pid, pid)
+        while parent[pid] != pid:
+            parent[pid] = parent[parent[pid]]
+            pid = parent[pid]
+        return pid
+
+    for proposal in proposals:
+        a, b = root(proposal.person_id), root(proposal.decision.candidate_id or "")
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    sizes: dict[str, int] = defaultdict(int)
+    for proposal in proposals:
+        sizes[root(proposal.person_id)] += 1
+    # Largest components first, each to the lightest group: the groups come out even.
+    load = [0] * count
+    group_of: dict[str, int] = {}
+    for component, size in sorted(sizes.items(), key=lambda item: (-item[1], item[0])):
+        lightest = load.index(min(load))
+        group_of[component] = lightest
+        load[lightest] += size
+    groups: list[list[Proposal]] = [[] for _ in range(count)]
+    for proposal in proposals:
+        groups[group_of[root(proposal.person_id)]].append(proposal)
+    return [group for group in groups if group]
+
+
+_APPLYING: tuple[_Apply, int] | None = None  # what forked appliers inherit
+_APPLIER: _Apply | None = None  # a forked applier's own job, with its own engine
+
+
+def _start_applier() -> None:
+    global _APPLIER
+    assert _APPLYING is not None
+    job, _ = _APPLYING
+    # Connections must not cross a fork: the parent disposed its pool, each child opens its own.
+    url = job.engine.url.render_as_string(hide_password=False)
+    _APPLIER = _Apply(make_engine(url), job.clock, job.policy, job.on_merge)
+
+
+def _forked_apply(group: list[Proposal]) -> tuple[int, MatchingReport]:
+    assert _APPLYING is not None and _APPLIER is not None
+    return len(group), _apply_all(_APPLIER, group, _APPLYING[1])
+
+
 def apply_matches(engine: Engine, plan: MatchPlan, clock: Clock, policy: Policy | None = None,
                   *, progress: Callable[[int], object] | None = None,
-                  on_merge: OnMerge | None = None, page: int = PAGE) -> MatchingReport:
-    """Merge the links and open the reviews of ``plan``; ``progress(n)`` after each batch."""
+                  on_merge: OnMerge | None = None, page: int = PAGE,
+                  workers: int = 1) -> MatchingReport:
+    """Merge the links and open the reviews of ``plan``; ``progress(n)`` after each batch.
+    ``workers`` > 1 forks that many processes (POSIX) on PostgreSQL for plans of
+    ``PARALLEL_APPLY_FROM`` decisions or more."""
+    global _APPLYING
     job = _Apply(engine, clock, policy, on_merge)
     report = MatchingReport(compared=plan.compared, pairs=plan.pairs)
-    per_tx = 1 if engine.dialect.name == "postgresql" else page
-    for proposals in _chunks(plan.proposals, page):
-        report.merge(job.page(proposals, per_tx))
-        if progress is not None:
-            progress(len(proposals))
+    if (workers <= 1 or engine.dialect.name != "postgresql"
+            or len(plan.proposals) < PARALLEL_APPLY_FROM):
+        report.merge(_apply_all(job, plan.proposals, page, progress))
+    else:
+        engine.dispose()  # no pooled connection may be inherited by the workers
+        _APPLYING = (job, page)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers, _start_applier) as pool:
+                groups = _groups(plan.proposals, workers * 4)
+                for done, part in pool.imap_unordered(_forked_apply, groups):
+                    report.merge(part)
+                    if progress is not None:
+                        progress(done)
+        finally:
+            _APPLYING = None
     log.info("bulk identity matching done", extra={
         "compared": report.compared, "linked": report.linked,
         "reviews_opened": report.reviews_opened, "known": report.known,
@@ -455,6 +536,7 @@ def match_register(engine: Engine, clock: Clock, policy: Policy | None = None, *
                    page: int = PAGE) -> MatchingReport:
     """``plan_matches`` then ``apply_matches``, for callers that need no progress."""
     plan = plan_matches(engine, policy, workers=workers)
-    return apply_matches(engine, plan, clock, policy, on_merge=on_merge, page=page)
+    return apply_matches(engine, plan, clock, policy, on_merge=on_merge, page=page,
+                         workers=workers)
 
 

@@ -270,3 +270,41 @@ def test_links_merged_in_bulk_leave_what_one_by_one_merges_leave(
 
 def _serial(pairs: dict[int, tuple[str, str]], merged: str) -> int:
     return next(serial for serial, (_, pid) in pairs.items() if pid == merged)
+
+
+def test_decisions_split_among_processes_merge_what_one_process_merges(
+        onboarded: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: with workers the decisions are applied by forked processes, each with its
+    own connections and its own groups of people; the same links are merged, once each."""
+    hub = onboarded
+    pairs = {serial: _pair(hub, serial) for serial in NAMES}
+    monkeypatch.setattr(bulk_matching, "PARALLEL_APPLY_FROM", 1)
+    report = match_register(hub.engine, hub.clock, Policy(), workers=2)
+    assert report.linked == 4 and sorted(report.merges) == sorted(pairs.values())
+    with hub.engine.connect() as conn:
+        merged = conn.execute(select(person_merges.c.survivor_id, person_merges.c.merged_id)
+                              ).all()
+    assert sorted(merged) == sorted(pairs.values())
+    for survivor, gone in pairs.values():
+        assert len(identifiers_of(hub.engine, survivor)) == 2
+        assert identifiers_of(hub.engine, gone) == set()
+
+
+def _proposal(person_id: str, candidate_id: str) -> bulk_matching.Proposal:
+    decision = bulk_matching.MatchDecision("link", candidate_id, 9.0, 0.99, {}, {}, "rule")
+    return bulk_matching.Proposal(person_id, decision)
+
+
+def test_groups_keep_every_person_in_one_group_in_plan_order() -> None:
+    proposals = [_proposal("a", "b"), _proposal("c", "d"), _proposal("e", "b"),
+                 _proposal("f", "g"), _proposal("h", "i"), _proposal("d", "j")]
+    groups = bulk_matching._groups(proposals, 3)
+    assert sorted(p.person_id for g in groups for p in g) == sorted(
+        p.person_id for p in proposals)
+    home = {}
+    for index, group in enumerate(groups):
+        assert group == sorted(group, key=proposals.index)  # plan order kept
+        for p in group:
+            for pid in (p.person_id, p.decision.candidate_id):
+                assert home.setdefault(pid, index) == index  # one group per person
+    assert sorted(len(g) for g in groups) == [2, 2, 2]  # {a,b,e} {c,d,j} {f,g}+{h,i}
