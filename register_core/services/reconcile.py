@@ -8,7 +8,7 @@ message) and syncs the person's exceptions.
 
 Each person's result is kept with a checkpoint (``person_checks``): the journal version it
 was computed from, the fingerprint of the rules that computed it (``rules_fingerprint``: the
-code and configuration of positions and detectors) and the last day it stays right
+code and configuration of positions, projections and detectors) and the last day it stays right
 (``detect_until``). The sweep passes over a person whose checkpoint still holds — the same
 version and rules, the day not passed — since computing them again would give what is
 stored; ``full=True`` (``s117hub reconcile --full``) recomputes everyone. The inbound path
@@ -43,7 +43,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 import reconciliation
-import register_core.domain
+import register_core
 from reconciliation.detectors import DetectorPolicy, detect_until
 from reconciliation.exceptions import (
     AUTO_RESOLVE_DECISION,
@@ -122,10 +122,11 @@ def _canonical(value: object) -> object:
 
 @functools.cache
 def _code_fingerprint() -> str:
-    """The source of everything that computes a position or a finding (the domain and the
-    reconciliation packages) and the bank holidays the working days count."""
+    """The source of everything that computes, stores or compares a position or a finding
+    (the register core and the reconciliation packages: any new version of either sweeps
+    everyone once) and the bank holidays the working days count."""
     digest = hashlib.sha256()
-    for package in (register_core.domain, reconciliation):
+    for package in (register_core, reconciliation):
         root = Path(package.__file__).parent  # type: ignore[arg-type]
         for path in sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
