@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 
+from connectors.hl7v2.receiver import Hl7Receiver
 from register_core.adapters.security import Role, TokenStore
+from register_core.adapters.sources import SourceDefinition
 from register_core.domain.commands import (
     Command,
     PersonRef,
@@ -29,6 +31,7 @@ from register_core.services.handlers import apply_command
 from s117hub.api.app import create_app
 from s117hub.api.routes_exceptions import router
 from s117hub.bootstrap import Hub
+from s117hub.harness import synthetic_adt
 
 with warnings.catch_warnings():  # starlette 1.x warns that its client still uses httpx
     warnings.simplefilter("ignore")
@@ -90,6 +93,19 @@ def kept(hub: Hub, serial: int, start: date, left: date, *, confirm: bool = True
     if confirm:
         council(hub, serial, RecordS117Confirmed, left, start=left)
     return person_id
+
+
+def hl7_admitted_and_discharged(hub: Hub) -> None:
+    """Trust A's EPR sends an A01 (5 January) and an A03 (1 March) over the HL7 receiver, as
+    a partner would; the worker has not run yet."""
+    hub.sources.save(SourceDefinition(source_id="trust-a", kind="hl7v2-mllp",
+                                      hl7_sending_application="EPR",
+                                      hl7_sending_facility="RX1"), hub.clock.now())
+    receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, lambda _p: None)
+    for trigger, control, when in (("A01", "M1", "20260105093000"),
+                                   ("A03", "M2", "20260301100000")):
+        assert b"MSA|AA|" in receiver.handle(
+            synthetic_adt(trigger, control, "9990000018", "RX1-1", when)).ack
 
 
 def end_by_council_alone(hub: Hub, serial: int, day: date) -> str:

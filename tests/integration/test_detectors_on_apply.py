@@ -7,24 +7,16 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.inbound_mapper import make_mapper
-from register_core.adapters.sources import SourceDefinition
 from register_core.adapters.tables import register_exceptions
 from register_core.services.inbound import drain
 from s117hub.bootstrap import Hub
-from s117hub.harness import synthetic_adt
+
+from .reconcile_people import hl7_admitted_and_discharged
 
 
 def test_applying_a_discharge_opens_the_duty_exceptions(hub: Hub) -> None:
-    hub.sources.save(SourceDefinition(source_id="trust-a", kind="hl7v2-mllp",
-                                      hl7_sending_application="EPR",
-                                      hl7_sending_facility="RX1"), hub.clock.now())
-    receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, lambda _p: None)
-    for trigger, control, when in (("A01", "M1", "20260105093000"),
-                                   ("A03", "M2", "20260301100000")):
-        assert b"MSA|AA|" in receiver.handle(
-            synthetic_adt(trigger, control, "9990000018", "RX1-1", when)).ack
+    hl7_admitted_and_discharged(hub)
     hub.clock.at += timedelta(days=120)  # discharged 1 March: the 3-month review is overdue
     drain(hub.engine, make_mapper(hub.sources), hub.clock, hub.policy)
     with hub.engine.connect() as conn:

@@ -9,20 +9,25 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.inbound_mapper import make_mapper
 from reconciliation.detectors import DetectorPolicy
-from register_core.adapters.sources import SourceDefinition
 from register_core.adapters.tables import person_checks
 from register_core.domain.commands import RecordReviewCompleted
 from register_core.domain.position import Policy
 from register_core.ports import FixedClock
 from register_core.services.inbound import drain
 from register_core.services.reconcile import reconcile_person, rules_fingerprint, sweep
+from s117hub import cli_reconcile
 from s117hub.bootstrap import Hub
-from s117hub.harness import synthetic_adt
+from s117hub.config import Settings
 
-from .reconcile_people import admit, council, end_by_council_alone, kept
+from .reconcile_people import (
+    admit,
+    council,
+    end_by_council_alone,
+    hl7_admitted_and_discharged,
+    kept,
+)
 
 
 @pytest.fixture
@@ -126,14 +131,7 @@ def test_the_per_person_sync_writes_the_checkpoint(hub: Hub, people: dict[str, s
 
 
 def test_messages_the_worker_applies_need_no_sweep_until_their_day(hub: Hub) -> None:
-    hub.sources.save(SourceDefinition(source_id="trust-a", kind="hl7v2-mllp",
-                                      hl7_sending_application="EPR",
-                                      hl7_sending_facility="RX1"), hub.clock.now())
-    receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, lambda _p: None)
-    for trigger, control, when in (("A01", "M1", "20260105093000"),
-                                   ("A03", "M2", "20260301100000")):
-        assert b"MSA|AA|" in receiver.handle(
-            synthetic_adt(trigger, control, "9990000018", "RX1-1", when)).ack
+    hl7_admitted_and_discharged(hub)
     drain(hub.engine, make_mapper(hub.sources), hub.clock, hub.policy)
     [(version, until)] = _checks(hub).values()
     assert version >= 1 and until is not None and until >= hub.clock.today()
@@ -143,3 +141,19 @@ def test_messages_the_worker_applies_need_no_sweep_until_their_day(hub: Hub) -> 
     report = sweep(hub.engine, hub.clock, hub.policy)
     assert report.recomputed == 1 and sum(report.opened.values()) >= 1
     assert rules_fingerprint(hub.policy, None)  # the worker's and the sweep's rules agree
+
+
+def test_the_command_line_says_who_it_recomputed_and_full_recomputes_everyone(
+        hub: Hub, people: dict[str, str], database_url: str, clock: FixedClock,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("S117HUB_CONFIG_FILE", raising=False)
+    settings = Settings(database_url=database_url)
+    runs = (["--no-progress"], ["--no-progress"], ["--no-progress", "--full"])
+    recomputed = []
+    for argv in runs:
+        assert cli_reconcile.run(argv, settings, clock) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert "people swept\t5" in lines
+        recomputed += [line for line in lines if line.startswith("people recomputed\t")]
+    assert recomputed == ["people recomputed\t5", "people recomputed\t0",
+                          "people recomputed\t5"]
