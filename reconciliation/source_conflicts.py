@@ -8,8 +8,9 @@ that does (that gap is what ``missed-entitlement`` looks for).
 The aftercare plan and reviews are compared within one aftercare period (from a detention's
 start, as the register folds detentions, to the next detention after leaving hospital; see
 ``register_core.domain.precedence``): two sources' first plans on different dates, neither
-telling the other's; a review told on two dates within 28 days by two sources, neither telling
-the other's; or a review both tell on one date, one as joint and the other as single-agency.
+telling the other's; a review of one kind told on two dates within 28 days by two sources,
+neither telling the other's; or a review both tell on one date, one as joint and the other as
+single-agency.
 
 A disagreement a configured precedence rule settles (``register_core.domain.precedence``,
 ``[precedence]`` in the config file) is no exception: the position follows the winner and says
@@ -175,9 +176,9 @@ _AFTERCARE = {
         "19.2): the first plan each source tells differs, and neither tells the other's"),
     ("review", "date"): (
         "review", "Sources tell one review on different dates", "entitlement.last_review",
-        f"reviews told by two sources within {REVIEW_WINDOW_DAYS} days of each other, neither "
-        "telling the other's date, are one review; its date sets the next review due (joint "
-        "policy 14.1)"),
+        f"reviews of one kind told by two sources within {REVIEW_WINDOW_DAYS} days of each "
+        "other, neither telling the other's date, are one review; its date sets the next "
+        "review due (joint policy 14.1)"),
     ("review", "joint"): (
         "review-joint", "Sources disagree on whether the review of {day} was joint",
         "reviews.joint",
