@@ -40,11 +40,9 @@ import sqlalchemy
 from sqlalchemy import select
 
 from reconciliation.comparisons import valid_nhs_number
-from reconciliation.detectors import detect_until
 from reconciliation.identity import Candidate
 from reconciliation.linkage_data import LinkageSet, generate_linkage_set
 from register_core.adapters.database import make_engine
-from register_core.adapters.person_checks import Check, record_checks
 from register_core.adapters.tables import person_merges
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.commands import (
@@ -62,7 +60,7 @@ from register_core.domain.model import Person
 from register_core.domain.position import Policy, compute_position
 from register_core.ports import SystemClock
 from register_core.services.bulk_matching import SOURCE_REF
-from register_core.services.reconcile import rules_fingerprint, sync_many
+from register_core.services.reconcile import sync_people
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from register_apply import DEFAULT_PG_URL, postgres_database, sqlite_database
@@ -180,7 +178,6 @@ def load(url: str, data: LinkageSet, seed: int, today: date) -> Loaded:
     began = time.perf_counter()
     people, trust_pid, council_pid = register_people(data, seed)
     policy = Policy()
-    rules = rules_fingerprint(policy, None)  # the child's: no config file, the defaults
     clock = SystemClock()
     now = datetime.now(UTC)
     engine = make_engine(url)
@@ -188,8 +185,7 @@ def load(url: str, data: LinkageSet, seed: int, today: date) -> Loaded:
         for chunk in _chunks(people, LOAD_CHUNK):
             with SqlUnitOfWork(engine) as uow:
                 uow.persons.batch_mode()
-                findings_of = {}
-                checks = []
+                held = []
                 for pid, _, commands in chunk:
                     person = Person(id=pid)
                     for command in commands:
@@ -199,11 +195,9 @@ def load(url: str, data: LinkageSet, seed: int, today: date) -> Loaded:
                     uow.persons.save(person, position, source=prov.source,
                                      source_ref=prov.source_ref, recorded_by=prov.recorded_by,
                                      now=now)
-                    findings_of[pid], until = detect_until(person, position, today)
-                    checks.append(Check(pid, person.version, until))
-                uow.persons.flush()
-                sync_many(uow, findings_of, clock)
-                record_checks(uow.connection, checks, rules)
+                    held.append((person, position))
+                # As the worker does, under the child's rules (no config file: the defaults).
+                sync_people(uow, held, clock, policy)
                 uow.commit()
     finally:
         engine.dispose()

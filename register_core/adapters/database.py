@@ -82,6 +82,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def engine_for_child(engine: Engine) -> Engine:
+    """A new engine on ``engine``'s database, for a forked process: connections must not
+    cross a fork (the parent disposes its pool before forking; each child opens its own)."""
+    return make_engine(engine.url.render_as_string(hide_password=False))
+
+
 def writer(engine: Engine, *, urgent: bool = False) -> Connection:
     """A connection whose transactions will write (BEGIN IMMEDIATE on SQLite). ``urgent``:
     a sender waits for this commit, so background batches give way to it."""

@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from reconciliation.comparisons import Prepared
 from reconciliation.exceptions import SYSTEM
 from reconciliation.identity import Candidate, IdentityMatcher, MatchDecision
-from register_core.adapters.database import make_engine
+from register_core.adapters.database import engine_for_child
 from register_core.adapters.register_pages import lock_people, read_page
 from register_core.adapters.repository import MAX_CANDIDATES
 from register_core.adapters.tables import (
@@ -489,9 +489,7 @@ def _start_applier() -> None:
     global _APPLIER
     assert _APPLYING is not None
     job, _ = _APPLYING
-    # Connections must not cross a fork: the parent disposed its pool, each child opens its own.
-    url = job.engine.url.render_as_string(hide_password=False)
-    _APPLIER = _Apply(make_engine(url), job.clock, job.policy, job.on_merge)
+    _APPLIER = _Apply(engine_for_child(job.engine), job.clock, job.policy, job.on_merge)
 
 
 def _forked_apply(group: list[Proposal]) -> tuple[int, MatchingReport]:

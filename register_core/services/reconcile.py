@@ -53,7 +53,7 @@ from reconciliation.exceptions import (
     plan_sync,
 )
 from reconciliation.findings import Finding
-from register_core.adapters.database import make_engine, urgent_writers_waiting
+from register_core.adapters.database import engine_for_child, urgent_writers_waiting
 from register_core.adapters.exceptions_store import ExceptionStore
 from register_core.adapters.person_checks import Check, record_checks, scan_due
 from register_core.adapters.register_pages import lock_unchanged, read_page
@@ -228,8 +228,8 @@ def sync_people(uow: SqlUnitOfWork, held: Sequence[tuple[Person, Position]], clo
     for person, position in held:
         findings_of[person.id], until = detect_until(person, position, position.as_of, rules)
         checks.append(Check(person.id, person.version, until))
+    uow.persons.flush()  # exceptions and checkpoints name people, at the versions written
     results = sync_many(uow, findings_of, clock)
-    uow.persons.flush()  # the checkpoints name the versions written
     record_checks(uow.connection, checks, rules_id or rules_fingerprint(policy, rules))
     return results
 
@@ -434,10 +434,7 @@ def _start_worker() -> None:
     global _WORKER_JOB
     assert _FORKED is not None
     job, _ = _FORKED
-    # Connections must not cross a fork: the parent disposed its pool before forking, and
-    # each worker opens its own.
-    url = job.engine.url.render_as_string(hide_password=False)
-    _WORKER_JOB = dataclasses.replace(job, engine=make_engine(url))
+    _WORKER_JOB = dataclasses.replace(job, engine=engine_for_child(job.engine))
 
 
 def _forked_range(bounds: tuple[str | None, str | None]) -> SweepReport:
