@@ -243,7 +243,8 @@ def retry_failed(conn: Connection, delivery_id: int, now: datetime) -> bool:
 
 
 def queues(conn: Connection, now: datetime) -> list[dict[str, Any]]:
-    """Per subscriber: waiting, in flight, failed, oldest waiting age, SLA breaches open."""
+    """Per subscriber (by id): waiting, in flight, failed, oldest waiting age, SLA breaches
+    open. A subscriber with nothing open is not listed."""
     rows = conn.execute(
         select(d.c.subscription_id, d.c.status, func.count(), func.min(d.c.created_at),
                func.count(d.c.breached_at))
@@ -259,7 +260,7 @@ def queues(conn: Connection, now: datetime) -> list[dict[str, Any]]:
         q["depth" if status in WAITING else "in_flight"] += count
         age = (now - aware(oldest)).total_seconds()
         q["oldest_age_seconds"] = max(age, q["oldest_age_seconds"] or 0.0)
-    return list(out.values())
+    return [out[sub] for sub in sorted(out)]
 
 
 def aware(value: datetime) -> datetime:

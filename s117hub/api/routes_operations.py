@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from register_core.adapters import message_store
+from register_core.adapters import message_store, outbox
 from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.sources import SourceDefinition
@@ -318,7 +318,9 @@ def replay_message(
 
 
 class QueueFiguresOut(BaseModel):
-    depth: int = Field(description="Received, waiting for a worker.")
+    depth: int = Field(description="Received, waiting for a worker. A message stays received "
+                       "(and counted here) until the transaction that applies it commits: "
+                       "inbound has no separate in-flight state.")
     failed: int
     rejected: int
     applied_last_hour: int
@@ -336,16 +338,27 @@ class InboundQueues(BaseModel):
     totals: QueueFiguresOut
 
 
-class OutboundQueues(BaseModel):
-    """Per-subscriber delivery queues: empty until outbound delivery is built."""
+class OutboundQueueOut(BaseModel):
+    subscription_id: str
+    depth: int = Field(description="Deliveries waiting to be sent (pending or retrying).")
+    in_flight: int = Field(description="Deliveries a worker has claimed and is sending.")
+    failed: int = Field(description="Dead letters: out of attempts or refused by the "
+                        "partner; `POST /deliveries/{id}/retry` sends one again.")
+    breached: int = Field(description="Open deliveries past their five-working-day due time.")
+    oldest_age_seconds: float | None = Field(
+        description="Age of the oldest delivery waiting or in flight; null when none.")
 
-    queues: list[dict[str, Any]] = Field(default_factory=list)
+
+class OutboundQueues(BaseModel):
+    """Per subscriber, open deliveries only: one with nothing open is not listed."""
+
+    queues: list[OutboundQueueOut]
 
 
 class QueuesOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "as_of": "2026-06-01T09:00:00+00:00",
-        "inbound": {"queues": [{"source": "trust-a", "channel": "mllp", "depth": 2,
+        "inbound": {"queues": [{"source": "trust-a", "channel": "hl7v2-mllp", "depth": 2,
                                 "failed": 1, "rejected": 0, "applied_last_hour": 120,
                                 "oldest_received_age_seconds": 3.5}],
                     "totals": {"depth": 2, "failed": 1, "rejected": 0,
@@ -356,20 +369,21 @@ class QueuesOut(BaseModel):
                                  "oldest_age_seconds": 12.0}]}}]})
     as_of: datetime
     inbound: InboundQueues
-    outbound: OutboundQueues = Field(description="Filled in once outbound delivery exists.")
+    outbound: OutboundQueues
 
 
 @router.get("/queues", response_model=QueuesOut,
-            summary="Inbound queue depth, failures and age per source and channel")
+            summary="Queue depth, failures and age: inbound per source and channel, "
+            "outbound per subscriber")
 def queues(hub: HubDep, _principal: OpsReader) -> dict[str, Any]:
     now = hub.clock.now()
     with hub.engine.connect() as conn:
         per_queue, totals = message_store.inbound_queues(conn, now)
+        outbound = outbox.queues(conn, now)
     return {
         "as_of": now,
         "inbound": {"queues": [{"source": source, "channel": channel, **vars(figures)}
                                for source, channel, figures in per_queue],
                     "totals": vars(totals)},
-        # TODO(outbound): per subscriber depth, in flight, failed, oldest age, SLA breached.
-        "outbound": {"queues": []},
+        "outbound": {"queues": outbound},
     }

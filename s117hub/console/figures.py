@@ -39,7 +39,7 @@ def flow(conn: Connection, now: datetime, minutes: int = 60) -> dict[str, Any]:
         "inbound_totals": vars(totals),
         "per_minute_total": all_sources,
         "labels": labels,
-        "outbound": sorted(outbox.queues(conn, now), key=lambda q: q["subscription_id"]),
+        "outbound": outbox.queues(conn, now),
         **sla(conn, now),
     }
 

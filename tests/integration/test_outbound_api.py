@@ -16,6 +16,7 @@ from register_core.adapters.database import writer
 from register_core.adapters.security import Role, TokenStore
 from register_core.adapters.subscriptions import SubscriptionDefinition, SubscriptionRegistry
 from register_core.adapters.tables import audit_log, outbound_deliveries
+from register_core.services.outbound import check_sla
 from s117hub.api.app import create_app
 from s117hub.api.routes_outbound import router as outbound_router
 from s117hub.bootstrap import Hub
@@ -173,6 +174,33 @@ def test_sla_lists_open_deliveries_soonest_due_first(engineer: TestClient, hub: 
     assert late["seconds_left"] < 0 and late["breached"]
     assert on_time["seconds_left"] == 7 * 24 * 3600 and not on_time["breached"]
     assert engineer.get("/api/v1/sla", params={"breached": "true"}).json()["items"] == []
+
+
+def test_queues_show_each_subscriber_open_deliveries(engineer: TestClient, hub: Hub) -> None:
+    engineer.post("/api/v1/subscriptions", json=COUNCIL)
+    engineer.post("/api/v1/subscriptions", json={**COUNCIL, "subscription_id": "council-y"})
+    assert engineer.get("/api/v1/queues").json()["outbound"] == {"queues": []}
+    for command in story(1)[:3]:
+        apply(hub.engine, hub.clock, command)  # one delivery to each subscriber
+    now = hub.clock.now()
+    with writer(hub.engine) as conn, conn.begin():
+        [dead] = outbox.claim(conn, "council-x", now=now, lease_until=now, limit=10)
+        outbox.record(conn, [outbox.Result(id=dead.id, claim=dead.claim, status="failed",
+                                           status_code=400, body="nope")], now)
+    for command in story(2)[:3]:
+        apply(hub.engine, hub.clock, command, received_at=now - timedelta(days=12))
+    with writer(hub.engine) as conn, conn.begin():
+        outbox.claim(conn, "council-y", now=now, lease_until=now + timedelta(minutes=1),
+                     limit=1)  # the older one, now in flight
+        check_sla(conn, now, timedelta(hours=24))  # the two 12-day-old ones are breached
+    hub.clock.at = now + timedelta(seconds=90)  # type: ignore[attr-defined]
+
+    queues = engineer.get("/api/v1/queues").json()["outbound"]["queues"]
+    assert queues == [
+        {"subscription_id": "council-x", "depth": 1, "in_flight": 0, "failed": 1,
+         "breached": 1, "oldest_age_seconds": 90.0},
+        {"subscription_id": "council-y", "depth": 1, "in_flight": 1, "failed": 0,
+         "breached": 1, "oldest_age_seconds": 90.0}]
 
 
 def test_the_council_document_schema_is_published(engineer: TestClient) -> None:
