@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from register_core.adapters.database import make_engine, migrate
 from register_core.adapters.security import ROLES, TokenStore
+from register_core.adapters.sources import SourceRegistry
 from register_core.domain.errors import InvalidValue, NotFound
 
 from .cli_csv import add_import_csv
@@ -56,10 +57,23 @@ def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:
     except InvalidValue as exc:
         _err(f"{exc.message} (use --source with --role source-system, and it alone)")
         return EXIT_USAGE
+    else:
+        if args.source and not _source_known(settings, store, args.source):
+            # Not refused: a provisioning script may issue the token before the source is
+            # configured. But a typo would give a token that can never send, so say so.
+            _err(f"warning: no source {args.source!r} is configured yet; this token can "
+                 "send nothing until it is (POST /api/v1/sources or the config file)")
     finally:
         store.engine.dispose()
     print(plaintext)
     return EXIT_OK
+
+
+def _source_known(settings: Settings, store: TokenStore, source_id: str) -> bool:
+    """Stored, or in the config file that ``serve`` preloads at start."""
+    if SourceRegistry(store.engine).get(source_id) is not None:
+        return True
+    return any(raw.get("source_id") == source_id for raw in settings.load_file().sources)
 
 
 def cmd_token_list(settings: Settings, _args: argparse.Namespace) -> int:

@@ -305,9 +305,10 @@ def drain(engine: Engine, mapper: Mapper, clock: Clock, policy: Policy | None = 
 
 def stored_error(exc: MappingError | RegisterError) -> dict[str, object]:
     """The one shape of an inbox row's ``error``, whether it failed on arrival (mapping) or in
-    the worker (mapping or a register rule)."""
+    the worker (mapping or a register rule): every key always present, null where the kind
+    of error has no such detail (a mapping error has no rule, a register error no line)."""
     if isinstance(exc, MappingError):
         return {"kind": "mapping", "code": exc.code, "message": exc.message,
-                "location": exc.location, "line": exc.line}
-    return {"kind": "register", "code": exc.code, "message": exc.message, "field": exc.field,
-            "rule": exc.rule}
+                "location": exc.location, "line": exc.line, "field": None, "rule": None}
+    return {"kind": "register", "code": exc.code, "message": exc.message, "location": None,
+            "line": None, "field": exc.field, "rule": exc.rule}

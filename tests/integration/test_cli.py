@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from sqlalchemy import inspect
 
 from register_core.adapters.database import alembic_config, make_engine
 from register_core.adapters.security import Role, TokenStore
+from register_core.adapters.sources import SourceDefinition, SourceRegistry
 from s117hub.bootstrap import Hub
 from s117hub.cli import main
 from s117hub.serve import http_server, run_servers
@@ -94,9 +96,21 @@ def test_token_create_with_two_roles_gives_one_token_both(
 
 def test_source_system_token_is_bound_to_its_source(
         store: TokenStore, capsys: pytest.CaptureFixture[str]) -> None:
+    SourceRegistry(store.engine).save(SourceDefinition.model_validate(
+        {"source_id": "trust-a", "kind": "hl7v2-mllp"}), datetime.now(UTC))
     assert main(["token", "create", "--role", "source-system", "--source", "trust-a"]) == 0
-    principal = store.verify(capsys.readouterr().out.strip())
+    captured = capsys.readouterr()
+    principal = store.verify(captured.out.strip())
     assert principal is not None and principal.source == "trust-a"
+    assert captured.err == ""
+
+
+def test_a_token_for_a_source_not_configured_is_issued_with_a_warning(
+        store: TokenStore, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "create", "--role", "source-system", "--source", "trsut-a"]) == 0
+    captured = capsys.readouterr()
+    assert store.verify(captured.out.strip()) is not None
+    assert "warning: no source 'trsut-a' is configured yet" in captured.err
 
 
 def test_source_system_token_without_source_fails_with_usage_code(
