@@ -32,7 +32,8 @@ What each figure counts:
     counted again.
 
 ``reviews`` (every entitlement with a discharge date, active or ended; reviews are the
-``review-completed`` facts not retracted, held on or after discharge)
+``review-completed`` facts not retracted, held on or after discharge — less any a precedence
+rule set aside, where two sources told one review differently: the register's reviews)
     ``first``: the review due 3 months after discharge (joint policy 14.1) — ``on_time``
     (held on or before the due date), ``late`` (first held after it), ``due`` (not held,
     due date today or later), ``overdue`` (not held, past due, still active),
@@ -69,13 +70,14 @@ What each figure counts:
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, select
 
+from register_core.adapters.register_pages import read_page
 from register_core.adapters.tables import (
     disputes,
     entitlements,
@@ -85,6 +87,7 @@ from register_core.adapters.tables import (
     register_exceptions,
 )
 from register_core.domain.calendar import working_days_between
+from register_core.domain.position import Policy, compute_position
 from register_core.domain.rules.reviews import (
     FIRST_REVIEW_MONTHS,
     REVIEW_INTERVAL_MONTHS,
@@ -97,13 +100,14 @@ OPEN_DELIVERY = ("pending", "sending", "retrying", "failed")
 MISSED_ENTITLEMENT = "missed-entitlement"
 REVIEW_OUTCOMES = ("on_time", "late", "due", "overdue", "ended_unreviewed")
 DISPUTE_STAGES = (1, 2, 3, 4)
+SETTLED_PAGE = 500  # people read at a time to recompute their reviews
 # Upper bounds (inclusive) of the age bands: the protocol's cumulative stage deadlines.
 DISPUTE_AGE_BANDS: tuple[tuple[str, int | None], ...] = (
     ("0-5", 5), ("6-15", 15), ("16-30", 30), ("over-30", None))
 
 
-def board_report(conn: Connection, *, today: date, now: datetime,
-                 months: int = 12) -> dict[str, Any]:
+def board_report(conn: Connection, *, today: date, now: datetime, months: int = 12,
+                 policy: Policy | None = None) -> dict[str, Any]:
     """The board report as of ``today`` (see the module docstring for every figure)."""
     if months < 1:
         raise ValueError("months must be at least 1")
@@ -115,7 +119,7 @@ def board_report(conn: Connection, *, today: date, now: datetime,
                   "period_end": today.isoformat()},
         "register": _register(conn, today),
         "trend": _trend(conn, today, months),
-        "reviews": _reviews(conn, today, period_start),
+        "reviews": _reviews(conn, today, period_start, policy or Policy()),
         "disputes": _disputes(conn, today, period_start),
         "missed_entitlements": _missed_entitlements(conn, _start_of(period_start)),
         "deliveries": _deliveries(conn, now, _start_of(period_start)),
@@ -177,24 +181,43 @@ class _Period:
     reviews: list[date]  # held on or after discharge, ascending
 
 
-def _review_periods(conn: Connection) -> Iterator[_Period]:
+def _review_periods(conn: Connection, today: date, policy: Policy) -> Iterator[_Period]:
     e = entitlements.c
     held: dict[str, list[date]] = {}
+    told_by: dict[str, set[str]] = {}
     review_rows = conn.execute(
-        select(facts.c.person_id, facts.c.effective)
+        select(facts.c.person_id, facts.c.effective, facts.c.source)
         .join(entitlements, entitlements.c.person_id == facts.c.person_id)
         .where(and_(facts.c.kind == "review-completed", facts.c.retracted_by.is_(None),
                     facts.c.effective.is_not(None), e.start.is_not(None),
                     facts.c.effective >= e.start,
                     e.status.in_(("active", "ended")))))
-    for person_id, effective in review_rows:
+    for person_id, effective, source in review_rows:
         held.setdefault(person_id, []).append(effective)
+        told_by.setdefault(person_id, set()).add(source)
+    if policy.precedence.review:
+        held.update(_settled_reviews(
+            conn, sorted(pid for pid, told in told_by.items() if len(told) > 1), today, policy))
     for person_id, start, status, ended_date in conn.execute(
             select(e.person_id, e.start, e.status, e.ended_date)
             .where(and_(e.start.is_not(None), e.status.in_(("active", "ended"))))):
         yield _Period(discharge=start,
                       ended=(ended_date or start) if status == "ended" else None,
                       reviews=sorted(held.get(person_id, [])))
+
+
+def _settled_reviews(conn: Connection, person_ids: Sequence[str], today: date,
+                     policy: Policy) -> dict[str, list[date]]:
+    """The reviews the register keeps for people whose reviews more than one source told:
+    only there can a precedence rule set one aside, and only their position knows which."""
+    kept: dict[str, list[date]] = {}
+    for first in range(0, len(person_ids), SETTLED_PAGE):
+        for snapshot in read_page(conn, person_ids[first:first + SETTLED_PAGE]):
+            position = compute_position(snapshot.person, today, policy)
+            start = position.entitlement.start
+            kept[snapshot.person.id] = [day for day, _kind in position.reviews
+                                        if start is not None and day >= start]
+    return kept
 
 
 def _review_outcome(due: date, held: date | None, ended: date | None,
@@ -207,10 +230,11 @@ def _review_outcome(due: date, held: date | None, ended: date | None,
     return "due" if today <= due else "overdue"
 
 
-def _reviews(conn: Connection, today: date, period_start: date) -> dict[str, Any]:
+def _reviews(conn: Connection, today: date, period_start: date,
+             policy: Policy) -> dict[str, Any]:
     first = dict.fromkeys(REVIEW_OUTCOMES, 0)
     annual = dict.fromkeys(REVIEW_OUTCOMES, 0)
-    for period in _review_periods(conn):
+    for period in _review_periods(conn, today, policy):
         due = add_months(period.discharge, FIRST_REVIEW_MONTHS)
         held = period.reviews[0] if period.reviews else None
         _tally(first, due, held, period, today, period_start)

@@ -175,7 +175,7 @@ def board_report(
 ) -> Any:
     with hub.engine.connect() as conn:
         report = reports.board_report(conn, today=hub.clock.today(), now=hub.clock.now(),
-                                      months=months)
+                                      months=months, policy=hub.policy)
     if wants_csv(request, format_):
         filename = f"board-report-{report['as_of']['date']}.csv"
         return Response(report_csv(report), media_type=CSV_MEDIA_TYPE,

@@ -229,7 +229,7 @@ def board_page(request: Request, user: Reader,
     hub = hub_of(request)
     with hub.engine.connect() as conn:
         report = reports.board_report(conn, today=hub.clock.today(), now=hub.clock.now(),
-                                      months=months)
+                                      months=months, policy=hub.policy)
     trend_labels = [f"{row['month']} active" for row in report["trend"]]
     return render(request, "board.html", user, active="board", report=report, months=months,
                   trend_labels=trend_labels)

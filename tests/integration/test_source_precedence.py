@@ -18,6 +18,7 @@ from register_core.domain.commands import (
     RecordAftercarePlanAgreed,
     RecordDetentionStarted,
     RecordOrdinaryResidenceChanged,
+    RecordReviewCompleted,
 )
 from register_core.services.reconcile import sweep
 from s117hub.bootstrap import Hub, bootstrap
@@ -128,3 +129,31 @@ def test_a_plan_rule_closes_the_plan_date_conflict_and_the_register_keeps_the_co
     assert rule == ("latest aftercare plan agreed; precedence: aftercare plan from council-a "
                     "over trust-a (config precedence.aftercare_plan: 'council-*'): agreed "
                     "2026-05-20, not trust-a's 2026-05-22")
+
+
+def annual_reviews(hub: Hub) -> tuple[int, int]:
+    """The board report's annual reviews (on time, due), through the API."""
+    with client_for(hub, Role.REGISTER_OWNER) as owner:
+        annual = owner.get("/api/v1/reports/board").json()["reviews"]["annual"]
+    return annual["on_time"], annual["due"]
+
+
+def test_the_board_report_counts_the_reviews_the_register_keeps(hub: Hub, tmp_path: Path
+                                                                ) -> None:
+    """The trust tells a review on 10 April, the council one on 20 April: one review told
+    twice (same kind, within 28 days). No rule: the register holds both, so the report counts
+    the 20 April one as an annual review held on time after 10 April's. The council first for
+    reviews: the trust's is set aside, and the report counts the first review only, the
+    next one due in April 2027."""
+    person_id = kept(hub, 44, date(2026, 1, 5), date(2026, 2, 2))
+    apply(hub, RecordReviewCompleted(person=ref(44), provenance=prov(
+        "trust-a", "44-review-trust", date(2026, 4, 10)), date=date(2026, 4, 10)))
+    council(hub, 44, RecordReviewCompleted, date(2026, 4, 20), date=date(2026, 4, 20))
+    sweep(hub.engine, hub.clock, hub.policy)
+    assert source_conflicts(hub, person_id) == [("entitlement.last_review", "open", "")]
+    assert annual_reviews(hub) == (1, 1)
+    for council_reviews in wired(hub, tmp_path, '[precedence]\nreview = ["council-*"]\n'):
+        sweep(council_reviews.engine, council_reviews.clock, council_reviews.policy)
+        assert source_conflicts(council_reviews, person_id) == [
+            ("entitlement.last_review", "resolved", "system")]
+        assert annual_reviews(council_reviews) == (0, 1)
