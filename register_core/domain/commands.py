@@ -238,7 +238,10 @@ class RecordChildNotification(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class CancelEvent(Command):
-    """Undo an earlier event (ADT A11 cancel admit, A13 cancel discharge)."""
+    """Undo an earlier event (ADT A11 cancel admit, A13 cancel discharge, a withdrawn FHIR
+    Encounter): the latest live ``cancels`` fact from this source (and episode) and all else
+    its message recorded about that episode, e.g. the CTO start an A03 carried
+    (``Person.cancelled_by``). Retracted facts stay in the journal, ``retracted_by`` this."""
 
     kind: ClassVar[str] = "cancel"
     cancels: Literal["detention-started", "left-hospital", "legal-status"]

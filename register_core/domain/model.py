@@ -24,6 +24,8 @@ from .commands import (
 )
 from .errors import ImpossibleDates, InvalidValue
 
+_NOT_AN_EVENT = object()  # what a command without an episode (demographics) has for one
+
 
 @dataclass(frozen=True)
 class Identifier:
@@ -89,8 +91,7 @@ class Person:
             self.death_date = command.person.death_date
         fact = Fact(id=None, seq=self.next_seq(), command=command)
         if isinstance(command, CancelEvent):
-            target = self._cancel_target(command)
-            if target is not None:
+            for target in self.cancelled_by(command):
                 target.retracted_by = fact.seq
         if isinstance(command, MergePersons):
             self.add_identifier(command.provenance.source, command.merged_local_id)
@@ -124,6 +125,29 @@ class Person:
         ):
             self.nhs_number_verified = ref.nhs_number_verified
             self.changed = True
+
+    def cancelled_by(self, cancel: CancelEvent) -> list[Fact]:
+        """The live facts a cancel retracts: the whole event it cancels, not just one fact.
+
+        The cancelled event is found by its kind: the latest live fact of ``cancel.cancels``
+        from the same source (and episode, when the cancel names one). Everything else that
+        event's message recorded about the same episode goes with it: an A13 cancels the
+        A03's leaving *and* the CTO or conditional discharge the A03 carried, whatever kinds
+        they are. A message is its source and ``source_ref`` (MSH-10, the FHIR or council
+        message id: unique per source in the inbox). Demographics the message carried are no
+        event and stay. Nothing found (the hub never saw the event): nothing is retracted.
+        """
+        anchor = self._cancel_target(cancel)
+        if anchor is None:
+            return []
+        prov = anchor.command.provenance
+        episode = getattr(anchor.command, "episode_ref", None)
+        return [f for f in self.facts
+                if f is anchor or (
+                    f.retracted_by is None and f.kind != "cancel"
+                    and f.source == prov.source
+                    and f.command.provenance.source_ref == prov.source_ref
+                    and getattr(f.command, "episode_ref", _NOT_AN_EVENT) == episode)]
 
     def _cancel_target(self, cancel: CancelEvent) -> Fact | None:
         """The latest live fact of the cancelled kind from the same source and episode."""

@@ -21,6 +21,7 @@ from register_core.domain.commands import (
     RecordS117Confirmed,
     RecordS117Ended,
 )
+from register_core.domain.model import Person
 
 from . import samples as s
 from .conftest import RECEIVED
@@ -132,6 +133,26 @@ def test_withdrawn_encounter_cancels_the_detention(status: str,
     _, cancel = mapped(s.bundle(s.PATIENT, encounter(status=status)), fhir_trust)
     assert isinstance(cancel, CancelEvent)
     assert (cancel.cancels, cancel.episode_ref) == ("detention-started", "V0001")
+
+
+def test_withdrawn_encounter_retracts_all_the_encounter_told(
+        fhir_trust: SourceMappingConfig) -> None:
+    """Applied: the cancel takes back the detention and the leaving and CTO start the same
+    Bundle told of that encounter; the Patient's demographics are no event and stay."""
+    config = fhir_trust.model_copy(update={"code_map": {f"{s.WALES}|35": "CTO"}})
+    enc = encounter(extension=[s.legal_status("admission", "03"),
+                               s.legal_status("discharge", "35", s.WALES)])
+    person = Person(id="p-1")
+    for command in map_bundle(s.bundle(s.PATIENT, enc), config, RECEIVED, source_ref="b-1"):
+        person.record(command)
+    withdrawn = encounter(status="entered-in-error")
+    for command in map_bundle(s.bundle(s.PATIENT, withdrawn), config, RECEIVED,
+                              source_ref="b-2"):
+        person.record(command)
+    assert [(f.kind, f.command.provenance.source_ref, f.retracted_by) for f in person.facts] == [
+        ("person-details", "b-1", None), ("detention-started", "b-1", 6),
+        ("left-hospital", "b-1", 6), ("legal-status", "b-1", 6),
+        ("person-details", "b-2", None), ("cancel", "b-2", None)]
 
 
 @pytest.mark.parametrize(("change", "code", "location"), [
