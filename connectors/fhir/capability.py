@@ -1,4 +1,4 @@
-"""The CapabilityStatement of ``/fhir/r4``: exactly what the hub takes, nothing more."""
+"""The CapabilityStatement of ``/fhir/r4``: exactly what the hub takes and serves, nothing more."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
+from .search import RESOURCE_TYPE, SEARCH_PARAMETER
 from .submission import SUPPORTED_TYPES
 
 FHIR_VERSION = "4.0.1"
@@ -16,21 +17,35 @@ DOCUMENTATION = {
     "Encounter": "Inpatient stay; the legal status comes from the UK Core extension "
                  "Extension-UKCore-LegalStatus (admission/discharge context; England codes, "
                  "or Wales codes mapped by the source's code map).",
-    "EpisodeOfCare": "Only type urn:s117hub:episode-type#s117-aftercare is mapped (S117 "
-                     "aftercare confirmed / ended); other episodes are accepted and ignored.",
+    "EpisodeOfCare": "Submitted: only type urn:s117hub:episode-type#s117-aftercare is mapped "
+                     "(S117 aftercare confirmed / ended); other episodes are accepted and "
+                     "ignored. Read and searched: the register's S117 entitlements, one per "
+                     "person whose status is not none, exactly as pushed to fhir-r4 "
+                     "subscribers, with the person's register id as the logical id.",
 }
+SEARCH_DOCUMENTATION = (
+    "One identifier of the patient: https://fhir.nhs.uk/Id/nhs-number|<NHS number> (or the "
+    "bare number), urn:s117hub:register-id|<register id>, or <a source's local identifier "
+    "system>|<value>. No other parameter, modifier or OR list; no match is an empty "
+    "searchset, a malformed token a 400 OperationOutcome.")
 
 
 def capability_statement(base_url: str, now: datetime, software_version: str = "0.1.0"
                          ) -> dict[str, Any]:
     """Built and validated with fhir.resources.R4B, returned as FHIR JSON."""
-    resources = [{
+    resources: list[dict[str, Any]] = [{
         "type": kind,
         "interaction": [{"code": "create"}, {"code": "update"}],
         "versioning": "no-version",
         "updateCreate": True,
         "documentation": DOCUMENTATION[kind],
     } for kind in SUPPORTED_TYPES]
+    for resource in resources:
+        if resource["type"] == RESOURCE_TYPE:
+            resource["interaction"] = [{"code": "read"}, {"code": "search-type"},
+                                       *resource["interaction"]]
+            resource["searchParam"] = [{"name": SEARCH_PARAMETER, "type": "token",
+                                        "documentation": SEARCH_DOCUMENTATION}]
     statement = CapabilityStatement.model_validate({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -38,8 +53,9 @@ def capability_statement(base_url: str, now: datetime, software_version: str = "
         "publisher": "S117 Hub",
         "kind": "instance",
         "software": {"name": "S117 Hub", "version": software_version},
-        "implementation": {"description": "S117 Hub inbound FHIR R4 endpoint",
-                           "url": base_url},
+        "implementation": {"description": "S117 Hub FHIR R4 endpoint: inbound "
+                                          "submissions, and the S117 register as "
+                                          "EpisodeOfCare", "url": base_url},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "json"],
         "rest": [{
@@ -48,10 +64,13 @@ def capability_statement(base_url: str, now: datetime, software_version: str = "
                              "submission is stored durably before the answer and applied to "
                              "the register by a worker; a re-post (same Bundle identifier, or "
                              "same resource version) is answered again and applied once. "
+                             "Read and search EpisodeOfCare (the S117 register) as a "
+                             "register-owner or auditor; each episode served is audited. "
                              "Errors are OperationOutcome with a 4xx status.",
             "security": {
-                "description": "Authorization: Bearer <token> (role source-system, bound to "
-                               "one source); 401 without a valid token, 403 otherwise."},
+                "description": "Authorization: Bearer <token>: source-system (bound to one "
+                               "source) to submit, register-owner or auditor to read; 401 "
+                               "without a valid token, 403 otherwise."},
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}],
         }],

@@ -4,11 +4,18 @@
     POST /fhir/r4/{type}            Patient | Encounter | EpisodeOfCare
     PUT  /fhir/r4/{type}/{id}
     GET  /fhir/r4/metadata          CapabilityStatement (any valid token)
+    GET  /fhir/r4/EpisodeOfCare?patient.identifier=…   the register: S117 entitlements
+    GET  /fhir/r4/EpisodeOfCare/{id}                   one (id = the person's register id)
 
 Only a ``source-system`` token submits, as its own bound source, which must be a configured,
 enabled ``fhir-r4`` source (else 403). The submission is stored in the inbox before the answer
 (connectors.fhir.submission) and audited as a write of an ``inbound-message``. Errors are
 OperationOutcome: the route's own here, the auth and routing ones via ``errors.py``.
+
+The register is read as FHIR by the roles that read it over ``/api/v1`` (register-owner,
+auditor; not source-system): the resource is the outbound EpisodeOfCare
+(connectors.fhir.search), and each episode served is audited as a read of that person's
+``entitlement``, in the transaction that read it.
 """
 
 from __future__ import annotations
@@ -21,14 +28,23 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from connectors.fhir.capability import capability_statement
-from connectors.fhir.outcome import FHIR_JSON, operation_outcome
+from connectors.fhir.outcome import FHIR_JSON, operation_outcome, outcome_for_http
+from connectors.fhir.search import (
+    SEARCH_PARAMETER,
+    SearchError,
+    episode_for,
+    local_id_systems,
+    matching_people,
+    parse_search,
+    searchset,
+)
 from connectors.fhir.submission import FhirAnswer, FhirSubmissions, Interaction, Submission
 from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.sources import SourceDefinition
 from s117hub.bootstrap import Hub
 
-from .auth import audit_write, authenticate, get_hub, require_roles
+from .auth import audit_read, audit_write, authenticate, get_hub, require_roles
 from .errors import HttpProblem
 
 BASE_PATH = "/fhir/r4"
@@ -99,6 +115,98 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
                                                  "database is unavailable"}})
 def metadata(request: Request, hub: Annotated[Hub, Depends(get_hub)]) -> FhirResponse:
     return FhirResponse(capability_statement(_base_url(request), hub.clock.now()))
+
+
+# -- the register as FHIR (read-only) ---------------------------------------------------------
+
+RegisterReader = Annotated[Principal, Depends(require_roles(Role.REGISTER_OWNER, Role.AUDITOR))]
+HubDep = Annotated[Hub, Depends(get_hub)]
+
+# Synthetic: what mapping.outbound.episode_of_care renders, with the register id as ``id``.
+EPISODE_EXAMPLE: dict[str, Any] = {
+    "resourceType": "EpisodeOfCare", "id": "6b1f8a56-7d0e-4a53-9a38-0c5c2f1f9e11",
+    "identifier": [{"system": "urn:s117hub:register-id",
+                    "value": "6b1f8a56-7d0e-4a53-9a38-0c5c2f1f9e11"}],
+    "status": "active",
+    "type": [{"coding": [{"system": "urn:s117hub:episode-type", "code": "s117-aftercare",
+                          "display": "Section 117 aftercare"}]}],
+    "patient": {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number",
+                               "value": "9990000018"}},
+    "period": {"start": "2026-03-01"},
+    "managingOrganization": {"identifier": {
+        "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "QGH"}},
+    "extension": [{"url": "urn:s117hub:extension:responsible-council", "valueIdentifier": {
+        "system": "https://www.ons.gov.uk/Id/gss-code", "value": "E10000034"}}]}
+SEARCHSET_EXAMPLE: dict[str, Any] = {
+    "resourceType": "Bundle", "type": "searchset", "timestamp": "2026-06-01T09:00:00+00:00",
+    "total": 1, "link": [{"relation": "self", "url": "http://127.0.0.1:8117/fhir/r4/"
+                          "EpisodeOfCare?patient.identifier=https%3A%2F%2Ffhir.nhs.uk%2FId"
+                          "%2Fnhs-number%7C9990000018"}],
+    "entry": [{"fullUrl": "http://127.0.0.1:8117/fhir/r4/EpisodeOfCare/"
+                          "6b1f8a56-7d0e-4a53-9a38-0c5c2f1f9e11",
+               "resource": EPISODE_EXAMPLE, "search": {"mode": "match"}}]}
+# Declared here rather than as typed parameters: a FastAPI validation error would be a
+# plain-JSON 422, and every refusal under /fhir/ is an OperationOutcome (checked in the route).
+_SEARCH_DOC: dict[str, Any] = {"parameters": [{
+    "name": SEARCH_PARAMETER, "in": "query", "required": True, "schema": {"type": "string"},
+    "description": "One token: `https://fhir.nhs.uk/Id/nhs-number|<NHS number>`, a bare "
+                   "NHS number, `urn:s117hub:register-id|<register id>`, or "
+                   "`<a source's fhir_local_id_system>|<local id>`. No other parameter is "
+                   "taken.",
+    "example": "https://fhir.nhs.uk/Id/nhs-number|9990000018"}]}
+_READ_DOC: dict[str, Any] = {"parameters": [{
+    "name": "resource_id", "in": "path", "required": True, "schema": {"type": "string"},
+    "description": "The person's register id (the EpisodeOfCare's logical id).",
+    "example": "6b1f8a56-7d0e-4a53-9a38-0c5c2f1f9e11"}]}
+_READ_ANSWERS: dict[int | str, dict[str, Any]] = {
+    401: _ANSWERS[401],
+    403: {"description": "OperationOutcome: not a register-owner or auditor token"},
+    503: {"description": "OperationOutcome: the database is unavailable"},
+}
+
+
+@router.get("/EpisodeOfCare", response_class=FhirResponse, openapi_extra=_SEARCH_DOC,
+            summary="Search the S117 register as EpisodeOfCare by patient identifier",
+            responses={**_READ_ANSWERS, 200: _fhir_example(
+                SEARCHSET_EXAMPLE, "searchset Bundle (total 0 and no entry when nothing "
+                                   "matches)"),
+                       400: {"description": "OperationOutcome: no, another or a malformed "
+                                            "parameter (e.g. an NHS number that fails its "
+                                            "check digit); `expression` names the part"}})
+def search_episodes(request: Request, hub: HubDep,
+                    principal: RegisterReader) -> FhirResponse:
+    try:
+        query = parse_search(request.query_params.multi_items(),
+                             local_id_systems(hub.sources.list()))
+    except SearchError as refused:
+        return FhirResponse(refused.outcome(), status_code=refused.status)
+    with write_transaction(hub.engine) as conn:
+        episodes = []
+        for person_id in matching_people(conn, query):
+            episode = episode_for(conn, person_id, hub.clock, hub.policy)
+            if episode is not None:
+                audit_read(conn, request, principal, "entitlement", person_id, person_id)
+                episodes.append(episode)
+        # Built inside the transaction: a search that fails here records no reads.
+        body = searchset(_base_url(request), query, episodes, hub.clock.now())
+    return FhirResponse(body)
+
+
+@router.get("/EpisodeOfCare/{resource_id}", response_class=FhirResponse,
+            openapi_extra=_READ_DOC, summary="Read one person's S117 EpisodeOfCare",
+            responses={**_READ_ANSWERS, 200: _fhir_example(EPISODE_EXAMPLE, "EpisodeOfCare"),
+                       404: {"description": "OperationOutcome: no S117 episode with this id "
+                                            "(no such person, or entitlement status none)"}})
+def read_episode(request: Request, hub: HubDep, principal: RegisterReader) -> FhirResponse:
+    person_id = request.path_params["resource_id"]
+    with write_transaction(hub.engine) as conn:
+        episode = episode_for(conn, person_id, hub.clock, hub.policy)
+        if episode is not None:
+            audit_read(conn, request, principal, "entitlement", person_id, person_id)
+    if episode is None:
+        return FhirResponse(outcome_for_http(404, "no S117 EpisodeOfCare with this id"),
+                            status_code=404)
+    return FhirResponse(episode)
 
 
 @router.post("", response_class=FhirResponse, openapi_extra=_BODY_DOC,

@@ -132,6 +132,8 @@ OPERATION_ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/fhir/r4"): {SOURCE},
     ("POST", "/fhir/r4/{resource_type}"): {SOURCE},
     ("PUT", "/fhir/r4/{resource_type}/{resource_id}"): {SOURCE},
+    ("GET", "/fhir/r4/EpisodeOfCare"): READERS,
+    ("GET", "/fhir/r4/EpisodeOfCare/{resource_id}"): READERS,
     ("POST", "/api/v1/sources/{source}/events"): {SOURCE},
     ("POST", "/api/v1/sources/{source}/csv"): {SOURCE},
     ("GET", "/api/v1/sources"): OPS_READERS,

@@ -413,6 +413,7 @@ def test_metadata_is_a_capability_statement(app_client: TestClient, hub: Hub) ->
     assert {r["type"]: sorted(i["code"] for i in r["interaction"])
             for r in rest["resource"]} == {"Patient": ["create", "update"],
                                            "Encounter": ["create", "update"],
-                                           "EpisodeOfCare": ["create", "update"]}
+                                           "EpisodeOfCare": ["create", "read",
+                                                             "search-type", "update"]}
     assert sorted(i["code"] for i in rest["interaction"]) == ["batch", "transaction"]
     assert app_client.get("/fhir/r4/metadata").status_code == 401
