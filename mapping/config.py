@@ -7,9 +7,13 @@ local Z segments, so the place and the code table are configuration per source
 * **Legal-status location** (``LegalStatusLocation()``): a ``ZLS`` segment after PV1/PV2 —
   ZLS-1 legal-status code (component 1), ZLS-2 start date-time, ZLS-3 end date-time,
   ZLS-4 end reason. Another place is configured by segment and field, for example the admit
-  reason ``LegalStatusLocation(segment="PV2", code_field=3, start_field=None, end_field=None,
-  end_reason_field=None)`` or a UK Z segment ``LegalStatusLocation(segment="ZU1",
-  code_field=6, ...)``. Where no start field is configured (or it is empty) the start falls
+  reason ``LegalStatusLocation(segment="PV2", code_field=3)`` or a UK Z segment
+  ``LegalStatusLocation(segment="ZU1", code_field=6, start_field=7)``. The ZLS-2/3/4 layout
+  is ZLS's own: in any other segment a start, end or end-reason field is read only when it is
+  configured (an integration engineer who names PV2-3 for the code does not mean PV2-2 to be a
+  start date and PV2-3 itself an end date). A ZLS location whose code field moved onto one of
+  the ZLS-2/3/4 defaults is refused until those fields are given explicitly (a number, or
+  ``None`` for none). Where no start field is configured (or it is empty) the start falls
   back to PV1-44 (admission) on A01/A04, the discharge date (PV1-45) for a CTO/CD on A03,
   and otherwise to the event date: EVN-6, else EVN-2, else MSH-7.
 * **Code map** (``code_map``): local code → MHSDS legal-status code (two digits, e.g. ``"03"``)
@@ -34,7 +38,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from register_core.domain.legal_status import LEGAL_STATUS
 
@@ -45,6 +49,11 @@ CONDITIONAL_DISCHARGE = "CD"
 STATUS_MARKERS: frozenset[str] = frozenset({CTO, CONDITIONAL_DISCHARGE})
 
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+DEFAULT_SEGMENT = "ZLS"
+# The ZLS layout: where ZLS keeps the start, the end and the end reason. Not a default for any
+# other segment (see LegalStatusLocation._zls_layout).
+ZLS_LAYOUT: dict[str, int] = {"start_field": 2, "end_field": 3, "end_reason_field": 4}
+_OPTIONAL_FIELD = "{}. Left out: {} when the segment is ZLS, otherwise none; null: none."
 
 
 class LegalStatusLocation(BaseModel):
@@ -52,12 +61,39 @@ class LegalStatusLocation(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    segment: str = "ZLS"
+    segment: str = DEFAULT_SEGMENT
     code_field: int = Field(default=1, ge=1)
     code_component: int = Field(default=1, ge=1)
-    start_field: int | None = Field(default=2, ge=1)
-    end_field: int | None = Field(default=3, ge=1)
-    end_reason_field: int | None = Field(default=4, ge=1)
+    start_field: int | None = Field(default=None, ge=1, description=_OPTIONAL_FIELD.format(
+        "The field of the start date-time", 2))
+    end_field: int | None = Field(default=None, ge=1, description=_OPTIONAL_FIELD.format(
+        "The field of the end date-time", 3))
+    end_reason_field: int | None = Field(default=None, ge=1, description=_OPTIONAL_FIELD.format(
+        "The field of the end reason", 4))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zls_layout(cls, data: object) -> object:
+        """Fill in the ZLS layout for a ZLS location that leaves those fields out; refuse one
+        whose code field is where a left-out field would default to. Fields given explicitly
+        are kept as given (a stored source always has all of them)."""
+        if not isinstance(data, dict):
+            return data
+        segment = data.get("segment", DEFAULT_SEGMENT)
+        if not isinstance(segment, str) or segment.strip().upper() != DEFAULT_SEGMENT:
+            return data  # another segment: what is left out is not read at all
+        missing = {name: field for name, field in ZLS_LAYOUT.items() if name not in data}
+        try:
+            code_field = int(data.get("code_field", 1))
+        except (TypeError, ValueError):
+            return data  # the field validation says what is wrong with it
+        clashing = [name for name, field in missing.items() if field == code_field]
+        if clashing:
+            raise ValueError(
+                f"code_field {code_field} is where the ZLS layout puts "
+                f"{' and '.join(clashing)}: give {', '.join(missing)} explicitly (a field "
+                "number, or null for none)")
+        return {**data, **missing}
 
     @field_validator("segment")
     @classmethod

@@ -8,16 +8,27 @@ ERR-8 text). For a v2.3/v2.4 sender the same error is also put in ERR-1 (ELD), t
 field those versions have; HL7 receivers ignore fields beyond their version's end. When the
 inbound message cannot be parsed we salvage what we can from its MSH line; with no MSH-10 to
 echo, MSA-2 stays empty.
+
+The sender's MSH-3..6 are HD values (namespace id ^ universal id ^ universal id type, e.g.
+``EPR^1.2.3^ISO``): each component is echoed, unescaped when read and escaped again here with
+the type hl7apy's HD structure expects (IS, ST, ID). HD components are primitive, so of a
+component that carries sub-components only the first is read, as HL7 tells a receiver to
+ignore parts it does not expect (the same reading the sender matching uses). Characters the
+sender escaped as hex (``\\X0D\\``) come back as hex escapes: a raw CR or an MLLP framing byte
+must never reach the ACK. ``fallback_ack`` is the last resort when the ACK cannot be built from
+the sender's header: the same ACK without the sender's MSH-3..6.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import hl7
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 from hl7apy.factories import datatype_factory
@@ -95,6 +106,62 @@ def success_ack(inbound: ParsedAdt, code: AckCode, *, control_id: str,
             .replace(_ECHO_ID, inbound.control_id))
 
 
+def fallback_ack(inbound: str | ParsedAdt | None, code: AckCode,
+                 error: BaseException | None = None, *, control_id: str | None = None,
+                 now: datetime | None = None, default_version: str = "2.4") -> str:
+    """The answer when ``build_ack`` / ``success_ack`` failed (a bug, an input nobody foresaw):
+    the same code, MSA-2 echo and ERR, without the sender's MSH-3..6 (the ACK's own parties),
+    written by hand without hl7apy, so it cannot fail in turn. A sender is never left without
+    a reply because its header was odd."""
+    if code not in ACK_CODES:
+        raise ValueError(f"ACK code must be one of {sorted(ACK_CODES)}, not {code!r}")
+    try:
+        header = _header(inbound)
+    except Exception:
+        header = _Header()
+    bare = _Header(trigger=header.trigger, control_id=header.control_id,
+                   version=header.version, processing_id=header.processing_id)
+    return _by_hand(bare, code, error, control_id=control_id or uuid.uuid4().hex[:20],
+                    now=now, default_version=default_version)
+
+
+def _by_hand(header: _Header, code: AckCode, error: BaseException | None, *, control_id: str,
+             now: datetime | None, default_version: str = "2.4") -> str:
+    """What ``_build`` makes of a header without parties, as plain string joins (a test holds
+    the two equal)."""
+    version = _plain(header.version) or default_version
+    trigger = _plain(header.trigger)
+
+    def join(*fields: str) -> str:
+        return "|".join(fields).rstrip("|")
+
+    msh = "MSH|^~\\&|" + join("", "", "", "", (now or datetime.now(UTC)).strftime(
+        "%Y%m%d%H%M%S"), "", f"ACK^{trigger}^ACK" if trigger else "ACK",
+        _escaped(control_id), _plain(header.processing_id) or "P", version)
+    message_text = _message_of(error) if error is not None else ""
+    segments = [msh, join("MSA", code, _escaped(header.control_id),
+                          _escaped(message_text[:80]))]
+    if error is not None:
+        hl7_code, hl7_text = (HL7_ERROR_CODES[error.code] if isinstance(error, MappingError)
+                              else INTERNAL_ERROR)
+        parts = _location_parts(error.location if isinstance(error, MappingError) else None)
+        eld = [*parts[:3], "", "", ""][:3]  # segment^sequence^field^code&text&table
+        legacy = ("^".join([*eld, f"{hl7_code}&{hl7_text}&HL70357"])
+                  if _before_v25(version) else "")
+        segments.append(join("ERR", legacy, "^".join(parts),
+                             f"{hl7_code}^{hl7_text}^HL70357", "E", "", "", "",
+                             _escaped(message_text)))
+    return "\r".join(segments)
+
+
+def _escaped(value: str) -> str:
+    """ER7 escaping of a text value (the ACK's delimiters are always ``|^~\\&``)."""
+    for char, escape in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"),
+                         ("~", "\\R\\")):
+        value = value.replace(char, escape)
+    return _CONTROL.sub(lambda m: f"\\X{ord(m.group()):02X}\\", value)
+
+
 # Control ids that hl7apy writes unchanged (no separators or escape character to escape).
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._-]{1,199}")
 _TIME, _OWN_ID, _ECHO_ID = "\x00T\x00", "\x00O\x00", "\x00E\x00"  # never in ER7 text
@@ -143,7 +210,7 @@ def _build(header: _Header, code: AckCode, error: BaseException | None, text: st
         msg.msa.msa_3 = _st(message_text[:80])
     if error is not None:
         _add_err(msg, error, legacy=_before_v25(version))
-    return msg.to_er7()
+    return _unmark(msg.to_er7())
 
 
 def _add_err(msg: Message, error: BaseException, *, legacy: bool) -> None:
@@ -208,40 +275,71 @@ def _header(inbound: str | ParsedAdt | None) -> _Header:
 
 
 def _salvage(raw: str) -> _Header:
-    """Best effort on a message python-hl7 refused: split the MSH line by hand."""
+    """Best effort on a message python-hl7 refused: split the MSH line by hand, each value
+    read as a parsed message's would be (first repetition and sub-component, unescaped)."""
     text = normalise_line_endings(raw)
     if not text.startswith("MSH") or len(text) < 5 or text[3].isalnum() or text[3].isspace():
         return _Header()
-    fields = text.split("\r", 1)[0].split(text[3])
-    component = fields[1][:1] if len(fields) > 1 and fields[1][:1] else "^"
+    field_separator = text[3]
+    fields = text.split("\r", 1)[0].split(field_separator)
+    encoding = fields[1] if len(fields) > 1 else ""
+    component, repetition, escape, subcomponent = (
+        encoding[i] if i < len(encoding) else default for i, default in enumerate("^~\\&"))
+    try:
+        unescaper: hl7.Message | None = hl7.Message(
+            "\r", esc=escape,
+            separators="\r" + field_separator + repetition + component + subcomponent)
+    except Exception:
+        unescaper = None
 
-    def get(n: int, comp: int | None = None) -> str:
+    def get(n: int, comp: int = 1) -> str:
         value = fields[n - 1] if 2 <= n <= len(fields) else ""
-        if comp is not None:
-            pieces = value.split(component)
-            value = pieces[comp - 1] if comp <= len(pieces) else ""
+        pieces = value.split(repetition)[0].split(component)
+        value = pieces[comp - 1].split(subcomponent)[0] if comp <= len(pieces) else ""
+        if unescaper is not None and escape in value:
+            with contextlib.suppress(Exception):  # kept as it is, as ``Er7.read`` does
+                value = unescaper.unescape(value)
         return value.strip()
 
     def hd(n: int) -> tuple[str, ...]:
         return tuple(get(n, c) for c in (1, 2, 3))
 
-    return _Header(hd(3), hd(4), hd(5), hd(6), get(9, 2), get(10, 1), get(12, 1), get(11, 1))
+    return _Header(hd(3), hd(4), hd(5), hd(6), get(9, 2), get(10), get(12), get(11))
+
+
+# The HD components' types in hl7apy's structure: namespace id, universal id, its type. A value
+# of another type is refused (ChildNotValid), so each component gets exactly its own.
+_HD_TYPES = ("IS", "ST", "ID")
 
 
 def _hd(target: Any, parts: tuple[str, ...]) -> None:
-    for index, value in enumerate(parts, start=1):
+    for index, (value, datatype) in enumerate(zip(parts, _HD_TYPES, strict=False), start=1):
         if value:
-            setattr(target, f"hd_{index}", _st(value, "IS" if index == 1 else "ST"))
+            setattr(target, f"hd_{index}", _st(value, datatype))
+
+
+# Control characters (a CR or an MLLP framing byte a sender escaped as \X0D\ or \X1C\, a
+# \.br\) never go into the ACK as they are: ``_st`` marks each (NUL, its hex code, NUL: hl7apy
+# leaves NUL alone and no value keeps a NUL of its own) and ``_unmark`` turns the marks into
+# HL7 hex escapes once hl7apy has escaped everything else.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MARKED = re.compile(r"\x00([0-9A-F]{2})\x00")
 
 
 def _st(value: str, datatype: str = "ST") -> Any:
     """An escaped text value: hl7apy escapes |^&~ only through its datatype objects, and
     leaves a backslash alone when it looks like part of an escape (``\\E\\``), so we escape
     backslashes ourselves first."""
-    return datatype_factory(datatype, value.replace("\\", "\\E\\"),
-                            version=_STRUCTURE_VERSION, validation_level=_TOLERANT)
+    text = _CONTROL.sub(lambda m: f"\x00{ord(m.group()):02X}\x00", value.replace("\\", "\\E\\"))
+    return datatype_factory(datatype, text, version=_STRUCTURE_VERSION,
+                            validation_level=_TOLERANT)
+
+
+def _unmark(er7: str) -> str:
+    return _MARKED.sub(lambda m: f"\\X{m.group(1)}\\", er7)
 
 
 def _plain(value: str) -> str:
-    """Codes we echo (trigger, version, processing id) are short tokens: drop separators."""
-    return re.sub(r"[|^~\\&\r\n]", "", value)
+    """Codes we echo (trigger, version, processing id) are short tokens: drop separators and
+    control characters."""
+    return re.sub(r"[|^~\\&\x00-\x1f\x7f]", "", value)

@@ -9,6 +9,11 @@ Acknowledgement modes (HL7 v2 chapter 2):
 * original (MSH-15/16 empty): one ACK, AA / AE / AR;
 * enhanced (MSH-15 set): a commit ACK CA / CE / CR when MSH-15 asks for it (AL, ER, SU), then
   an application ACK AA / AE after the worker applied it, when MSH-16 asks for it.
+
+An ACK that cannot be built from the sender's header (a bug, an input nobody foresaw) never
+costs the sender its answer: the message is stored all the same and answered with
+``fallback_ack`` (the same code and MSA-2 echo, without the sender's MSH-3..6), and the failure
+is logged with ids and code locations only, never the payload or an exception's text.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import Engine
 
 from mapping.config import SourceMappingConfig
 from mapping.errors import MappingError
 from mapping.hl7v2 import map_adt
-from mapping.hl7v2_ack import AckCode, build_ack, success_ack
+from mapping.hl7v2_ack import AckCode, build_ack, fallback_ack, success_ack
 from mapping.hl7v2_parse import ParsedAdt, parse_adt
 from register_core.adapters.inbox import Inbox, Stored
 from register_core.adapters.sources import SourceDefinition, SourceRegistry
@@ -35,7 +41,7 @@ from register_core.domain.commands import Command
 from register_core.ports import Clock
 
 from ..intake import Intake, Row
-from .server import Reply
+from .server import Reply, failure_summary
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +122,7 @@ class Hl7Receiver:
             parsed = parse_adt(text)
         except MappingError as exc:
             return self._reject(text, None, exc, received_at, source="unparseable")
-        source = self.sources.match_hl7(parsed.sending_application, parsed.sending_facility)
+        source = self._sender(parsed)
         if source is None:
             error = MappingError("invalid-value", "no source is configured for sending "
                                  f"application {parsed.sending_application!r} / facility "
@@ -132,10 +138,13 @@ class Hl7Receiver:
         message_id = parsed.control_id or f"no-control-id:{uuid.uuid4()}"
         if failure is None:
             code: AckCode = "CA" if enhanced else "AA"
-            ack = success_ack(parsed, code, control_id=_ack_control_id())
+            own_id = _ack_control_id()
+            ack = _answer(lambda: success_ack(parsed, code, control_id=own_id), parsed, code,
+                          None, source.source_id, control_id=own_id)
         else:
             code = "CE" if enhanced else "AE"
-            ack = build_ack(parsed, code, failure)
+            ack = _answer(lambda: build_ack(parsed, code, failure), parsed, code, failure,
+                          source.source_id)
         row = self.intake.accepted_row(
             source=source.source_id, message_id=message_id, channel=CHANNEL,
             message_type=f"{parsed.message_type}^{parsed.trigger_event}", payload=text,
@@ -165,11 +174,42 @@ class Hl7Receiver:
     def _reject(self, text: str, parsed: ParsedAdt | None, error: MappingError,
                 received_at: datetime, source: str) -> _Step:
         code: AckCode = "CR" if parsed is not None and parsed.accept_ack_type else "AR"
-        ack = build_ack(parsed or text, code, error)
+        ack = _answer(lambda: build_ack(parsed or text, code, error), parsed or text, code,
+                      error, source)
         row = self.intake.rejected_row(source=source, message_id=f"{source}:{uuid.uuid4()}",
                                        channel=CHANNEL, payload=text, received_at=received_at,
                                        error=error, ack=ack)
         return _Step(row, ack, parsed, success=False, rejected=source)
+
+    def _sender(self, parsed: ParsedAdt) -> SourceDefinition | None:
+        """The source that sent this message.
+
+        MSH-3 / MSH-4 are HD values (namespace id ^ universal id ^ universal id type, e.g.
+        ``EPR^1.2.3^ISO``), while a source configures one plain value for each, usually the
+        namespace id (``EPR``, ``RX1``). So the configured value is compared, exactly, with
+        the namespace id (HD-1) first: ``EPR``, ``EPR^1.2.3`` and ``EPR^1.2.3^ISO`` are the
+        same sender, whatever universal id they add. Only when that matches no source is the
+        universal id (HD-2) tried in its place, for a sender known by its OID alone
+        (``^1.2.3^ISO``, which HL7 allows) or a source configured with the OID."""
+        source = self.sources.match_hl7(parsed.sending_application, parsed.sending_facility)
+        if source is not None:
+            return source
+        msh = parsed.segment("MSH")
+        candidates = []
+        for field_no, namespace_id in ((3, parsed.sending_application),
+                                       (4, parsed.sending_facility)):
+            universal_id = parsed.value(msh, field_no, 1, 2)
+            candidates.append([namespace_id] + (
+                [universal_id] if universal_id and universal_id != namespace_id else []))
+        for application in candidates[0]:
+            for facility in candidates[1]:
+                if (application, facility) == (parsed.sending_application,
+                                               parsed.sending_facility):
+                    continue  # tried above
+                source = self.sources.match_hl7(application, facility)
+                if source is not None:
+                    return source
+        return None
 
     def _application_ack(self, inbox_id: int, parsed: ParsedAdt
                          ) -> Callable[[], asyncio.Future[bytes | None]]:
@@ -182,7 +222,9 @@ class Hl7Receiver:
                     if not _wants(parsed.application_ack_type, success):
                         return None
                     error = None if success else _stored_error(entry.error)
-                    return build_ack(parsed, "AA" if success else "AE", error).encode()
+                    code: AckCode = "AA" if success else "AE"
+                    return _answer(partial(build_ack, parsed, code, error), parsed, code,
+                                   error, entry.source).encode()
                 await asyncio.sleep(0.1)
             return None
 
@@ -197,6 +239,22 @@ _ack_counter = itertools.count()
 
 def _ack_control_id() -> str:
     return f"A{_ACK_PREFIX}{next(_ack_counter):08d}"
+
+
+def _answer(build: Callable[[], str], inbound: ParsedAdt | str, code: AckCode,
+            error: BaseException | None, source: str, *, control_id: str | None = None) -> str:
+    """``build()``; should it fail, the minimal ACK (``fallback_ack``) with the same code,
+    control id and echo, so the message is still stored and answered. The log names the
+    source, the message id and where it failed, never the exception's text (it may quote the
+    payload)."""
+    try:
+        return build()
+    except Exception as exc:
+        message_id = inbound.control_id if isinstance(inbound, ParsedAdt) else None
+        log.error("HL7 ACK could not be built from the sender's header (%s): answered %s "
+                  "with a minimal ACK", failure_summary(exc), code,
+                  extra={"source": source, "message_id": message_id})
+        return fallback_ack(inbound, code, error, control_id=control_id)
 
 
 def _stored_error(body: dict[str, object] | None) -> MappingError:

@@ -4,6 +4,12 @@ the inbox's writer thread) on the loop; either returns the ACK, written back in 
 
 Many connections are served at once; each connection's messages are handled in order, so a
 sender that waits for each ACK (original mode) sees them one for one.
+
+A handler answers every frame it was able to store (the hub's receiver falls back to a minimal
+ACK rather than fail over the ACK itself). Should a handler still raise (the database is down),
+the frame may not be stored, so it gets no ACK: the connection is closed and the sender resends,
+which the inbox recognises as a duplicate if the frame was stored after all. Failures are logged
+with the exception type and code locations only: an exception's text may quote the payload.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +35,14 @@ class Reply:
 
     ack: bytes
     follow_up: Callable[[], Awaitable[bytes | None]] | None = None
+
+
+def failure_summary(exc: BaseException) -> str:
+    """``ChildNotValid at core.py:494 < hl7v2_ack.py:270 < …``: the type and innermost frames
+    of an exception, without its message (which may quote personal data)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-4:]
+    where = " < ".join(f"{os.path.basename(f.filename)}:{f.lineno}" for f in reversed(frames))
+    return f"{type(exc).__name__} at {where}" if where else type(exc).__name__
 
 
 FrameHandler = Callable[[bytes], Reply]
@@ -90,11 +106,16 @@ class MllpServer:
                     break
                 for payload in frames.feed(data):
                     self.frames_received += 1
-                    if self.handle_async is not None:
-                        reply = await self.handle_async(payload)
-                    else:
-                        reply = await loop.run_in_executor(self._executor, self.handler,
-                                                           payload)
+                    try:
+                        if self.handle_async is not None:
+                            reply = await self.handle_async(payload)
+                        else:
+                            reply = await loop.run_in_executor(self._executor, self.handler,
+                                                               payload)
+                    except Exception as exc:
+                        log.error("MLLP frame not handled (%s): connection closed without an "
+                                  "ACK so that the sender resends", failure_summary(exc))
+                        return
                     async with write_lock:
                         writer.write(frame(reply.ack))
                         await writer.drain()
@@ -107,8 +128,8 @@ class MllpServer:
             pass
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("MLLP connection failed")
+        except Exception as exc:
+            log.error("MLLP connection failed (%s)", failure_summary(exc))
         finally:
             for follower in followers:
                 follower.cancel()
@@ -121,7 +142,11 @@ class MllpServer:
     @staticmethod
     async def _send_follow_up(make: Callable[[], Awaitable[bytes | None]],
                               writer: asyncio.StreamWriter, lock: asyncio.Lock) -> None:
-        message = await make()
+        try:
+            message = await make()
+        except Exception as exc:
+            log.error("MLLP follow-up ACK not sent (%s)", failure_summary(exc))
+            return
         if message is None or writer.is_closing():
             return
         async with lock:

@@ -140,7 +140,12 @@ def test_hl7apy_reads_our_ack_back() -> None:
 
 @pytest.mark.parametrize("inbound", [s.A01_SECTION_3, s.A01_V251, s.A03_DISCHARGE,
                                      s.A01_SECTION_3.replace("|EPR|", "|EPR^X&Y|"),
-                                     s.A01_SECTION_3.replace("|P|", "|T|")])
+                                     s.A01_SECTION_3.replace("|P|", "|T|"),
+                                     s.A01_SECTION_3.replace(
+                                         "|EPR|RX1|S117HUB|HUB|",
+                                         "|EPR^1.2.3^ISO|RX1^2.16.840.1.113883^ISO|"
+                                         "S117HUB^1.2.826.0.1^ISO|HUB^^L|"),
+                                     s.A01_V251.replace("|EPR|", "|^1.2.3^ISO|")])
 @pytest.mark.parametrize("code", ["AA", "CA"])
 def test_the_cached_success_ack_is_what_hl7apy_builds(inbound: str, code: str) -> None:
     parsed = parse_adt(inbound)
