@@ -236,18 +236,19 @@ class _LoopStores:
                     done.set_exception(exc)
         by_loop: dict[asyncio.AbstractEventLoop,
                       list[tuple[asyncio.Future[Stored], Future[Stored]]]] = {}
-        for (_, outcome, after), (_, done) in zip(waiting, group, strict=True):
-            if after is not None and done.exception() is None:
-                try:
-                    after(done.result())  # e.g. a worker hint: may block (a broker publish)
-                except Exception:  # the row is stored; the sweeper re-issues lost hints
-                    log.exception("after-commit hook failed")
+        for (_, outcome, _), (_, done) in zip(waiting, group, strict=True):
             by_loop.setdefault(outcome.get_loop(), []).append((outcome, done))
         for loop, pairs in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, pairs)
             except RuntimeError:
                 pass  # the loop closed: nobody is waiting for these answers
+        for (_, _, after), (_, done) in zip(waiting, group, strict=True):
+            if after is not None and done.exception() is None:
+                try:
+                    after(done.result())  # e.g. a worker hint: may block (a broker publish)
+                except Exception:  # the row is stored; the sweeper re-issues lost hints
+                    log.exception("after-commit hook failed")
 
 
 def _fail_all(waiting: list[_Waiting]) -> None:
@@ -284,8 +285,9 @@ class Inbox:
                     ) -> asyncio.Future[Stored]:
         """``store`` for a caller on an event loop: the future is done once the row is
         committed (grouped with the others queued meanwhile). ``after`` runs in the writer
-        thread once the row is committed, before the future is done: work that may block
-        (hinting a worker through a broker) stays off the loop."""
+        thread once the row is committed, after the group's futures are handed to the loop:
+        work that may block (hinting a worker through a broker) stays off the loop and does
+        not hold up the ACKs (a hint lost in between is re-issued by the sweeper)."""
         return self._loop_stores.submit(fields, after)
 
     def record_ack(self, message_id: int, ack: str) -> None:

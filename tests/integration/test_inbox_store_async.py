@@ -83,15 +83,18 @@ def test_an_async_store_that_fails_fails_alone(engine: Engine) -> None:
 def test_the_after_commit_hook_runs_in_the_writer_once_committed(engine: Engine) -> None:
     inbox = Inbox(engine)
     seen: list[tuple[str, bool, bool]] = []
+    hinted = threading.Event()
 
     def hint(stored: Stored) -> None:
         seen.append((threading.current_thread().name, stored.duplicate,
                      _committed(engine, "H1")))
+        hinted.set()
         raise RuntimeError("the broker is down")  # logged: the row stays stored
 
     async def main() -> Stored:
         return await inbox.store_async(hint, **_fields("H1"))
 
-    stored = asyncio.run(main())
+    stored = asyncio.run(main())  # answered without waiting for the hook (a broker publish)
     assert not stored.duplicate
+    assert hinted.wait(5)
     assert seen == [("inbox-writer", False, True)]
