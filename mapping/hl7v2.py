@@ -4,13 +4,23 @@ Trigger → commands (architecture section 4, standards.md section 2):
 
     A01/A04  detained legal status → RecordDetentionStarted; otherwise RecordPersonDetails
              (a CTO/CD legal status adds its cto-/conditional-discharge- events)
-    A02      RecordLegalStatusChanged(transfer)
-    A03      RecordLeftHospital (PV1-45) [+ cto-start / conditional-discharge-start on CTO/CD]
+    A02      [regrade +] RecordLegalStatusChanged(transfer)
+    A03      [regrade +] RecordLeftHospital (PV1-45)
+             [+ cto-start / conditional-discharge-start on CTO/CD]
     A08      RecordPersonDetails [+ section-change for a detained code, cto-/CD- events]
     A11/A13  CancelEvent of detention-started / left-hospital
-    A21/A22  s17-leave-start / s17-leave-end (configurable; an informal status is no s17 leave)
+    A21/A22  [regrade +] s17-leave-start / s17-leave-end (configurable; an informal status is
+             no s17 leave); leave that is not s17 leave: RecordPersonDetails [+ regrade]
     A28/A31  RecordPersonDetails
     A40      MergePersons per PID/MRG pair (PID is the survivor, MRG-1 the merged record)
+
+A "regrade" is the section-change (as A08 sends it) an A02, A03, A21 or A22 carries, before
+its own event, when its legal status is a detained section that started (ZLS-2) after this
+stay's admission (PV1-44): s2 → s3 before discharge makes the person entitled (s117-rules.md
+"Who is entitled"; joint policy 3.3). A status that started on or before the admission day is
+the one the person was admitted under, which trusts repeat on every message: no change, none
+sent. A status with no start date is not dated as a change (A08 sends those). Without PV1-44
+a dated detained status is taken as a regrade.
 
 Provenance: source = the source id, source_ref = MSH-10. Where the legal status sits and what
 local codes mean is per source (``mapping.config``).
@@ -122,7 +132,7 @@ def map_adt(parsed: ParsedAdt, config: SourceMappingConfig, received_at: datetim
         return _s17_leave(ctx, "s17-leave-start" if trigger == leave.start_trigger
                           else "s17-leave-end")
     if trigger in ("A21", "A22"):  # leave of absence this source does not treat as s17 leave
-        return _person_details(ctx)
+        return _leave_of_absence(ctx)
     handler = _HANDLERS.get(trigger)
     if handler is None:
         raise MappingError("unsupported-event", f"ADT {trigger} is not mapped by the hub",
@@ -151,7 +161,7 @@ def _admit(ctx: _Ctx) -> list[Command]:
 def _transfer(ctx: _Ctx) -> list[Command]:
     status = _legal_status(ctx)
     section = status.code if status is not None and is_detained(status.code) else None
-    return [RecordLegalStatusChanged(
+    return [*_regrade(ctx, status), RecordLegalStatusChanged(
         person=ctx.person(), provenance=ctx.prov, event="transfer",
         date=ctx.required_event_date(), section=section, episode_ref=ctx.episode_ref(),
         provider_ods=ctx.provider_ods())]
@@ -162,9 +172,11 @@ def _discharge(ctx: _Ctx) -> list[Command]:
     if left is None:
         raise MappingError("missing-field", "no discharge date (PV1-45 or EVN-6)",
                            location="PV1-45")
-    commands: list[Command] = [RecordLeftHospital(
-        person=ctx.person(), provenance=ctx.prov, date=left, episode_ref=ctx.episode_ref())]
     status = _legal_status(ctx)
+    # A regrade before leaving (s2 → s3) comes first: the register sees the person leave from
+    # the section they were on (an entitling s3), not the one they were admitted under.
+    commands: list[Command] = [*_regrade(ctx, status), RecordLeftHospital(
+        person=ctx.person(), provenance=ctx.prov, date=left, episode_ref=ctx.episode_ref())]
     if status is not None and status.code in STATUS_MARKERS:
         commands += _marker_events(ctx, status, left)
     return commands
@@ -176,11 +188,7 @@ def _update(ctx: _Ctx) -> list[Command]:
     if status is None:
         return commands
     if is_detained(status.code):
-        commands.append(RecordLegalStatusChanged(
-            person=ctx.person(), provenance=ctx.prov, event="section-change",
-            date=status.start or ctx.required_event_date(), section=status.code,
-            episode_ref=ctx.episode_ref(), end=status.end, end_reason=status.end_reason,
-            provider_ods=ctx.provider_ods()))
+        commands.append(_section_change(ctx, status, status.start or ctx.required_event_date()))
     elif status.code in STATUS_MARKERS:
         commands += _marker_events(ctx, status, ctx.event_date())
     return commands
@@ -193,11 +201,16 @@ def _cancel(cancels: Cancellable) -> Callable[[_Ctx], list[Command]]:
     return handler
 
 
+def _leave_of_absence(ctx: _Ctx) -> list[Command]:
+    """A21/A22 a source does not treat as s17 leave: demographics, and a regrade it carries."""
+    return [*_person_details(ctx), *_regrade(ctx, _legal_status(ctx))]
+
+
 def _s17_leave(ctx: _Ctx, event: LegalStatusKind) -> list[Command]:
     status = _legal_status(ctx)
     if status is not None and not is_detained(status.code):
         return _person_details(ctx)  # leave of an informal or CTO patient is not s17 leave
-    return [RecordLegalStatusChanged(
+    return [*_regrade(ctx, status), RecordLegalStatusChanged(
         person=ctx.person(), provenance=ctx.prov, event=event, date=ctx.required_event_date(),
         section=status.code if status else None, episode_ref=ctx.episode_ref(),
         provider_ods=ctx.provider_ods())]
@@ -237,6 +250,30 @@ _HANDLERS: dict[str, Callable[[_Ctx], list[Command]]] = {
 
 
 # --- pieces ---------------------------------------------------------------------------------
+
+def _section_change(ctx: _Ctx, status: _LegalStatus, when: date) -> RecordLegalStatusChanged:
+    return RecordLegalStatusChanged(
+        person=ctx.person(), provenance=ctx.prov, event="section-change", date=when,
+        section=status.code, episode_ref=ctx.episode_ref(), end=status.end,
+        end_reason=status.end_reason, provider_ods=ctx.provider_ods())
+
+
+def _regrade(ctx: _Ctx, status: _LegalStatus | None) -> list[Command]:
+    """The section change (as A08 sends it) an A02/A03/A21/A22 tells: a detained section that
+    started after this stay's admission. The mapping holds no register state, so the status
+    the person was admitted under, repeated on every message, is told apart by its start: on
+    or before the admission day (PV1-44) it is no change, and sending one would add a regrade
+    to the same section to the register's history."""
+    if status is None or not is_detained(status.code) or status.start is None:
+        return []
+    try:
+        admitted = ctx.date_of("PV1", 44)
+    except MappingError:  # an unreadable admit date was never a reason to refuse these
+        admitted = None
+    if admitted is not None and status.start <= admitted:
+        return []
+    return [_section_change(ctx, status, status.start)]
+
 
 def _marker_events(ctx: _Ctx, status: _LegalStatus, fallback: date | None) -> list[Command]:
     """A CTO or conditional discharge: a start event, and an end event when it has ended."""

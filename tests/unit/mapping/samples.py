@@ -71,7 +71,8 @@ A01_INFORMAL = adt("A01", evn("A01"), pid(), PD1, pv1(), zls("01", "202601050930
 A01_NO_LEGAL_STATUS = adt("A01", evn("A01"), pid(), pv1())
 A04_SECTION_136 = adt("A04", evn("A04"), pid(), pv1(admit="202601042300"), zls("20"))
 A02_TRANSFER = adt("A02", evn("A02", "20260110140000", "20260110133000"), pid(),
-                   segment("PV1", {1: "1", 2: "I", 3: "WARD9^^^RX2", 19: "V0001"}),
+                   segment("PV1", {1: "1", 2: "I", 3: "WARD9^^^RX2", 19: "V0001",
+                                   44: "202601050930"}),
                    zls("03", "202601050930"), structure="ADT_A02")
 A03_DISCHARGE = adt("A03", evn("A03"), pid(), pv1(discharge="202603011100"),
                     zls("03", "202601050930"), structure="ADT_A03")
@@ -79,6 +80,14 @@ A03_ONTO_CTO = adt("A03", evn("A03"), pid(), pv1(discharge="202603011100"),
                    zls("CTO", "202603011100"), structure="ADT_A03")
 A03_ONTO_CD = adt("A03", evn("A03"), pid(), pv1(discharge="202603011100"), zls("CD"),
                   structure="ADT_A03")
+# The audit's regrades: admitted under s2 on 1 June, s3 from 20 June, discharged 3 August.
+A03_REGRADED_S3 = adt("A03", evn("A03", "20260803120000"), pid(),
+                      pv1(admit="202606010930", discharge="202608031100"),
+                      zls("03", "20260620", "20260803"), structure="ADT_A03")
+A02_REGRADED_S3 = adt("A02", evn("A02", "20260701140000"), pid(),
+                      pv1(admit="202606010930"), zls("03", "20260620"), structure="ADT_A02")
+A03_SAME_SECTION = adt("A03", evn("A03"), pid(), pv1(discharge="202603011100"),
+                       zls("03", "202601050930", "202603011100"), structure="ADT_A03")
 A08_SECTION_CHANGE = adt("A08", evn("A08", "20260112100000"), pid(), pv1(),
                          zls("03", "202601121000"))
 A08_DEMOGRAPHICS = adt("A08", evn("A08", "20260112100000"), pid(family="Testwood-Hale"),

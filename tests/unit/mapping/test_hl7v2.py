@@ -99,6 +99,87 @@ def test_a03_onto_conditional_discharge_dates_it_at_discharge(
     assert commands[1].effective == date(2026, 3, 1)
 
 
+# --- a regrade told on a transfer, discharge or leave message (s117-rules.md "Who is
+# entitled": a person on s2 regraded to s3 becomes entitled; joint policy 3.3) -------------
+
+def test_a03_carries_a_regrade_before_the_leaving(trust: SourceMappingConfig) -> None:
+    """The audit's A03: s3 from 20 June (ZLS-2) on a stay admitted 1 June (PV1-44), ZLS-3 the
+    discharge date. The section change comes first, as A08 sends it, on the same episode."""
+    change, left = run(s.A03_REGRADED_S3, trust)
+    assert isinstance(change, RecordLegalStatusChanged)
+    assert isinstance(left, RecordLeftHospital)
+    assert (change.event, change.section, change.date, change.end) == (
+        "section-change", "03", date(2026, 6, 20), date(2026, 8, 3))
+    assert left.date == date(2026, 8, 3)
+    # Same episode and message as the leaving, so an A13 takes both back.
+    assert change.episode_ref == left.episode_ref == "V0001"
+    assert change.provenance == left.provenance
+    assert change.provider_ods == "RX1"
+
+
+def test_a03_repeating_the_admission_section_is_no_regrade(trust: SourceMappingConfig) -> None:
+    """Trusts send the current status on every message: s3 since the admission day, ended on
+    the discharge date, is the detention the A01 told, not a change to it."""
+    for raw in (s.A03_DISCHARGE, s.A03_SAME_SECTION):
+        assert kinds(run(raw, trust)) == ["left-hospital"]
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("CTO", ["left-hospital", "cto-start"]),
+    ("CD", ["left-hospital", "conditional-discharge-start"]),
+    ("01", ["left-hospital"]),  # stayed informally after the section ended (5.5)
+])
+def test_a03_onto_a_cto_cd_or_informal_has_no_regrade(code: str, expected: list[str],
+                                                      trust: SourceMappingConfig) -> None:
+    raw = s.adt("A03", s.evn("A03"), s.pid(), s.pv1(admit="202606010930",
+                                                    discharge="202608031100"),
+                s.zls(code, "20260803"), structure="ADT_A03")
+    assert kinds(run(raw, trust)) == expected
+
+
+def test_a03_regrade_through_the_code_map(trust: SourceMappingConfig) -> None:
+    raw = s.A03_REGRADED_S3.replace("ZLS|03|", "ZLS|SEC3|")
+    change, _left = run(raw, trust)
+    assert (change.event, change.section) == ("section-change", "03")  # type: ignore[attr-defined]
+
+
+def test_a02_carries_a_regrade_before_the_transfer(trust: SourceMappingConfig) -> None:
+    change, transfer = run(s.A02_REGRADED_S3, trust)
+    assert isinstance(change, RecordLegalStatusChanged)
+    assert isinstance(transfer, RecordLegalStatusChanged)
+    assert (change.event, change.section, change.date, change.episode_ref) == (
+        "section-change", "03", date(2026, 6, 20), "V0001")
+    assert (transfer.event, transfer.date) == ("transfer", date(2026, 7, 1))
+
+
+@pytest.mark.parametrize("trigger", ["A21", "A22"])
+def test_leave_messages_carry_a_regrade(trigger: str, trust: SourceMappingConfig) -> None:
+    raw = s.adt(trigger, s.evn(trigger, "20260701090000"), s.pid(),
+                s.pv1(admit="202606010930"), s.zls("03", "20260620"), structure="ADT_A21")
+    leave = "s17-leave-start" if trigger == "A21" else "s17-leave-end"
+    assert kinds(run(raw, trust)) == ["section-change", leave]
+    # A source whose leave of absence is not s17 leave still tells the regrade.
+    config = trust.model_copy(update={"s17_leave_event": None})
+    assert kinds(run(raw, config)) == ["person-details", "section-change"]
+
+
+def test_a_status_without_a_start_date_is_no_regrade(trust: SourceMappingConfig) -> None:
+    """No ZLS-2: nothing dates a change, and the status may be the admission's repeated."""
+    raw = s.adt("A03", s.evn("A03"), s.pid(), s.pv1(discharge="202603011100"), s.zls("03"),
+                structure="ADT_A03")
+    assert kinds(run(raw, trust)) == ["left-hospital"]
+
+
+def test_without_an_admit_date_a_dated_section_is_a_regrade(trust: SourceMappingConfig) -> None:
+    """No PV1-44 to tell a repeat from a change: the dated status is told, as A08 tells it
+    (a repeat then adds a same-section span to the register's history)."""
+    for pv1_44 in ("", "2026"):  # absent, and unreadable (never a reason to refuse an A03)
+        raw = s.adt("A03", s.evn("A03"), s.pid(), s.pv1(admit=pv1_44,
+                                                        discharge="202608031100"),
+                    s.zls("03", "20260620"), structure="ADT_A03")
+        assert kinds(run(raw, trust)) == ["section-change", "left-hospital"]
+
+
 def test_a08_section_change(trust: SourceMappingConfig) -> None:
     details, change = run(s.A08_SECTION_CHANGE, trust)
     assert isinstance(details, RecordPersonDetails)
