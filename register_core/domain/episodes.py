@@ -139,6 +139,13 @@ def build_detentions(facts: Sequence[Fact], today: date | None = None,
             episodes.append(ep)
         elif isinstance(cmd, RecordLegalStatusChanged):
             section = normalise_code(cmd.section) if cmd.section else None
+            if cmd.event == "section-change":
+                ep = _find_episode(episodes, cmd.episode_ref, cmd.date)
+                if ep is not None and ep.section == section:
+                    # Trusts send the status in force on every message: a "change" to it is
+                    # no regrade and no event (the fact stays with the detention it told of).
+                    ep.facts.append(fact)
+                    continue
             events.append(LegalStatusEvent(kind=cmd.event, date=cmd.date, section=section,
                                            episode_ref=cmd.episode_ref, end=cmd.end, fact=fact))
             if cmd.event == "cto-revoked":

@@ -6,6 +6,8 @@ standards.md section 1 gives their England codes.
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from register_core.domain import legal_status
@@ -113,6 +115,24 @@ def test_a_regrade_without_the_new_section_is_refused():
     with pytest.raises(InvalidValue) as err:
         person.record(legal("section-change", "2024-01-10"))
     assert (err.value.field, err.value.rule) == ("section", "section-change-needs-section")
+
+
+def test_the_section_in_force_told_again_is_no_regrade_and_no_event():
+    """Trusts repeat the current legal status on every message (an A08 with ZLS 03 on an
+    s3 stay): the register's detention and events are as if it had not been sent."""
+    once = position_of([detention("2024-01-01", "02"),
+                        legal("section-change", "2024-01-10", section="03")], today="2024-02-01")
+    repeated = position_of([detention("2024-01-01", "02"),
+                            legal("section-change", "2024-01-10", section="03"),
+                            legal("section-change", "2024-01-20", section="3"),
+                            legal("section-change", "2024-01-01", section="02")],
+                           today="2024-02-01")
+    assert [(e.kind, e.date, e.section) for e in repeated.legal_status_events] == [
+        (e.kind, e.date, e.section) for e in once.legal_status_events] == [
+        ("section-change", date(2024, 1, 10), "03")]
+    assert repeated.detentions[0].sections == once.detentions[0].sections == [
+        ("02", date(2024, 1, 1)), ("03", date(2024, 1, 10))]
+    assert len(repeated.detentions[0].facts) == 4  # the repeats stay with their detention
 
 
 def test_the_register_shows_the_two_digit_code_whatever_the_source_sent__architecture_7():
