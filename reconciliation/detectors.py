@@ -8,10 +8,19 @@ it and returns the findings that should be open exceptions today. The rules, REA
   other partner has acknowledged it (a ``s117-confirmed`` fact from a source other than the one
   that reported the leaving, within this s117 period) within 5 working days of the later of
   the leaving and the hub hearing of it (2.2, 19.2, 19.6): a discharge known only to the trust.
-- ``ended-on-cto``, ``one-sided-ending``, ``source-conflict``: an s117 ending the rules refused
-  (``position.refused_endings``), one finding per exception kind its violations name (16.1-16.3,
-  16.6, 16.9; an ending with nothing active to end is a source conflict). The entitlement
-  stays active.
+- ``ended-on-cto``, ``one-sided-ending``, ``ended-during-dispute``, ``source-conflict``: an
+  s117 ending the rules refused (``position.refused_endings``), one finding per exception kind
+  its violations name: on a CTO (16.2); without both sign-offs or reasons, or solely on a
+  forbidden ground (16.1-16.3, 16.6, 16.9); dated while a dispute about ending is open, i.e.
+  opened on or before the ending date and not resolved by it (dispute protocol 3, 7: care continues
+  throughout; the refusal stands once the dispute is resolved, and an ending recorded on or
+  after the day of its resolution may end it); with nothing active to end (a source
+  conflict). The entitlement stays active.
+- ``ended-during-conditional-discharge``, ``ended-without-review``: a lawful ending that
+  took effect while the person was conditionally discharged, so liable to recall
+  (standards.md section 6), or with no review on the register since the person left hospital
+  (16.1: an ending follows a joint recorded review): flagged, the ending stands
+  (``position.flagged_endings``).
 - ``review-overdue``: active and ``next_review_due`` (3 months after discharge, then 12 months
   after the latest review) has passed (14.1; MoU 5).
 - ``no-named-practitioner``: pending or active with no named practitioner 5 working days after
@@ -40,6 +49,7 @@ from datetime import date
 
 from register_core.domain.calendar import add_working_days
 from register_core.domain.commands import (
+    RecordAftercarePlanAgreed,
     RecordChildNotification,
     RecordDetentionStarted,
     RecordLeftHospital,
@@ -118,7 +128,8 @@ def _detect(person: Person, position: Position, today: date,
             policy: DetectorPolicy | None) -> tuple[_Context, list[Finding]]:
     facts = [f for f in person.live_facts() if fact_day(f) <= today]
     ctx = _Context(person, position, today, policy or DetectorPolicy(), facts)
-    detectors: list[Callable[[_Context], list[Finding]]] = [_refused_endings, _charges]
+    detectors: list[Callable[[_Context], list[Finding]]] = [_refused_endings, _flagged_endings,
+                                                            _charges]
     if not ctx.deceased:
         detectors += [_missed_entitlement, _review_overdue, _no_named_practitioner,
                       _no_aftercare_plan, _child_notification]
@@ -190,6 +201,8 @@ def _tells_leaving(fact: Fact, day: date) -> bool:
 _ENDING_SUMMARY = {
     "ended-on-cto": "recorded while the person is on a CTO (joint policy 16.2)",
     "one-sided-ending": "is not a joint decision with reasons (joint policy 16.1, 16.3, 16.9)",
+    "ended-during-dispute": "is dated while a dispute about ending is open: care continues "
+                            "throughout (dispute protocol 3, 7)",
     "source-conflict": "has no active s117 entitlement to end on that date",
 }
 
@@ -206,19 +219,61 @@ def _refused_endings(ctx: _Context) -> list[Finding]:
         for kind, violations in by_kind.items():
             rules = sorted({v.rule for v in violations})
             what = _ENDING_SUMMARY.get(kind, "breaks the ending rules")
+            detail = {
+                "rule": "; ".join(v.message for v in violations),
+                "violations": [{"rule": v.rule, "field": v.field, "message": v.message}
+                               for v in violations],
+                "ending": {"date": iso(cmd.date), "source": refused.fact.source,
+                           "reason_given": bool(cmd.reason and cmd.reason.strip()),
+                           "council_signed": cmd.council_signoff is not None,
+                           "icb_signed": cmd.icb_signoff is not None,
+                           "grounds": list(cmd.grounds)},
+                "entitlement_status": status, "facts": [refused.fact.cite()]}
+            after = ""
+            if kind == "ended-during-dispute":
+                held = [span for span in ctx.position.disputes
+                        if span.kind == "ending" and span.open_on(cmd.date)]
+                detail["disputes"] = [{"id": span.id, "opened": iso(span.opened),
+                                       "resolved": iso(span.resolved)} for span in held]
+                ids = ", ".join(span.id for span in held)
+                resolved = [span.resolved for span in held if span.resolved is not None]
+                after = (f" (dispute {ids} still open)" if len(resolved) < len(held) else
+                         f" (dispute {ids} resolved on {iso(max(resolved))}: if the outcome "
+                         "is to end, the partners record the ending again, dated on or "
+                         "after that day)")
             found.append(finding(
                 kind, [refused.fact.source, cmd.date, *rules],
                 f"s117 ending dated {iso(cmd.date)} from {refused.fact.source} {what}; the "
-                f"register does not end the entitlement (now {status})",
-                {"rule": "; ".join(v.message for v in violations),
-                 "violations": [{"rule": v.rule, "field": v.field, "message": v.message}
-                                for v in violations],
-                 "ending": {"date": iso(cmd.date), "source": refused.fact.source,
-                            "reason_given": bool(cmd.reason and cmd.reason.strip()),
-                            "council_signed": cmd.council_signoff is not None,
-                            "icb_signed": cmd.icb_signoff is not None,
-                            "grounds": list(cmd.grounds)},
-                 "entitlement_status": status, "facts": [refused.fact.cite()]}))
+                f"register does not end the entitlement (now {status}){after}", detail))
+    return found
+
+
+_FLAG_SUMMARY = {
+    "ended-during-conditional-discharge": "while the person was conditionally discharged and "
+                                          "liable to recall (standards.md section 6)",
+    "ended-without-review": "with no review on the register since the person left hospital: "
+                            "an ending follows a joint recorded review (joint policy 16.1)",
+}
+
+
+def _flagged_endings(ctx: _Context) -> list[Finding]:
+    """Lawful endings that stand but must be looked at (``position.flagged_endings``)."""
+    found = []
+    for flagged in ctx.position.flagged_endings:
+        cmd = flagged.fact.command
+        assert isinstance(cmd, RecordS117Ended)
+        for flag in flagged.flags:
+            what = _FLAG_SUMMARY.get(flag.exception_kind, "in circumstances to check")
+            found.append(finding(
+                flag.exception_kind, [flagged.fact.source, cmd.date, flag.rule],
+                f"s117 ended on {iso(cmd.date)} (recorded by {flagged.fact.source}) {what}: "
+                "the ending stands; check it", {
+                    "rule": flag.message,
+                    "violations": [{"rule": flag.rule, "field": flag.field,
+                                    "message": flag.message}],
+                    "ending": {"date": iso(cmd.date), "source": flagged.fact.source},
+                    "entitlement_status": ctx.position.entitlement.status,
+                    "facts": [flagged.fact.cite()]}))
     return found
 
 
@@ -265,9 +320,12 @@ def _no_aftercare_plan(ctx: _Context) -> list[Finding]:
     if ent.status != "active" or ent.start is None:
         return []
     floor = ctx.period_floor()
-    plan = ent.aftercare_plan_date
+    plan = ent.aftercare_plan_date  # the position's: agreed in this s117 period
     if plan is not None and (floor is None or plan > floor):
         return []
+    # A plan of an earlier period, said in the detail (it does not count for this one).
+    plan = max((f.command.date for f in ctx.facts  # type: ignore[attr-defined]
+                if isinstance(f.command, RecordAftercarePlanAgreed)), default=plan)
     due = add_working_days(ent.start, ctx.policy.aftercare_plan_working_days)
     if ctx.not_yet_due(due):
         return []

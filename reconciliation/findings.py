@@ -21,6 +21,7 @@ EXCEPTION_KINDS: tuple[str, ...] = (
     "missed-entitlement", "ended-on-cto", "one-sided-ending", "review-overdue",
     "no-named-practitioner", "no-aftercare-plan", "source-conflict", "identity-uncertain",
     "s117-charge", "child-12-week-notification", "delivery-sla-breach",
+    "ended-during-dispute", "ended-during-conditional-discharge", "ended-without-review",
 )
 FINGERPRINT_MAX = 200  # register_exceptions.fingerprint is String(200)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from register_core.domain.commands import RecordPersonDetails
+from register_core.domain.commands import REGISTER_COMMANDS, RecordPersonDetails
 from register_core.domain.episodes import Detention, fact_day
 from register_core.domain.model import Fact
 from register_core.domain.precedence import (
@@ -101,7 +101,9 @@ def death_conflicts(facts: Sequence[Fact], today: date,
              "values": [{"source": src, "value": iso(day),
                          "facts": [f.cite() for f in deaths[src][day]]} for src, day in told]}))
     earliest = min(day for _, day in told)
+    # The register's own records (a dispute logged about past care) tell of no event.
     later = [f for f in facts if not isinstance(f.command, RecordPersonDetails)
+             and f.kind not in REGISTER_COMMANDS
              and f.effective is not None and f.effective > earliest and fact_day(f) <= today]
     if later:
         found.append(finding(

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, true, update
 
-from .tables import disputes, persons
+from .tables import disputes, facts, persons
 
 
 class DisputeStore:
@@ -22,6 +22,14 @@ class DisputeStore:
     def person_exists(self, person_id: str) -> bool:
         return self.conn.execute(
             select(persons.c.id).where(persons.c.id == person_id)).first() is not None
+
+    def journal_holder(self, dispute_id: str) -> str | None:
+        """Whose journal holds the dispute's opening (``services.disputes``): the person it
+        was opened for, or whoever their record was merged into since."""
+        return self.conn.execute(select(facts.c.person_id).where(and_(
+            facts.c.source == "register", facts.c.source_ref == f"dispute:{dispute_id}",
+            facts.c.kind == "dispute-opened", facts.c.retracted_by.is_(None)))
+            .order_by(facts.c.id.desc()).limit(1)).scalar()
 
     def create(self, *, person_id: str, kind: str, summary: str, opened: date, stage: int,
                stage_due: date | None, history: list[dict[str, Any]], created_by: str,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from .commands import SOURCE_COMMANDS, Command, PersonRef, Provenance, Signoff
+from .commands import JOURNAL_COMMANDS, Command, PersonRef, Provenance, Signoff
 
 T = TypeVar("T")
 
@@ -90,4 +90,4 @@ def from_json_as(cls: type[T], data: dict[str, Any]) -> T:
 
 
 def command_from_json(kind: str, data: dict[str, Any]) -> Command:
-    return from_json_as(SOURCE_COMMANDS[kind], data)
+    return from_json_as(JOURNAL_COMMANDS[kind], data)

@@ -267,6 +267,39 @@ class MergePersons(Command):
     merged_nhs_number: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordDisputeOpened(Command):
+    """A dispute logged on the register (``services.disputes``), kept in the person's journal
+    so the position sees it: care continues throughout a dispute about ending (dispute
+    protocol 3, 7), so an ending dated while one is open does not end the entitlement.
+
+    Only the register writes these (source ``register``), never a source: they are not in
+    ``SOURCE_COMMANDS``. The dispute's summary and outcome stay in the ``disputes`` table."""
+
+    kind: ClassVar[str] = "dispute-opened"
+    dispute_id: str
+    dispute_kind: str
+    date: date  # when the dispute opened (the protocol's clock starts then)
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordDisputeResolved(Command):
+    """The register's dispute ``dispute_id`` resolved on ``date`` (its outcome is in the
+    ``disputes`` table)."""
+
+    kind: ClassVar[str] = "dispute-resolved"
+    dispute_id: str
+    date: date
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
 SOURCE_COMMANDS: dict[str, type[Command]] = {
     cls.kind: cls
     for cls in (
@@ -277,3 +310,10 @@ SOURCE_COMMANDS: dict[str, type[Command]] = {
         MergePersons,
     )
 }
+
+# What the register itself records in a person's journal (no source sends these).
+REGISTER_COMMANDS: dict[str, type[Command]] = {
+    cls.kind: cls for cls in (RecordDisputeOpened, RecordDisputeResolved)
+}
+# Every kind a stored fact may have.
+JOURNAL_COMMANDS: dict[str, type[Command]] = {**SOURCE_COMMANDS, **REGISTER_COMMANDS}

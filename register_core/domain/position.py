@@ -15,6 +15,8 @@ from typing import Literal
 from .commands import (
     RecordAftercarePlanAgreed,
     RecordChildNotification,
+    RecordDisputeOpened,
+    RecordDisputeResolved,
     RecordGpRegistration,
     RecordOrdinaryResidenceChanged,
     RecordReviewCompleted,
@@ -44,6 +46,7 @@ from .precedence import (
     settle_death,
 )
 from .rules import eligibility, ending, responsibility, reviews
+from .rules.disputes import DisputeSpan
 
 Status = Literal["none", "pending", "active", "ended"]
 
@@ -91,6 +94,15 @@ class RefusedEnding:
     violations: tuple[ending.Violation, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class FlaggedEnding:
+    """A lawful ending that took effect but that the rules ask a person to look at (one
+    during a conditional discharge: ``ending.ending_flags``)."""
+
+    fact: Fact
+    flags: tuple[ending.Violation, ...]
+
+
 @dataclass(kw_only=True)
 class Entitlement:
     status: Status = "none"
@@ -123,6 +135,9 @@ class Position:
     explain: dict[str, Explanation]
     # The rules this position followed: detectors raise only the disagreements they leave.
     precedence: Precedence = field(default_factory=Precedence)
+    # The person's disputes as the journal tells them (``RecordDisputeOpened``/``Resolved``).
+    disputes: list[DisputeSpan] = field(default_factory=list)
+    flagged_endings: list[FlaggedEnding] = field(default_factory=list)
 
 
 def compute_position(person: Person, today: date, policy: Policy | None = None) -> Position:
@@ -147,6 +162,9 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     set_aside, notes = settle_aftercare(facts, episodes, policy.precedence)
     overruled |= set_aside
     settled += notes
+    kept = [f for f in facts if id(f) not in overruled] if overruled else facts
+    disputes, dispute_facts = _disputes(facts)
+    reviews_kept = [f for f in kept if isinstance(f.command, RecordReviewCompleted)]
     explain: dict[str, Explanation] = {}
     ent = Entitlement()
 
@@ -156,6 +174,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     endings = [f for f in facts if isinstance(f.command, RecordS117Ended)]
     confirmations = [f for f in facts if isinstance(f.command, RecordS117Confirmed)]
     refused: list[RefusedEnding] = []
+    flagged: list[FlaggedEnding] = []
 
     # Walk the s117 "periods": each opens at an entitling detention (pending) or a council
     # confirmation, activates on leaving hospital, and closes only on a lawful joint ending.
@@ -175,12 +194,16 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     start_facts: list[str] = []
     period_first_detention: date | None = None
     period_episode: Detention | None = None
+    # The lawful ending that closed the previous s117 period: what was recorded up to it (a
+    # named practitioner, a plan, a review) belongs to that period, not to the current one.
+    floor: date | None = None
     for when, _rank, _seq, what, obj in timeline:
         if what == "entitling":
             ep: Detention = obj  # type: ignore[assignment]
             code, since = ep.entitling  # type: ignore[misc]
             new_period = ent.status in ("none", "ended")
             if new_period:
+                floor = ent.ended.date if ent.ended else floor
                 ent = Entitlement(pending_since=since)
                 explain.clear()  # the previous period's reasons no longer explain anything
                 period_first_detention, period_episode = ep.start, ep
@@ -214,6 +237,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
         elif what == "confirmed":
             fact: Fact = obj  # type: ignore[assignment]
             if ent.status in ("none", "ended"):
+                floor = ent.ended.date if ent.ended else floor
                 ent = Entitlement(status="active", start=when)
                 explain.clear()
                 period_first_detention, period_episode = when, None
@@ -223,7 +247,8 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
                     (fact.cite(),))
         elif what == "ending":
             fact = obj  # type: ignore[assignment]
-            refusal = _ending_refusal(fact, ent, events)
+            decision, review_fact = _ending_decision(fact, reviews_kept, ent.start, floor)
+            refusal = _ending_refusal(fact, decision, ent, events, disputes)
             if refusal is not None:
                 refused.append(refusal)
                 continue
@@ -235,19 +260,27 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
                                council_signoff=_signoff(cmd.council_signoff),
                                icb_signoff=_signoff(cmd.icb_signoff), fact=fact)
             trigger_facts = [*trigger_facts, fact.cite()]
+            after_review = (f", after the review of {decision.review.isoformat()}"
+                            if decision.review else "")
+            rule = (f"joint decision of council and ICB with reasons{after_review}, not on a "
+                    "CTO, no dispute about ending open (16.1-16.3; dispute protocol 3, 7)")
+            flags = ending.ending_flags(decision, conditionally_discharged=period_in_force(
+                events, "conditional-discharge-start", {"conditional-discharge-end"}, cmd.date))
+            if flags:
+                flagged.append(FlaggedEnding(fact=fact, flags=tuple(flags)))
+                rule += "; flagged: " + "; ".join(flag.message for flag in flags)
             explain["entitlement.ended"] = Explanation(
-                "joint decision of council and ICB with reasons, not on a CTO (16.1-16.3)",
-                (fact.cite(),))
+                rule, (fact.cite(), *([review_fact.cite()] if review_fact else [])))
 
-    kept = [f for f in facts if id(f) not in overruled] if overruled else facts
     if ent.status != "none" and period_first_detention is not None:
         icb, rule, icb_facts = _responsible_icb(person, kept, episodes, period_first_detention,
                                                 period_episode, policy)
         ent.responsible_icb = icb
         explain["entitlement.responsible_icb"] = Explanation(rule, icb_facts)
 
-    _fill_duties(ent, kept, explain, start_facts)
-    explain["entitlement.status"] = Explanation(_status_rule(ent), tuple(trigger_facts))
+    _fill_duties(ent, kept, explain, start_facts, floor)
+    explain["entitlement.status"] = _status_explanation(ent, trigger_facts, refused, floor,
+                                                        disputes, dispute_facts)
     _explain_settled(explain, settled, ent, residences)
 
     in_hospital = any(ep.end is None for ep in episodes)
@@ -263,7 +296,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
         charges_under_s117=[f for f in facts if isinstance(f.command, RecordServiceCharged)
                             and f.command.under_s117],
         refused_endings=refused, child_notified=max(child) if child else None, explain=explain,
-        precedence=policy.precedence)
+        precedence=policy.precedence, disputes=disputes, flagged_endings=flagged)
 
 
 def _explain_settled(explain: dict[str, Explanation], settled: Sequence[Note],
@@ -306,16 +339,51 @@ def _unique(*cites: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cites))
 
 
-def _ending_refusal(fact: Fact, ent: Entitlement,
-                    events: Sequence[LegalStatusEvent]) -> RefusedEnding | None:
-    """Why a recorded ending does not end the entitlement, or None when it may."""
+def _disputes(facts: Sequence[Fact]) -> tuple[list[DisputeSpan], dict[str, list[Fact]]]:
+    """The disputes the journal tells of (opened, maybe resolved), with their facts by id."""
+    opened: dict[str, DisputeSpan] = {}
+    resolved: dict[str, date] = {}
+    cited: dict[str, list[Fact]] = {}
+    for fact in facts:
+        cmd = fact.command
+        if isinstance(cmd, RecordDisputeOpened):
+            opened.setdefault(cmd.dispute_id, DisputeSpan(
+                id=cmd.dispute_id, kind=cmd.dispute_kind, opened=cmd.date))
+            cited.setdefault(cmd.dispute_id, []).append(fact)
+        elif isinstance(cmd, RecordDisputeResolved):
+            resolved.setdefault(cmd.dispute_id, cmd.date)
+            cited.setdefault(cmd.dispute_id, []).append(fact)
+    spans = [DisputeSpan(id=span.id, kind=span.kind, opened=span.opened,
+                         resolved=resolved.get(span.id)) for span in opened.values()]
+    return sorted(spans, key=lambda span: (span.opened, span.id)), cited
+
+
+def _ending_decision(fact: Fact, reviews_kept: Sequence[Fact], start: date | None,
+                     floor: date | None) -> tuple[ending.EndingDecision, Fact | None]:
+    """The recorded ending as the rules judge it, with the latest review of this entitlement
+    on or before its date: held since the person left hospital (``start``: the reviews the
+    register counts, 14.1), and in any case after the ending that closed the previous s117
+    period (``floor``)."""
     cmd: RecordS117Ended = fact.command  # type: ignore[assignment]
-    decision = ending.EndingDecision(
+    held = [f for f in reviews_kept if f.command.date <= cmd.date  # type: ignore[attr-defined]
+            and (start is None or f.command.date >= start)  # type: ignore[attr-defined]
+            and (floor is None or f.command.date > floor)]  # type: ignore[attr-defined]
+    review = max(held, key=lambda f: f.command.date) if held else None  # type: ignore[attr-defined]
+    return ending.EndingDecision(
         date=cmd.date, reason=cmd.reason,
         council_signed_by=cmd.council_signoff.by if cmd.council_signoff else None,
         icb_signed_by=cmd.icb_signoff.by if cmd.icb_signoff else None,
-        grounds=cmd.grounds)
-    violations = ending.ending_violations(decision, on_cto=on_cto_at(events, cmd.date))
+        grounds=cmd.grounds,
+        review=review.command.date if review else None), review  # type: ignore[attr-defined]
+
+
+def _ending_refusal(fact: Fact, decision: ending.EndingDecision, ent: Entitlement,
+                    events: Sequence[LegalStatusEvent],
+                    disputes: Sequence[DisputeSpan]) -> RefusedEnding | None:
+    """Why a recorded ending does not end the entitlement, or None when it may."""
+    cmd: RecordS117Ended = fact.command  # type: ignore[assignment]
+    violations = ending.ending_violations(decision, on_cto=on_cto_at(events, cmd.date),
+                                          disputes=disputes)
     if ent.status != "ended" and (ent.status != "active" or (ent.start and cmd.date < ent.start)):
         # Nothing to end on that date (no entitlement, or still in hospital): record it, do not
         # drop it silently, so the disagreement with the other sources is seen.
@@ -394,18 +462,35 @@ def _signoff(signoff: object) -> dict[str, str] | None:
 
 
 def _fill_duties(ent: Entitlement, facts: Sequence[Fact], explain: dict[str, Explanation],
-                 start_facts: Sequence[str]) -> None:
+                 start_facts: Sequence[str], floor: date | None) -> None:
+    """The named practitioner and plan of this s117 period: set after the lawful ending that
+    closed the previous period (``floor``), as the detectors count the period; and the
+    reviews since the entitlement started."""
+    def this_period(day: date) -> bool:
+        return floor is None or day > floor
+
     practitioners = [f for f in facts if isinstance(f.command, SetNamedPractitioner)]
-    if practitioners:
-        latest = practitioners[-1]
+    current = [f for f in practitioners if this_period(fact_day(f))]
+    if current:
+        latest = current[-1]
         ent.named_practitioner = latest.command.name  # type: ignore[attr-defined]
         explain["entitlement.named_practitioner"] = Explanation(
-            "latest named practitioner set (joint policy 7.3)", (latest.cite(),))
+            "latest named practitioner set in this s117 period (joint policy 7.3)",
+            (latest.cite(),))
+    elif practitioners and ent.status != "none":
+        explain["entitlement.named_practitioner"] = Explanation(
+            f"none named in this s117 period: one named before the ending of {floor} belongs "
+            "to the period that ended (joint policy 7.3)", (practitioners[-1].cite(),))
     plans = [f for f in facts if isinstance(f.command, RecordAftercarePlanAgreed)]
-    if plans:
-        ent.aftercare_plan_date = plans[-1].command.date  # type: ignore[attr-defined]
-        explain["entitlement.aftercare_plan"] = Explanation("latest aftercare plan agreed",
-                                                            (plans[-1].cite(),))
+    current = [f for f in plans if this_period(f.command.date)]  # type: ignore[attr-defined]
+    if current:
+        ent.aftercare_plan_date = current[-1].command.date  # type: ignore[attr-defined]
+        explain["entitlement.aftercare_plan"] = Explanation(
+            "latest aftercare plan agreed in this s117 period", (current[-1].cite(),))
+    elif plans and ent.status != "none":
+        explain["entitlement.aftercare_plan"] = Explanation(
+            f"none agreed in this s117 period: a plan agreed before the ending of {floor} "
+            "belongs to the period that ended (joint policy 7.2, 19.2)", (plans[-1].cite(),))
     if ent.status != "active" or ent.start is None:
         return
     held = [f for f in facts if isinstance(f.command, RecordReviewCompleted)
@@ -418,6 +503,28 @@ def _fill_duties(ent: Entitlement, facts: Sequence[Fact], explain: dict[str, Exp
         tuple(f.cite() for f in held[-1:]) if held else tuple(start_facts))
 
 
+def _status_explanation(ent: Entitlement, trigger_facts: Sequence[str],
+                        refused: Sequence[RefusedEnding], floor: date | None,
+                        disputes: Sequence[DisputeSpan],
+                        dispute_facts: Mapping[str, Sequence[Fact]]) -> Explanation:
+    """The status rule, and for an entitlement still going on, the endings recorded in this
+    period that did not end it and why (naming any dispute about ending that held one back)."""
+    rule, cites = _status_rule(ent), list(trigger_facts)
+    if ent.status == "ended":
+        return Explanation(rule, tuple(cites))
+    for refusal in refused:
+        cmd: RecordS117Ended = refusal.fact.command  # type: ignore[assignment]
+        if floor is not None and cmd.date <= floor:
+            continue  # refused in a period that has ended since
+        rule += (f"; the ending dated {cmd.date.isoformat()} from {refusal.fact.source} did "
+                 "not end it: " + "; ".join(v.message for v in refusal.violations))
+        cites.append(refusal.fact.cite())
+        for span in disputes:
+            if span.kind == "ending" and span.open_on(cmd.date):
+                cites += [f.cite() for f in dispute_facts.get(span.id, ())]
+    return Explanation(rule, _unique(*cites))
+
+
 def _status_rule(ent: Entitlement) -> str:
     return {
         "none": "no entitling detention (s3, s37, s45A, s47, s48) and no council confirmation",
@@ -425,7 +532,8 @@ def _status_rule(ent: Entitlement) -> str:
                    "register from admission so planning starts (joint policy 19.2; MoU 5)",
         "active": "left hospital after an entitling detention; not ended by a lawful joint "
                   "decision (joint policy 2.2, 16.1)",
-        "ended": "ended by a joint council and ICB decision with reasons (16.1-16.3)",
+        "ended": "ended by a joint council and ICB decision with reasons after a joint review "
+                 "(16.1-16.3)",
     }[ent.status]
 
 
@@ -433,5 +541,6 @@ def is_detained_code(code: str) -> bool:
     return normalise_code(code) in DETAINED_CODES
 
 
-__all__ = ["Detention", "Entitlement", "Explanation", "LegalStatusEvent", "Policy", "Position",
-           "build_detentions", "compute_position", "is_entitling", "on_cto_at"]
+__all__ = ["Detention", "DisputeSpan", "Entitlement", "Explanation", "FlaggedEnding",
+           "LegalStatusEvent", "Policy", "Position", "RefusedEnding", "build_detentions",
+           "compute_position", "is_entitling", "on_cto_at"]

@@ -2,9 +2,18 @@
 
 Stages 1-3 have deadlines in England working days from the day the stage started (5, 10, 15);
 stage 4 (external) has none. Disputes about ending start at stage 3. Every step is appended to
-the dispute's history. A dispute changes nothing on the register: care continues throughout
-(dispute protocol 3), so an entitlement stays active however long a dispute about ending runs
-(only a lawful joint ending ends it).
+the dispute's history.
+
+Care continues throughout a dispute (dispute protocol 3): an entitlement stays active however
+long a dispute about ending runs. So the position must know of disputes: opening one and
+resolving it are also recorded as facts in the person's journal (``RecordDisputeOpened``,
+``RecordDisputeResolved``, source ``register``, source_ref ``dispute:<id>``), through the one
+write path, in the same transaction. The person is recomputed there and then (an ending that a
+resolution lets stand takes effect; partners hear of a status change), their exceptions are
+synced, and their version moves, so the sweep's checkpoint no longer holds. An ending dated
+while a dispute about ending is open (opened on or before it, not resolved by it) does not end
+the entitlement (``rules.ending``); escalation changes no date that matters, so it is not
+journalled.
 
 Each function works in the caller's unit of work and does not commit, so the route can write
 the audit row in the same transaction.
@@ -12,19 +21,34 @@ the audit row in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection
 
+from reconciliation.findings import DetectorPolicy
 from register_core import views
 from register_core.adapters.disputes_store import DisputeStore
 from register_core.adapters.unit_of_work import SqlUnitOfWork
+from register_core.domain.commands import (
+    Command,
+    PersonRef,
+    Provenance,
+    RecordDisputeOpened,
+    RecordDisputeResolved,
+)
 from register_core.domain.errors import ImpossibleDates, InvalidValue, NotFound
-from register_core.domain.rules import disputes as rules
+from register_core.domain.position import Policy
+from register_core.domain.rules import disputes as dispute_rules
 from register_core.ports import Clock
 
+from .handlers import record_for_person
+from .outbound import enqueue_status_changes
+from .reconcile import reconcile_person
+
 MAX_TEXT = 4000
+REGISTER_SOURCE = "register"
 
 
 def dispute_json(row: dict[str, Any], today: date) -> dict[str, Any]:
@@ -43,6 +67,18 @@ def _text(value: str, field: str) -> str:
     return text
 
 
+def _journal(uow: SqlUnitOfWork, clock: Clock, person_id: str, dispute_id: str, by: str,
+             command_of: Callable[[Provenance], Command], policy: Policy | None,
+             rules: DetectorPolicy | None) -> None:
+    """Record the dispute's step in the person's journal, tell partners of a status change
+    it made, and bring the person's exceptions (and sweep checkpoint) in step."""
+    prov = Provenance(source=REGISTER_SOURCE, source_ref=f"dispute:{dispute_id}",
+                      received_at=clock.now(), recorded_by=by)
+    applied = record_for_person(person_id, command_of(prov), uow, clock, policy)
+    enqueue_status_changes(uow.connection, applied, prov.received_at, clock.now())
+    reconcile_person(uow, person_id, clock, policy, rules=rules)
+
+
 def _live(store: DisputeStore, dispute_id: str) -> dict[str, Any]:
     row = store.get(dispute_id, for_update=True)
     if row is None:
@@ -54,23 +90,28 @@ def _live(store: DisputeStore, dispute_id: str) -> dict[str, Any]:
 
 
 def open_dispute(uow: SqlUnitOfWork, clock: Clock, *, person_id: str, kind: str,
-                 summary: str, opened: date | None, by: str) -> dict[str, Any]:
+                 summary: str, opened: date | None, by: str, policy: Policy | None = None,
+                 rules: DetectorPolicy | None = None) -> dict[str, Any]:
+    """Log a dispute; ``policy`` is the hub's (the person is recomputed under it)."""
     store = DisputeStore(uow.connection)
     today = clock.today()
-    stage = rules.initial_stage(kind)  # refuses an unknown kind
+    stage = dispute_rules.initial_stage(kind)  # refuses an unknown kind
     opened = opened or today
     if opened > today:
         raise ImpossibleDates("a dispute cannot be opened in the future", field="opened",
                               rule="dispute-opened-not-in-future")
     if not store.person_exists(person_id):
         raise NotFound("no person with this id", field="person_id", rule="person-exists")
-    due = rules.stage_due(opened, stage)
+    due = dispute_rules.stage_due(opened, stage)
     history = [{"event": "opened", "date": opened.isoformat(), "stage": stage,
                 "stage_due": due.isoformat() if due else None, "by": by,
                 "at": clock.now().isoformat()}]
     dispute_id = store.create(person_id=person_id, kind=kind, summary=_text(summary, "summary"),
                               opened=opened, stage=stage, stage_due=due, history=history,
                               created_by=by, now=clock.now())
+    _journal(uow, clock, person_id, dispute_id, by, lambda prov: RecordDisputeOpened(
+        person=PersonRef(), provenance=prov, dispute_id=dispute_id, dispute_kind=kind,
+        date=opened), policy, rules)
     return dispute_json(store.get(dispute_id) or {}, today)
 
 
@@ -80,28 +121,35 @@ def escalate_dispute(uow: SqlUnitOfWork, clock: Clock, dispute_id: str, *, reaso
     store = DisputeStore(uow.connection)
     row = _live(store, dispute_id)
     today = clock.today()
-    stage = rules.next_stage(row["stage"])  # refuses beyond stage 4
-    due = rules.stage_due(today, stage)
+    stage = dispute_rules.next_stage(row["stage"])  # refuses beyond stage 4
+    due = dispute_rules.stage_due(today, stage)
     history = [*(row["history"] or []), {
         "event": "escalated", "date": today.isoformat(), "from_stage": row["stage"],
         "stage": stage, "stage_due": due.isoformat() if due else None,
-        "was_overdue": rules.is_stage_overdue(row["stage_due"], today, False),
+        "was_overdue": dispute_rules.is_stage_overdue(row["stage_due"], today, False),
         "reason": _text(reason, "reason"), "by": by, "at": clock.now().isoformat()}]
     store.move_stage(dispute_id, stage=stage, started=today, due=due, history=history)
     return dispute_json(store.get(dispute_id) or {}, today)
 
 
 def resolve_dispute(uow: SqlUnitOfWork, clock: Clock, dispute_id: str, *, outcome: str,
-                    by: str) -> dict[str, Any]:
+                    by: str, policy: Policy | None = None,
+                    rules: DetectorPolicy | None = None) -> dict[str, Any]:
+    """Record the outcome (today) and recompute the person under the hub's ``policy``."""
     store = DisputeStore(uow.connection)
     row = _live(store, dispute_id)
     today = clock.today()
     outcome = _text(outcome, "outcome")
     history = [*(row["history"] or []), {
         "event": "resolved", "date": today.isoformat(), "stage": row["stage"],
-        "was_overdue": rules.is_stage_overdue(row["stage_due"], today, False),
+        "was_overdue": dispute_rules.is_stage_overdue(row["stage_due"], today, False),
         "outcome": outcome, "by": by, "at": clock.now().isoformat()}]
     store.resolve(dispute_id, outcome=outcome, resolved=today, history=history)
+    # Beside its opening: the person's record may have been merged into another since.
+    holder = store.journal_holder(dispute_id) or row["person_id"]
+    _journal(uow, clock, holder, dispute_id, by, lambda prov: RecordDisputeResolved(
+        person=PersonRef(), provenance=prov, dispute_id=dispute_id, date=today),
+        policy, rules)
     return dispute_json(store.get(dispute_id) or {}, today)
 
 

@@ -12,7 +12,7 @@ import uuid
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain import nhs_number
 from register_core.domain.commands import Command, MergePersons
-from register_core.domain.errors import IdentityConflict, InvalidValue
+from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound
 from register_core.domain.model import Person
 from register_core.domain.position import Policy, compute_position
 from register_core.ports import Clock
@@ -22,7 +22,7 @@ from .identity import match_incoming, open_identity_review
 from .merges import merge_persons
 
 __all__ = ["STATUS_FIELDS", "Applied", "IdentityConflict", "apply_command", "locate_person",
-           "recompute", "record_command"]
+           "recompute", "record_command", "record_for_person"]
 
 
 def locate_person(uow: SqlUnitOfWork, command: Command) -> tuple[Person | None, bool]:
@@ -127,6 +127,24 @@ def _merge_the_rest(uow: SqlUnitOfWork, applied: Applied, merged_id: str,
     applied.changes.extend(outcome.survivor.changes)
     applied.position = outcome.survivor.position
     applied.also.append(outcome.merged)
+
+
+def record_for_person(person_id: str, command: Command, uow: SqlUnitOfWork, clock: Clock,
+                      policy: Policy | None = None) -> Applied:
+    """Record one of the register's own commands (``REGISTER_COMMANDS``, e.g. a dispute
+    logged) about a person known by id, inside the caller's unit of work: the same checks,
+    recomputation and history as ``record_command``, without identity matching."""
+    person = uow.persons.get(person_id, for_update=True)
+    if person is None:
+        raise NotFound("no person with this id", field="person_id", rule="person-exists")
+    fact = person.record(command)
+    position = compute_position(person, clock.today(), policy)
+    prov = command.provenance
+    changes = uow.persons.save(person, position, source=prov.source,
+                               source_ref=prov.source_ref, recorded_by=prov.recorded_by,
+                               now=clock.now())
+    return Applied(person_id=person.id, fact_seq=fact.seq, created=False, changes=changes,
+                   position=position)
 
 
 def recompute(person_id: str, uow: SqlUnitOfWork, clock: Clock,

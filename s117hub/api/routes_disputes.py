@@ -137,7 +137,8 @@ def open_dispute(request: Request, hub: HubDep, principal: Owner,
     with hub.uow() as uow:
         item = workflow.open_dispute(uow, hub.clock, person_id=body.person_id,
                                      kind=body.kind, summary=body.summary,
-                                     opened=body.opened, by=principal.token_id)
+                                     opened=body.opened, by=principal.token_id,
+                                     policy=hub.policy)
         audit_write(uow.connection, request, principal, "dispute", item["id"],
                     item["person_id"])
         uow.commit()
@@ -163,7 +164,7 @@ def resolve(request: Request, hub: HubDep, principal: Owner, dispute_id: Dispute
             body: ResolveDisputeIn) -> dict[str, Any]:
     with hub.uow() as uow:
         item = workflow.resolve_dispute(uow, hub.clock, dispute_id, outcome=body.outcome,
-                                        by=principal.token_id)
+                                        by=principal.token_id, policy=hub.policy)
         audit_write(uow.connection, request, principal, "dispute", dispute_id,
                     item["person_id"])
         uow.commit()

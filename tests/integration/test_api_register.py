@@ -22,6 +22,7 @@ from register_core.domain.commands import (
     RecordDetentionStarted,
     RecordLeftHospital,
     RecordOrdinaryResidenceChanged,
+    RecordReviewCompleted,
     RecordS117Ended,
     Signoff,
 )
@@ -79,6 +80,9 @@ def register(hub: Hub) -> Register:
                                       responsible_icb="QGH")
     pending = _detain_and_discharge(hub, NHS_C, "RX1-C", None)
     ended = _detain_and_discharge(hub, NHS_D, "RX1-D", date(2026, 2, 1))
+    _apply(hub, RecordReviewCompleted(  # the joint review an ending needs (16.1)
+        person=PersonRef(local_id="RX1-D"), provenance=_prov(hub, "review-d"),
+        date=date(2026, 5, 15), review_kind="unscheduled", joint=True))
     _apply(hub, RecordS117Ended(
         person=PersonRef(local_id="RX1-D"), provenance=_prov(hub, "end-d"),
         date=date(2026, 5, 20), reason="needs met after joint review",

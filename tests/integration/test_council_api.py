@@ -108,6 +108,9 @@ def test_every_event_type_is_accepted_and_reaches_the_register(council: Council)
     ]
     person_b = [
         event("w-7", "s117.confirmed", NHS_B, {"start": "2026-02-01"}),
+        # The joint review an ending needs (joint policy 16.1).
+        event("w-9", "review.completed", NHS_B, {"date": "2026-05-15", "kind": "unscheduled",
+                                                 "joint": True}),
         event("w-8", "s117.ended", NHS_B, {
             "date": "2026-05-20", "reason": "Needs met after joint review",
             "council_signoff": {"by": "AMHP lead", "date": "2026-05-20"},

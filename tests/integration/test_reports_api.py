@@ -8,7 +8,7 @@ Synthetic people only (NHS numbers from the 999 range, an invented family name):
     B  s3 2026-01-05, left 2026-03-15; plan 2026-03-20; review 2026-05-10 (on time;
        the annual one is due 2027-05-10)
     C  s3 2026-05-01, still in hospital (pending)
-    D  s3 2025-09-01, left 2025-10-01; review 2026-01-20 (first due 2026-01-01: late);
+    D  s3 2025-09-01, left 2025-10-01; joint review 2026-01-20 (first due 2026-01-01: late);
        ended jointly 2026-05-20
     E  s2 only: not on the register
 """
@@ -86,10 +86,11 @@ def _admit(hub: Hub, n: int, start: date, left: date | None, section: str = "03"
     return person_id
 
 
-def _review(hub: Hub, n: int, on: date) -> None:
+def _review(hub: Hub, n: int, on: date, *, joint: bool = False) -> None:
     local = f"RX1-{n:04d}"
     _record(hub, RecordReviewCompleted(person=PersonRef(local_id=local),
-                                       provenance=_prov(local, f"review-{on}"), date=on))
+                                       provenance=_prov(local, f"review-{on}"), date=on,
+                                       joint=joint))
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ def register(hub: Hub) -> Register:
     _review(hub, 2, date(2026, 5, 10))
     pending = _admit(hub, 3, date(2026, 5, 1), None)
     ended = _admit(hub, 4, date(2025, 9, 1), date(2025, 10, 1))
-    _review(hub, 4, date(2026, 1, 20))
+    _review(hub, 4, date(2026, 1, 20), joint=True)  # an ending needs a joint review (16.1)
     _record(hub, RecordS117Ended(
         person=PersonRef(local_id="RX1-0004"), provenance=_prov("RX1-0004", "end"),
         date=date(2026, 5, 20), reason="needs met after joint review",

@@ -119,14 +119,16 @@ def test_a_plan_rule_closes_the_plan_date_conflict_and_the_register_keeps_the_co
     sweep(hub.engine, hub.clock, hub.policy)
     assert source_conflicts(hub, person_id) == [
         ("entitlement.aftercare_plan_date", "open", "")]
-    assert plan_date(hub, person_id) == ("2026-05-22", "latest aftercare plan agreed")
+    assert plan_date(hub, person_id) == ("2026-05-22",
+                                      "latest aftercare plan agreed in this s117 period")
 
     sweep(council_plans.engine, council_plans.clock, council_plans.policy)
     assert source_conflicts(council_plans, person_id) == [
         ("entitlement.aftercare_plan_date", "resolved", "system")]
     day, rule = plan_date(council_plans, person_id)
     assert day == "2026-05-20"
-    assert rule == ("latest aftercare plan agreed; precedence: aftercare plan from council-a "
+    assert rule == ("latest aftercare plan agreed in this s117 period; precedence: aftercare "
+                    "plan from council-a "
                     "over trust-a (config precedence.aftercare_plan: 'council-*'): agreed "
                     "2026-05-20, not trust-a's 2026-05-22")
 

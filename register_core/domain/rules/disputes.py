@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 
 from ..calendar import add_working_days
@@ -12,6 +13,21 @@ DISPUTE_KINDS: tuple[str, ...] = (
 )
 STAGE_WORKING_DAYS: dict[int, int | None] = {1: 5, 2: 10, 3: 15, 4: None}
 FINAL_STAGE = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisputeSpan:
+    """When a dispute on the register was open: from ``opened`` up to the day before
+    ``resolved`` (None: still open). A dispute resolved on a day no longer holds anything
+    that day: what the partners record after the outcome stands."""
+
+    id: str
+    kind: str
+    opened: date
+    resolved: date | None = None
+
+    def open_on(self, day: date) -> bool:
+        return self.opened <= day and (self.resolved is None or day < self.resolved)
 
 
 def initial_stage(kind: str) -> int:

@@ -1,15 +1,23 @@
-"""Lawful ending of s117 aftercare (joint policy 16.1–16.3, 16.6, 16.9; 5.7, 5.8).
+"""Lawful ending of s117 aftercare (joint policy 16.1–16.3, 16.6, 16.9; 5.7, 5.8; dispute
+protocol 3, 7; standards.md section 6).
 
-Only a joint decision of council and NHS after a joint review, with reasons; never on a CTO;
-never solely on one of the forbidden grounds.
+Only a joint decision of council and NHS after a joint recorded review, with reasons; never on
+a CTO; never solely on one of the forbidden grounds; never while a dispute about ending is
+open (care continues throughout). Two endings stand but are flagged: one during a conditional
+discharge (the person is liable to recall), and one with no review on the register since the
+person left hospital. The review is flagged, not required: the hub may not hear of every
+review, and the contract's ``review.completed`` cannot say whether a review was joint, so a
+refusal would keep pushing "active" after both partners signed an ending with reasons.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from ..errors import UnlawfulEnding
+from .disputes import DisputeSpan
 
 # Grounds that alone never justify ending (16.6, 16.9, 5.7–5.8).
 FORBIDDEN_SOLE_GROUNDS: dict[str, str] = {
@@ -30,6 +38,9 @@ class EndingDecision:
     council_signed_by: str | None
     icb_signed_by: str | None
     grounds: tuple[str, ...] = ()
+    # The latest review of this entitlement on the register, held since the person left
+    # hospital and on or before the ending date; None: none recorded (flagged, 16.1).
+    review: date | None = None
 
 
 @dataclass(frozen=True)
@@ -40,13 +51,27 @@ class Violation:
     exception_kind: str  # the register exception a recorded breach opens
 
 
-def ending_violations(decision: EndingDecision, *, on_cto: bool) -> list[Violation]:
-    """Every rule the decision breaks; empty when it may end the entitlement."""
+def ending_violations(decision: EndingDecision, *, on_cto: bool,
+                      disputes: Sequence[DisputeSpan] = ()) -> list[Violation]:
+    """Every rule the decision breaks; empty when it may end the entitlement.
+
+    ``disputes``: the person's disputes on the register; one about ending that is open on
+    the ending date (opened on or before it, not resolved by it) holds the ending back.
+    """
     found: list[Violation] = []
     if on_cto:
         found.append(Violation("no-ending-on-cto", "date",
                                "s117 cannot end while the person is on a CTO (16.2)",
                                "ended-on-cto"))
+    for dispute in disputes:
+        if dispute.kind == "ending" and dispute.open_on(decision.date):
+            found.append(Violation(
+                "no-ending-during-dispute", "date",
+                f"a dispute about ending (dispute {dispute.id}, opened "
+                f"{dispute.opened.isoformat()}) is open on the ending date: care continues "
+                "throughout a dispute and the entitlement stays active (dispute protocol 3, 7); "
+                "an ending the partners record on or after the day it is resolved may stand",
+                "ended-during-dispute"))
     for side, signed_by in (("council", decision.council_signed_by),
                             ("icb", decision.icb_signed_by)):
         if not (signed_by and signed_by.strip()):
@@ -66,9 +91,32 @@ def ending_violations(decision: EndingDecision, *, on_cto: bool) -> list[Violati
     return found
 
 
-def check_ending(decision: EndingDecision, *, on_cto: bool) -> None:
+def ending_flags(decision: EndingDecision, *, conditionally_discharged: bool
+                 ) -> list[Violation]:
+    """What a lawful ending leaves to be looked at, though it stands: one during a
+    conditional discharge, when the person is liable to recall (standards.md section 6); one
+    with no review on the register since the person left hospital (16.1, 16.3)."""
+    flags = []
+    if conditionally_discharged:
+        flags.append(Violation(
+            "ending-during-conditional-discharge", "date",
+            "ended while the person is conditionally discharged and liable to recall: the "
+            "ending stands but must be checked (standards.md section 6)",
+            "ended-during-conditional-discharge"))
+    if decision.review is None:
+        flags.append(Violation(
+            "ending-after-joint-review", "review",
+            "no review is on the register since the person left hospital and on or before "
+            "the ending date, and an ending must follow a joint recorded review: the ending "
+            "stands, signed by both with reasons, but must be checked (16.1, 16.3)",
+            "ended-without-review"))
+    return flags
+
+
+def check_ending(decision: EndingDecision, *, on_cto: bool,
+                 disputes: Sequence[DisputeSpan] = ()) -> None:
     """Raise UnlawfulEnding naming the first broken rule and its field."""
-    violations = ending_violations(decision, on_cto=on_cto)
+    violations = ending_violations(decision, on_cto=on_cto, disputes=disputes)
     if violations:
         first = violations[0]
         raise UnlawfulEnding(first.message, field=first.field, rule=first.rule)

@@ -19,6 +19,8 @@ from register_core.domain.commands import (
     RecordAftercarePlanAgreed,
     RecordChildNotification,
     RecordDetentionStarted,
+    RecordDisputeOpened,
+    RecordDisputeResolved,
     RecordGpRegistration,
     RecordLeftHospital,
     RecordLegalStatusChanged,
@@ -159,6 +161,21 @@ def charge(when: str | date, *, under_s117: bool = True, serial: int = 1) -> Rec
 def child_notified(when: str | date, *, serial: int = 1) -> RecordChildNotification:
     return RecordChildNotification(person=person_ref(serial),
                                    provenance=prov("trust-a", d(when)), date=d(when))
+
+
+def dispute_opened(when: str | date, *, kind: str = "ending", dispute: str = "dispute-1",
+                   serial: int = 1) -> RecordDisputeOpened:
+    """A dispute logged on the register (the register's own record: no person reference)."""
+    return RecordDisputeOpened(person=PersonRef(), provenance=prov("register", d(when),
+                                                                   ref=f"dispute:{dispute}"),
+                               dispute_id=dispute, dispute_kind=kind, date=d(when))
+
+
+def dispute_resolved(when: str | date, *, dispute: str = "dispute-1",
+                     serial: int = 1) -> RecordDisputeResolved:
+    return RecordDisputeResolved(person=PersonRef(), provenance=prov("register", d(when),
+                                                                     ref=f"dispute:{dispute}"),
+                                 dispute_id=dispute, date=d(when))
 
 
 def details(*, serial: int = 1, as_of: str | date | None = None,

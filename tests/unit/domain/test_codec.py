@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from register_core.domain import legal_status
 from register_core.domain.codec import command_from_json, from_json_as, to_json
 from register_core.domain.commands import (
+    REGISTER_COMMANDS,
     SOURCE_COMMANDS,
     CancelEvent,
     MergePersons,
@@ -29,6 +30,8 @@ from .builders import (
     confirmed,
     details,
     detention,
+    dispute_opened,
+    dispute_resolved,
     ended,
     gp,
     left,
@@ -87,6 +90,20 @@ def test_commands_with_none_in_a_required_field_round_trip(command):
 
 def test_every_source_command_kind_has_an_example():
     assert {c.kind for c in EXAMPLES} == set(SOURCE_COMMANDS)
+
+
+REGISTER_EXAMPLES = [dispute_opened("2026-11-16"), dispute_resolved("2026-12-01")]
+
+
+@pytest.mark.parametrize("command", REGISTER_EXAMPLES, ids=lambda c: c.kind)
+def test_the_registers_own_commands_round_trip_and_are_no_sources(command):
+    stored = json.loads(json.dumps(to_json(command)))
+    assert command_from_json(command.kind, stored) == command
+    assert command.kind in REGISTER_COMMANDS and command.kind not in SOURCE_COMMANDS
+
+
+def test_every_register_command_kind_has_an_example():
+    assert {c.kind for c in REGISTER_EXAMPLES} == set(REGISTER_COMMANDS)
 
 
 def test_dates_are_iso_strings_and_empty_values_are_kept_as_null():

@@ -13,10 +13,12 @@ import pytest
 from register_core.domain.commands import RecordS117Ended, Signoff
 from register_core.domain.errors import ImpossibleDates, UnlawfulEnding
 from register_core.domain.model import Person
+from register_core.domain.rules.disputes import DisputeSpan
 from register_core.domain.rules.ending import (
     FORBIDDEN_SOLE_GROUNDS,
     EndingDecision,
     check_ending,
+    ending_flags,
     ending_violations,
 )
 
@@ -30,16 +32,19 @@ from .builders import (
     position_of,
     prov,
     residence,
+    review,
 )
 
 LAWFUL = EndingDecision(date=date(2025, 6, 1), reason="no longer needs aftercare services",
-                        council_signed_by="council-officer-1", icb_signed_by="icb-clinician-1")
+                        council_signed_by="council-officer-1", icb_signed_by="icb-clinician-1",
+                        review=date(2025, 5, 20))
 
 
 def _with(**changes: object) -> EndingDecision:
     fields = {"date": LAWFUL.date, "reason": LAWFUL.reason,
               "council_signed_by": LAWFUL.council_signed_by,
-              "icb_signed_by": LAWFUL.icb_signed_by, "grounds": LAWFUL.grounds}
+              "icb_signed_by": LAWFUL.icb_signed_by, "grounds": LAWFUL.grounds,
+              "review": LAWFUL.review}
     fields.update(changes)
     return EndingDecision(**fields)  # type: ignore[arg-type]
 
@@ -119,10 +124,67 @@ def test_a_blank_ground_does_not_hide_a_forbidden_sole_ground__joint_policy_16_9
     assert _rules(_with(grounds=("refused-plan", " "))) == ["forbidden-sole-ground"]
 
 
+def test_an_ending_with_no_review_on_the_register_stands_flagged__joint_policy_16_1():
+    """16.1 asks for a joint recorded review before an ending. The hub may not hear of every
+    review, so a signed ending with reasons and none on the register stands, flagged."""
+    assert ending_violations(_with(review=None), on_cto=False) == []
+    check_ending(_with(review=None), on_cto=False)  # no refusal
+    [flag] = ending_flags(_with(review=None), conditionally_discharged=False)
+    assert (flag.rule, flag.field, flag.exception_kind) == (
+        "ending-after-joint-review", "review", "ended-without-review")
+    assert "joint recorded review" in flag.message and "16.1" in flag.message
+    assert ending_flags(LAWFUL, conditionally_discharged=False) == []
+
+
+ENDING_DISPUTE = DisputeSpan(id="dispute-1", kind="ending", opened=date(2025, 5, 25))
+
+
+@pytest.mark.parametrize(("opened", "resolved", "held"), [
+    ("2025-05-25", None, True),  # open on the ending date
+    ("2025-06-01", None, True),  # opened that very day
+    ("2025-05-25", "2025-06-10", True),  # resolved after it: it was open on the day
+    ("2025-05-25", "2025-06-01", False),  # resolved that day: what follows the outcome stands
+    ("2025-05-25", "2025-05-30", False),  # resolved before
+    ("2025-06-02", None, False),  # opened after the ending took effect
+])
+def test_no_ending_while_a_dispute_about_ending_is_open__dispute_protocol_3_7(opened, resolved,
+                                                                              held):
+    span = DisputeSpan(id="dispute-1", kind="ending", opened=date.fromisoformat(opened),
+                       resolved=date.fromisoformat(resolved) if resolved else None)
+    violations = ending_violations(LAWFUL, on_cto=False, disputes=[span])
+    if not held:
+        assert violations == []
+        return
+    assert [(v.rule, v.field, v.exception_kind) for v in violations] == [
+        ("no-ending-during-dispute", "date", "ended-during-dispute")]
+    assert "dispute-1" in violations[0].message and "care continues" in violations[0].message
+    with pytest.raises(UnlawfulEnding) as err:
+        check_ending(LAWFUL, on_cto=False, disputes=[span])
+    assert err.value.rule == "no-ending-during-dispute"
+
+
+@pytest.mark.parametrize("kind", ["responsibility", "funding", "scope"])
+def test_other_disputes_do_not_hold_an_ending_back(kind):
+    span = DisputeSpan(id="dispute-2", kind=kind, opened=date(2025, 5, 25))
+    assert ending_violations(LAWFUL, on_cto=False, disputes=[span]) == []
+
+
+def test_an_ending_during_a_conditional_discharge_is_flagged_not_refused__standards_6():
+    assert ending_flags(LAWFUL, conditionally_discharged=False) == []
+    [flag] = ending_flags(LAWFUL, conditionally_discharged=True)
+    assert (flag.rule, flag.exception_kind) == ("ending-during-conditional-discharge",
+                                                "ended-during-conditional-discharge")
+    assert "recall" in flag.message
+
+
 def test_every_broken_rule_is_listed_cto_first():
-    decision = _with(council_signed_by=None, reason=None, grounds=("disengaged",))
+    decision = _with(council_signed_by=None, reason=None, grounds=("disengaged",),
+                     review=None)
     assert _rules(decision, on_cto=True) == ["no-ending-on-cto", "joint-ending",
                                               "ending-needs-reasons", "forbidden-sole-ground"]
+    assert [v.rule for v in ending_violations(decision, on_cto=True,
+                                              disputes=[ENDING_DISPUTE])][:2] == [
+        "no-ending-on-cto", "no-ending-during-dispute"]
     with pytest.raises(UnlawfulEnding) as err:
         check_ending(decision, on_cto=True)
     assert err.value.rule == "no-ending-on-cto"
@@ -130,7 +192,9 @@ def test_every_broken_rule_is_listed_cto_first():
 
 # -- through the register ------------------------------------------------------------------
 
-ACTIVE = [residence("2020-01-01", "LA-A"), detention("2024-01-01"), left("2024-03-01")]
+# Active, with the joint review an ending needs (16.1) held before the endings below.
+ACTIVE = [residence("2020-01-01", "LA-A"), detention("2024-01-01"), left("2024-03-01"),
+          review("2025-05-20", kind="unscheduled")]
 
 
 def test_a_lawful_joint_ending_ends_it__joint_policy_16_1_16_3():
@@ -144,8 +208,10 @@ def test_a_lawful_joint_ending_ends_it__joint_policy_16_1_16_3():
     assert pos.entitlement.next_review_due is None
     assert pos.refused_endings == []
     assert "16.1" in pos.explain["entitlement.ended"].rule
+    assert "after the review of 2025-05-20" in pos.explain["entitlement.ended"].rule
     cite = pos.explain["entitlement.ended"].facts
-    assert len(cite) == 1 and cite[0].startswith("fact 4: s117-ended from council")
+    assert len(cite) == 2 and cite[0].startswith("fact 5: s117-ended from council")
+    assert cite[1].startswith("fact 4: review-completed from council")
     assert cite[0] in pos.explain["entitlement.status"].facts
 
 
@@ -160,7 +226,11 @@ def test_an_ending_by_one_side_is_refused_and_leaves_it_active__joint_policy_16_
     refused = pos.refused_endings[0]
     assert refused.fact.kind == "s117-ended"
     assert [v.exception_kind for v in refused.violations] == ["one-sided-ending"]
-    assert pos.entitlement.next_review_due == date(2024, 6, 1)  # duties go on
+    assert pos.entitlement.next_review_due == date(2026, 5, 20)  # duties go on
+    # The status says which ending did not end it, and why.
+    status = pos.explain["entitlement.status"]
+    assert "the ending dated 2025-06-01 from council did not end it" in status.rule
+    assert "sign-off" in status.rule and refused.fact.cite() in status.facts
 
 
 def test_an_ending_without_reasons_is_refused__joint_policy_16_3():
@@ -170,7 +240,8 @@ def test_an_ending_without_reasons_is_refused__joint_policy_16_3():
 
 
 def test_an_ending_while_on_a_cto_is_refused__joint_policy_16_2_5_3():
-    commands = [detention("2024-01-01"), legal("cto-start", "2024-03-01"), ended("2024-09-01")]
+    commands = [detention("2024-01-01"), legal("cto-start", "2024-03-01"), review("2024-08-20"),
+                ended("2024-09-01")]
     pos = position_of(commands)
     assert pos.entitlement.status == "active"
     assert pos.on_cto
@@ -179,15 +250,16 @@ def test_an_ending_while_on_a_cto_is_refused__joint_policy_16_2_5_3():
 
 def test_an_ending_after_the_cto_ended_may_end_it__joint_policy_16_2_5_3():
     pos = position_of([detention("2024-01-01"), legal("cto-start", "2024-03-01"),
-                       legal("cto-end", "2024-09-01"), ended("2024-12-01")])
+                       legal("cto-end", "2024-09-01"), review("2024-11-20"),
+                       ended("2024-12-01")])
     assert pos.entitlement.status == "ended"
 
 
 def test_a_cto_that_expired_by_its_end_date_no_longer_blocks_ending__joint_policy_16_2():
-    pos = position_of([detention("2024-01-01"),
+    pos = position_of([detention("2024-01-01"), review("2024-07-20"),
                        legal("cto-start", "2024-03-01", end="2024-09-01"), ended("2024-12-01")])
     assert pos.entitlement.status == "ended"
-    blocked = position_of([detention("2024-01-01"),
+    blocked = position_of([detention("2024-01-01"), review("2024-07-20"),
                            legal("cto-start", "2024-03-01", end="2024-09-01"),
                            ended("2024-08-01")])
     assert blocked.entitlement.status == "active"
@@ -234,7 +306,8 @@ def test_an_s2_admission_after_ending_opens_nothing():
 
 def test_an_ending_of_someone_still_in_hospital_is_refused_not_dropped():
     # Was a bug: an ending while pending was silently ignored (not in refused_endings).
-    pos = position_of([detention("2024-01-01"), ended("2024-02-01")], today="2024-02-02")
+    pos = position_of([detention("2024-01-01"), review("2024-01-20"), ended("2024-02-01")],
+                      today="2024-02-02")
     assert pos.entitlement.status == "pending"
     assert [v.rule for v in pos.refused_endings[0].violations] == [
         "ending-needs-active-entitlement"]
@@ -259,9 +332,10 @@ def test_the_other_partner_recording_the_same_lawful_ending_is_not_a_refusal():
 
 
 def test_a_council_confirmed_entitlement_ends_by_the_same_rules__joint_policy_16_1():
-    one_sided = position_of([confirmed("2019-01-01"), ended("2025-06-01", icb=False)])
+    one_sided = position_of([confirmed("2019-01-01"), review("2025-05-01"),
+                             ended("2025-06-01", icb=False)])
     assert one_sided.entitlement.status == "active"
-    lawful = position_of([confirmed("2019-01-01"), ended("2025-06-01")])
+    lawful = position_of([confirmed("2019-01-01"), review("2025-05-01"), ended("2025-06-01")])
     assert lawful.entitlement.status == "ended"
 
 

@@ -176,9 +176,11 @@ def test_cites_name_no_personal_data():
 
 
 def test_an_ended_status_cites_the_ending():
-    person = record_all([detention("2024-01-01"), left("2024-03-01"), ended("2025-01-01")])
+    person = record_all([detention("2024-01-01"), left("2024-03-01"), review("2024-12-01"),
+                         ended("2025-01-01")])
     pos = compute_position(person, date(2025, 2, 1))
-    assert person.facts[2].cite() in pos.explain["entitlement.status"].facts
+    assert pos.entitlement.status == "ended"
+    assert person.facts[3].cite() in pos.explain["entitlement.status"].facts
     assert "16.1" in pos.explain["entitlement.status"].rule
 
 

@@ -29,6 +29,7 @@ from .builders import (
     position_of,
     regrade,
     residence,
+    review,
 )
 
 MAP = Policy(practice_to_icb={PRACTICE_X: ICB_X, PRACTICE_Y: ICB_Y})
@@ -231,7 +232,8 @@ def test_icb_falls_back_to_the_gp_practice_reported_at_admission():
 
 def test_a_new_period_after_a_lawful_ending_has_a_new_originating_icb__joint_policy_4_4_1():
     pos = position_of([gp("2019-01-01", PRACTICE_X), residence("2019-01-01", COUNCIL_A),
-                       detention("2022-01-01"), left("2022-03-01"), ended("2023-06-01"),
+                       detention("2022-01-01"), left("2022-03-01"), review("2023-05-15"),
+                       ended("2023-06-01"),
                        gp("2023-09-01", PRACTICE_Y), residence("2023-09-01", COUNCIL_B),
                        detention("2024-05-01", episode="ep-2"),
                        left("2024-07-01", episode="ep-2")], policy=MAP)

@@ -78,7 +78,7 @@ def test_a_council_alone_that_reports_and_confirms_is_still_one_partner():
 
 def test_a_confirmation_from_an_earlier_lawfully_ended_period_does_not_count():
     earlier = [detention("2023-01-02", episode="ep-0"), left("2023-03-01", episode="ep-0"),
-               confirmed("2023-03-02"), ended("2024-06-03")]
+               confirmed("2023-03-02"), review("2024-05-20"), ended("2024-06-03")]
     assert "missed-entitlement" in kinds([*earlier, *TRUST_ONLY], "2026-04-01")
 
 
@@ -133,7 +133,8 @@ def test_an_overdue_review_keeps_its_fingerprint_until_a_review_is_held():
 
 def test_no_review_is_due_while_pending_or_after_a_lawful_ending():
     assert "review-overdue" not in kinds([detention("2026-01-05")], "2027-01-01")
-    assert "review-overdue" not in kinds([*KEPT, ended("2026-05-01")], "2026-12-01")
+    assert "review-overdue" not in kinds([*KEPT, review("2026-04-20"), ended("2026-05-01")],
+                                         "2026-12-01")
 
 
 def test_a_review_grace_can_be_configured():
@@ -161,11 +162,27 @@ def test_the_missing_practitioner_is_the_same_finding_pending_and_active():
     assert while_pending[0].fingerprint == once_active[0].fingerprint
 
 
+def test_the_practitioner_of_an_ended_period_is_not_this_periods__joint_policy_7_3():
+    # Period 1 in 2025 with its practitioner and plan, lawfully ended; re-detained under s3.
+    history = [detention("2025-01-06", episode="ep-0"), practitioner("worker-17", "2025-01-10"),
+               plan("2025-03-01"), left("2025-03-01", episode="ep-0"), confirmed("2025-03-01"),
+               review("2025-05-20"), ended("2025-06-02"),
+               detention("2026-09-01"), left("2026-10-01"), confirmed("2026-10-01")]
+    [pending] = of_kind(found(history[:-2], "2026-09-15"), "no-named-practitioner")
+    assert pending.detail["since"] == "2026-09-01"
+    findings, pos = run(history, "2026-10-20")
+    assert (pos.entitlement.named_practitioner, pos.entitlement.aftercare_plan_date) == (
+        None, None)
+    assert {"no-named-practitioner", "no-aftercare-plan"} <= {f.kind for f in findings}
+    [missing] = of_kind(findings, "no-aftercare-plan")
+    assert missing.detail["earlier_plan"] == "2025-03-01"
+
+
 def test_no_practitioner_is_needed_without_or_after_an_entitlement():
     assert kinds([detention("2026-01-05", "02")], "2026-03-01") == []  # s2: not entitling
     assert "no-named-practitioner" not in kinds(
         [detention("2026-01-05"), left("2026-01-20"), confirmed("2026-01-20"),
-         plan("2026-01-20"), ended("2026-01-21")], "2026-06-01")
+         plan("2026-01-20"), review("2026-01-21"), ended("2026-01-21")], "2026-06-01")
 
 
 # -- no-aftercare-plan: joint policy 7.2, 19.2 -----------------------------------------------
@@ -182,7 +199,8 @@ def test_no_plan_after_leaving_hospital_is_raised_after_the_grace():
 def test_a_plan_from_before_a_lawful_ending_is_not_this_periods_plan():
     history = [detention("2023-01-02", episode="ep-0"), plan("2023-02-01"),
                left("2023-03-01", episode="ep-0"), confirmed("2023-03-01"),
-               ended("2024-06-03"), practitioner("worker-17", "2026-01-06"),
+               review("2024-05-20"), ended("2024-06-03"),
+               practitioner("worker-17", "2026-01-06"),
                detention("2026-01-05"), left("2026-03-02"), confirmed("2026-03-02")]
     [missing] = of_kind(found(history, "2026-04-01"), "no-aftercare-plan")
     assert missing.detail["earlier_plan"] == "2023-02-01"
@@ -240,5 +258,6 @@ def test_duties_are_not_raised_for_a_person_who_has_died():
 
 def test_still_raised_after_death_charges_and_endings_that_break_the_rules():
     dead = [*KEPT, charge("2026-03-20"), legal("cto-start", "2026-03-02"),
-            ended("2026-04-01"), details(death_date=date(2026, 5, 1), as_of="2026-05-02")]
+            review("2026-03-25"), ended("2026-04-01"),
+            details(death_date=date(2026, 5, 1), as_of="2026-05-02")]
     assert set(kinds(dead, "2026-07-01")) == {"s117-charge", "ended-on-cto"}

@@ -10,6 +10,8 @@ from ..domain.builders import (
     confirmed,
     details,
     detention,
+    dispute_opened,
+    dispute_resolved,
     ended,
     left,
     legal,
@@ -23,12 +25,14 @@ from .helpers import council_detention, found, from_source, kinds, of_kind, run
 
 KEPT = [detention("2026-01-05"), practitioner("worker-17", "2026-01-08"), plan("2026-02-27"),
         left("2026-03-02"), confirmed("2026-03-02")]
+# With the joint review an ending needs (16.1), so each test below sees the rule it is about.
+REVIEWED = [*KEPT, review("2026-03-25", kind="unscheduled")]
 
 
 # -- endings ---------------------------------------------------------------------------------
 
 def test_an_ending_by_the_council_alone_is_one_sided_and_the_entitlement_stays_active():
-    findings, pos = run([*KEPT, ended("2026-04-01", icb=False)], "2026-04-10")
+    findings, pos = run([*REVIEWED, ended("2026-04-01", icb=False)], "2026-04-10")
     assert pos.entitlement.status == "active"
     [one_sided] = findings
     assert one_sided.kind == "one-sided-ending"
@@ -41,16 +45,17 @@ def test_an_ending_by_the_council_alone_is_one_sided_and_the_entitlement_stays_a
 
 
 def test_an_ending_without_reasons_or_on_a_forbidden_ground_alone_is_raised():
-    no_reason = of_kind(found([*KEPT, ended("2026-04-01", reason=None)], "2026-04-10"),
+    no_reason = of_kind(found([*REVIEWED, ended("2026-04-01", reason=None)], "2026-04-10"),
                         "one-sided-ending")
     assert [v["rule"] for v in no_reason[0].detail["violations"]] == ["ending-needs-reasons"]
-    refused = of_kind(found([*KEPT, ended("2026-04-01", grounds=("refused-plan",))],
+    refused = of_kind(found([*REVIEWED, ended("2026-04-01", grounds=("refused-plan",))],
                             "2026-04-10"), "one-sided-ending")
     assert [v["rule"] for v in refused[0].detail["violations"]] == ["forbidden-sole-ground"]
 
 
 def test_an_ending_while_on_a_cto_is_ended_on_cto_and_one_sided_as_well_when_it_is():
-    on_cto = [*KEPT[:3], legal("cto-start", "2026-03-02"), confirmed("2026-03-02")]
+    on_cto = [*KEPT[:3], legal("cto-start", "2026-03-02"), confirmed("2026-03-02"),
+              review("2026-04-20")]
     findings, pos = run([*on_cto, ended("2026-05-01")], "2026-05-10")
     assert [f.kind for f in findings] == ["ended-on-cto"]
     assert pos.entitlement.status == "active" and pos.on_cto
@@ -66,6 +71,51 @@ def test_an_ending_with_nothing_active_to_end_is_a_source_conflict():
 
 def test_a_lawful_joint_ending_raises_nothing():
     assert kinds([*KEPT, review("2026-05-01"), ended("2026-05-01")], "2027-01-01") == []
+
+
+def test_an_ending_with_no_review_on_the_register_stands_and_is_flagged__joint_policy_16_1():
+    findings, pos = run([*KEPT, ended("2026-05-01")], "2026-05-10")
+    assert pos.entitlement.status == "ended"
+    [flag] = findings
+    assert flag.kind == "ended-without-review"
+    assert [v["rule"] for v in flag.detail["violations"]] == ["ending-after-joint-review"]
+    assert "joint recorded review" in flag.detail["violations"][0]["message"]
+    assert "no review on the register" in flag.summary and "stands" in flag.summary
+
+
+def test_an_ending_while_an_ending_dispute_is_open_is_raised_naming_it__protocol_3_7():
+    during = [*REVIEWED, dispute_opened("2026-03-30"), ended("2026-04-01")]
+    findings, pos = run(during, "2026-04-10")
+    assert pos.entitlement.status == "active"
+    [held] = findings
+    assert held.kind == "ended-during-dispute"
+    assert held.detail["disputes"] == [{"id": "dispute-1", "opened": "2026-03-30",
+                                        "resolved": None}]
+    assert [v["rule"] for v in held.detail["violations"]] == ["no-ending-during-dispute"]
+    assert "still open" in held.summary and "(now active)" in held.summary
+    # Resolved since: the same finding (same fingerprint), its summary says what to do.
+    findings, pos = run([*during, dispute_resolved("2026-04-15")], "2026-04-16")
+    [after] = findings
+    assert after.fingerprint == held.fingerprint
+    assert after.detail["disputes"][0]["resolved"] == "2026-04-15"
+    assert "resolved on 2026-04-15" in after.summary
+    assert "record the ending again" in after.summary
+    # The ending recorded after the outcome ends it; the refused one is still raised.
+    assert kinds([*during, dispute_resolved("2026-04-15"), ended("2026-04-20")],
+                 "2026-04-21") == ["ended-during-dispute"]
+
+
+def test_an_ending_during_a_conditional_discharge_is_flagged_and_stands__standards_6():
+    cd = [detention("2026-01-05", "09"), practitioner("worker-17", "2026-01-08"),
+          plan("2026-02-27"), legal("conditional-discharge-start", "2026-03-02", section="09"),
+          confirmed("2026-03-02"), review("2026-04-20"), ended("2026-05-01")]
+    findings, pos = run(cd, "2026-05-10")
+    assert pos.entitlement.status == "ended"
+    [flag] = findings
+    assert flag.kind == "ended-during-conditional-discharge"
+    assert flag.detail["entitlement_status"] == "ended"
+    assert "recall" in flag.summary and "stands" in flag.summary
+    assert flag.detail["violations"][0]["rule"] == "ending-during-conditional-discharge"
 
 
 # -- detentions told differently ---------------------------------------------------------------

@@ -26,6 +26,8 @@ from ..domain.builders import (
     d,
     details,
     detention,
+    dispute_opened,
+    dispute_resolved,
     ended,
     left,
     legal,
@@ -64,6 +66,9 @@ def _recipe(kind: str, offset: int, extra: int, flag: bool) -> list[Command]:
         "practitioner": lambda: [practitioner("worker-1", day if flag else None)],
         "confirmed": lambda: [confirmed(day)],
         "ended": lambda: [ended(day, icb=flag)],
+        # A dispute about ending (resolved later, or not yet) holds back endings it covers.
+        "dispute": lambda: [dispute_opened(day, dispute=f"d{offset}"),
+                            *([dispute_resolved(later, dispute=f"d{offset}")] if flag else [])],
         "child-notified": lambda: [child_notified(day)],
         "residence": lambda: [residence(day, COUNCIL_A if flag else COUNCIL_B)],
         "death": lambda: [details(as_of=day, death_date=later)],
@@ -72,7 +77,7 @@ def _recipe(kind: str, offset: int, extra: int, flag: bool) -> list[Command]:
 
 _KINDS = ["detention", "council-detention", "regrade", "cto", "cto-end", "conditional", "left",
           "review", "plan", "practitioner", "confirmed", "ended", "child-notified", "residence",
-          "death"]
+          "death", "dispute"]
 
 journeys = st.lists(
     st.tuples(st.sampled_from(_KINDS), st.integers(0, 500), st.integers(1, 200),
