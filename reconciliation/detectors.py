@@ -35,7 +35,8 @@ it and returns the findings that should be open exceptions today. The rules, REA
   of ordinary residence, GP practice or named practitioner from the same date, on the date an
   aftercare period's plan was agreed, or on a review's date or whether it was joint, and no
   precedence rule (``Policy.precedence``, carried on the position) settles it (architecture
-  section 1 step 3).
+  section 1 step 3); and a council confirmed s117 where every detention on the register is
+  one that does not entitle (an s2 stay, say: the sources disagree on eligibility).
 
 Duties (missed entitlement, reviews, practitioner, plan, child notification) are not raised
 for a person whose recorded date of death has passed; endings, charges and conflicts are.
@@ -53,6 +54,7 @@ from register_core.domain.commands import (
     RecordChildNotification,
     RecordDetentionStarted,
     RecordLeftHospital,
+    RecordS117Confirmed,
     RecordS117Ended,
     RecordServiceCharged,
 )
@@ -140,6 +142,7 @@ def _detect(person: Person, position: Position, today: date,
     found += source_conflicts.death_conflicts(facts, today, rules)
     found += source_conflicts.dated_conflicts(facts, rules)
     found += source_conflicts.aftercare_conflicts(facts, position.detentions, rules)
+    found += _confirmed_without_entitling_detention(ctx)
     unique = {f.fingerprint: f for f in reversed(found)}
     return ctx, sorted(unique.values(), key=lambda f: (f.kind, f.fingerprint))
 
@@ -186,6 +189,38 @@ def _missed_entitlement(ctx: _Context) -> list[Finding]:
          "confirmation_due": iso(due), "acknowledging_kinds": sorted(
              ctx.policy.acknowledging_kinds),
          "facts": [f.cite() for f in leaving]})]
+
+
+def _confirmed_without_entitling_detention(ctx: _Context) -> list[Finding]:
+    """A council confirmed s117 where every detention on the register is one that does not
+    entitle (an s2 stay, say): the sources disagree on eligibility. With no detention on the
+    register at all there is nothing to disagree with (the council may know of one elsewhere).
+    """
+    ent = ctx.position.entitlement
+    detentions = ctx.position.detentions
+    if (ent.status != "active" or ent.trigger_section is not None or not detentions
+            or any(ep.entitling for ep in detentions)):
+        return []
+    confirmed = [f for f in ctx.facts if isinstance(f.command, RecordS117Confirmed)
+                 and f.command.start == ent.start]
+    told = sorted({(ep.section, ep.start) for ep in detentions}, key=lambda told: told[1])
+    sections = ", ".join(f"{_section(code)} from {iso(start)}" for code, start in told)
+    confirmers = sorted({f.source for f in confirmed})
+    tellers = sorted({f.source for ep in detentions for f in ep.facts})
+    return [finding(
+        source_conflicts.KIND, ["confirmed-without-entitling-detention", ent.start],
+        f"{', '.join(confirmers) or 'A council'} confirmed s117 from {iso(ent.start)}, but "
+        f"the register's detentions ({sections}, told by {', '.join(tellers)}) entitle to "
+        "none: decide which is right",
+        {"rule": "s117 follows detention under s3, s37, s45A, s47 or s48, not s2 or another "
+                 "section on its own (joint policy 3.3; s117-rules.md, sources disagree)",
+         "field": "entitlement.trigger_section",
+         "values": [{"source": source, "value": "entitled (s117.confirmed)"}
+                    for source in confirmers]
+         + [{"source": source, "value": "no entitling detention"} for source in tellers],
+         "detentions": [{"section": code, "start": iso(start)} for code, start in told],
+         "facts": [f.cite() for f in confirmed]
+         + [f.cite() for ep in detentions for f in ep.facts]})]
 
 
 def _tells_leaving(fact: Fact, day: date) -> bool:

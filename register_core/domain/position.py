@@ -526,14 +526,16 @@ def _status_explanation(ent: Entitlement, trigger_facts: Sequence[str],
 
 
 def _status_rule(ent: Entitlement) -> str:
+    if ent.status == "active" and ent.trigger_section is None:
+        return ("confirmed by the council (s117.confirmed) with no entitling detention on the "
+                "register; not ended by a lawful joint decision (joint policy 16.1)")
     return {
         "none": "no entitling detention (s3, s37, s45A, s47, s48) and no council confirmation",
         "pending": "detained under an entitling section and not yet left hospital: on the "
                    "register from admission so planning starts (joint policy 19.2; MoU 5)",
         "active": "left hospital after an entitling detention; not ended by a lawful joint "
                   "decision (joint policy 2.2, 16.1)",
-        "ended": "ended by a joint council and ICB decision with reasons after a joint review "
-                 "(16.1-16.3)",
+        "ended": "ended by a joint council and ICB decision with reasons (16.1-16.3)",
     }[ent.status]
 
 

@@ -294,3 +294,28 @@ def test_sources_disagreeing_on_whether_a_review_was_joint_conflict():
 def test_sources_agreeing_that_a_review_was_joint_do_not_conflict():
     told = [*KEPT, review("2026-05-01"), from_source(review("2026-05-01"), "trust-a")]
     assert aftercare_conflicts(told) == []
+
+
+# -- a council confirming what the register's detentions do not entitle ------------------------
+
+def test_a_council_confirming_an_s2_stay_is_a_conflict_on_eligibility__joint_policy_3_3():
+    """The trust tells an s2 stay, the council confirms s117 on the day it ended: the
+    register shows the council's confirmation (status active, no trigger section) and says
+    so, and the disagreement on eligibility goes to a person."""
+    findings, pos = run([detention("2026-06-01", "02"), left("2026-06-25"),
+                         confirmed("2026-06-25")], "2026-07-01")
+    assert pos.entitlement.status == "active" and pos.entitlement.trigger_section is None
+    assert "confirmed by the council" in pos.explain["entitlement.status"].rule
+    [conflict] = of_kind(findings, "source-conflict")
+    assert conflict.detail["field"] == "entitlement.trigger_section"
+    assert "council confirmed s117 from 2026-06-25" in conflict.summary
+    assert "(02) from 2026-06-01, told by trust-a" in conflict.summary
+    assert [v["source"] for v in conflict.detail["values"]] == ["council", "trust-a"]
+
+
+def test_a_confirmation_with_no_detention_or_an_entitling_one_is_no_conflict():
+    alone = found([confirmed("2026-06-25")], "2026-07-01")
+    assert of_kind(alone, "source-conflict") == []
+    entitling = found([detention("2026-06-01", "02"), regrade("2026-06-10", "03"),
+                       left("2026-06-25"), confirmed("2026-06-25")], "2026-07-01")
+    assert of_kind(entitling, "source-conflict") == []
