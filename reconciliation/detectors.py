@@ -161,9 +161,15 @@ def _missed_entitlement(ctx: _Context) -> list[Finding]:
     if not leaving:
         return []
     # The position cites one fact for the start; every source that told of leaving on that
-    # day knows of it too (a council's detention record with the end date, say).
+    # day knows of it too (a council's detention record with the end date, say), and so does
+    # one whose record of this detention ends on another day (a source-conflict on the date,
+    # not a discharge one partner alone knows of).
+    episode = next((ep for ep in ctx.position.detentions if ep.ref == ent.trigger_episode),
+                   None)
+    recorded = {id(f) for f in episode.facts if _tells_leaving(f, None)} if episode else set()
     leaving += [f for f in ctx.facts if f not in leaving and f.source not in
-                {known.source for known in leaving} and _tells_leaving(f, ent.start)]
+                {known.source for known in leaving}
+                and (_tells_leaving(f, ent.start) or id(f) in recorded)]
     reporters = sorted({f.source for f in leaving})
     floor = ctx.period_floor()
     acknowledging = {f.source for f in ctx.facts if f.kind in ctx.policy.acknowledging_kinds
@@ -223,14 +229,15 @@ def _confirmed_without_entitling_detention(ctx: _Context) -> list[Finding]:
          + [f.cite() for ep in detentions for f in ep.facts]})]
 
 
-def _tells_leaving(fact: Fact, day: date) -> bool:
-    """Whether a fact reports a detention ending (left hospital) on ``day``."""
+def _tells_leaving(fact: Fact, day: date | None) -> bool:
+    """Whether a fact reports a detention ending (left hospital) on ``day`` (None: any)."""
     command = fact.command
     if isinstance(command, RecordLeftHospital):
-        return command.date == day
+        return day is None or command.date == day
     # A detention that ended may leave the person in hospital informally: only an end date
     # on the detention record (as councils report it) or a discharge says they left.
-    return isinstance(command, RecordDetentionStarted) and command.end == day
+    return (isinstance(command, RecordDetentionStarted) and command.end is not None
+            and (day is None or command.end == day))
 
 
 _ENDING_SUMMARY = {

@@ -174,10 +174,21 @@ def build_detentions(facts: Sequence[Fact], today: date | None = None,
                 ep.end_reason = "cto" if cmd.event == "cto-start" else "conditional-discharge"
         elif isinstance(cmd, RecordLeftHospital):
             ep = _find_episode(episodes, cmd.episode_ref, cmd.date)
-            if ep is not None and ep.end is None:
+            if ep is not None and (ep.end is None or _earlier_than_a_record_end(ep, cmd.date)):
                 ep.end, ep.end_reason, ep.end_fact = cmd.date, cmd.reason, fact
                 ep.facts.append(fact)
     return episodes, events
+
+
+def _earlier_than_a_record_end(ep: Detention, day: date) -> bool:
+    """Whether a discharge on ``day`` comes before the end another source's detention record
+    gave the episode. A record's end is folded at the record's start date, ahead of every
+    discharge: without this, a council's later end date would always beat the trust's
+    discharge. Where sources tell different ends the earliest stands (the duties that run
+    from leaving start no later than any source says) and a source-conflict is raised; a
+    ``[precedence]`` rule restates the facts first."""
+    return (ep.end is not None and day < ep.end and ep.end_fact is not None
+            and isinstance(ep.end_fact.command, RecordDetentionStarted))
 
 
 def period_in_force(events: Sequence[LegalStatusEvent], start: str, stops: set[str],

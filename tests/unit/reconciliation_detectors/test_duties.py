@@ -261,3 +261,18 @@ def test_still_raised_after_death_charges_and_endings_that_break_the_rules():
             review("2026-03-25"), ended("2026-04-01"),
             details(death_date=date(2026, 5, 1), as_of="2026-05-02")]
     assert set(kinds(dead, "2026-07-01")) == {"s117-charge", "ended-on-cto"}
+
+
+def test_a_council_record_ending_on_another_day_is_a_conflict_not_a_missed_entitlement():
+    """The trust discharged on 3 Aug, the council's record of the detention ends 10 Aug: both
+    partners know of the leaving. The register starts s117 on the earlier date (a council's
+    record folded at its start date used to beat the trust's discharge) and the dates are a
+    source-conflict; the missed-entitlement detector does not say 'told by trust-a only'."""
+    told = [detention("2026-06-01"), practitioner("worker-17", "2026-06-02"),
+            plan("2026-07-30"), left("2026-08-03"),
+            *council_detention("2026-06-01", end="2026-08-10", source="council-a")]
+    findings, pos = run(told, "2026-09-01")
+    assert pos.entitlement.start == date(2026, 8, 3)
+    assert pos.detentions[0].end == date(2026, 8, 3)
+    assert [f.kind for f in findings] == ["source-conflict"]
+    assert findings[0].detail["field"] == "detention.end"
