@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from register_core.views import people_by_nhs_number, person_json
 from s117hub.bootstrap import Hub
 from s117hub.harness import synthetic_adt
 from s117hub.worker import start_worker
+from tests.mllp_serving import serving
 
 NHS = "9990000018"
 
@@ -76,22 +76,8 @@ def running(hub: Hub, request: pytest.FixtureRequest) -> Iterator[RunningHub]:
     receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, hub.notify)
     server = MllpServer(receiver.handle, port=0, handle_async=(
         receiver.handle_async if request.param == "async" else None))
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(5)
-    yield RunningHub(hub, server.port, worker)
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with serving(server):
+        yield RunningHub(hub, server.port, worker)
     worker.stop()  # type: ignore[attr-defined]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from register_core.views import people_by_nhs_number, person_json
 from s117hub.api.app import create_app
 from s117hub.bootstrap import Hub
 from tests.e2e.test_mllp_inbound import NHS, adt
+from tests.mllp_serving import serving
 
 with warnings.catch_warnings():  # starlette 1.x warns that its client still uses httpx
     warnings.simplefilter("ignore")
@@ -94,23 +94,8 @@ def listener(hub: Hub, request: pytest.FixtureRequest) -> Iterator[Listener]:
     receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, lambda _partition: None)
     server = MllpServer(receiver.handle, port=0, threads=2, handle_async=(
         receiver.handle_async if request.param == "async" else None))
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(5)
-    yield Listener(hub, server.port)
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with serving(server):
+        yield Listener(hub, server.port)
 
 
 def msa(ack: hl7.Message) -> tuple[str, str]:
