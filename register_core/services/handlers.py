@@ -13,8 +13,8 @@ from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain import nhs_number
 from register_core.domain.commands import Command, MergePersons
 from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound
-from register_core.domain.model import Person
-from register_core.domain.position import Policy, compute_position
+from register_core.domain.model import Fact, Person
+from register_core.domain.position import Policy, Position, compute_position
 from register_core.ports import Clock
 
 from .applied import STATUS_FIELDS, Applied
@@ -77,12 +77,7 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
         raise IdentityConflict("the NHS number differs from the register's for this person",
                                field="person.nhs_number",
                                rule="never-link-different-nhs-numbers")
-    fact = person.record(command)
-    position = compute_position(person, clock.today(), policy)
-    prov = command.provenance
-    changes = uow.persons.save(person, position, source=prov.source,
-                               source_ref=prov.source_ref, recorded_by=prov.recorded_by,
-                               now=clock.now())
+    fact, position, changes = _record(uow, person, command, clock, policy)
     review = None
     if match is not None and match.decision.outcome == "review":
         review = open_identity_review(uow, person.id, match.decision, command, clock, policy)
@@ -137,14 +132,22 @@ def record_for_person(person_id: str, command: Command, uow: SqlUnitOfWork, cloc
     person = uow.persons.get(person_id, for_update=True)
     if person is None:
         raise NotFound("no person with this id", field="person_id", rule="person-exists")
+    fact, position, changes = _record(uow, person, command, clock, policy)
+    return Applied(person_id=person.id, fact_seq=fact.seq, created=False, changes=changes,
+                   position=position)
+
+
+def _record(uow: SqlUnitOfWork, person: Person, command: Command, clock: Clock,
+            policy: Policy | None
+            ) -> tuple[Fact, Position, list[tuple[str, str | None, str | None]]]:
+    """Journal the command, recompute the position and save both with its provenance."""
     fact = person.record(command)
     position = compute_position(person, clock.today(), policy)
     prov = command.provenance
     changes = uow.persons.save(person, position, source=prov.source,
                                source_ref=prov.source_ref, recorded_by=prov.recorded_by,
                                now=clock.now())
-    return Applied(person_id=person.id, fact_seq=fact.seq, created=False, changes=changes,
-                   position=position)
+    return fact, position, changes
 
 
 def recompute(person_id: str, uow: SqlUnitOfWork, clock: Clock,
