@@ -3,16 +3,18 @@
 For trusts that expose a FHIR R4 server instead of pushing to ``/fhir/r4``. A source of kind
 ``fhir-r4`` with ``poll`` settings (url, interval, bearer token) is searched per type:
 
-    GET {url}/{Type}?_lastUpdated=gt{cursor}&_sort=_lastUpdated&_count=N
+    GET {url}/{Type}?_lastUpdated=ge{cursor}&_sort=_lastUpdated&_count=N
 
 following the Bundle's ``link[relation=next]`` (same origin only: the token is never sent
 elsewhere). Each resource is stored through ``Intake.accept`` on channel ``fhir-poll`` with
 message id ``<type>/<id>/_history/<versionId or lastUpdated>``, mapped first so that one that
-can never apply is stored ``failed`` with its error. The cursor (per type, ``meta.lastUpdated``)
-is persisted only after a page's resources are stored; mid-search it stops short of the page's
-last instant, so a crash re-fetches rather than skips resources that share it (re-fetched ones
-are recognised as duplicates). A failure (network, timeout, non-200, not a searchset) stores
-nothing more, keeps the cursor, and backs the source off exponentially (capped).
+can never apply is stored ``failed`` with its error. The cursor (per type, the latest
+``meta.lastUpdated`` seen) is persisted only after a page's resources are stored. The search
+is ``ge`` the cursor, not ``gt``: a resource the server stamps with the cursor's very instant
+after we searched (instants are not unique) is still found; the ones already stored at that
+instant come back each poll and are recognised as duplicates. A failure (network, timeout,
+non-200, not a searchset) stores nothing more, keeps the cursor, and backs the source off
+exponentially (capped).
 
 ``poll_once`` does one poll now; ``FhirPollRunner`` polls every due source on a tick, in a
 thread only when started. Nothing runs at import.
@@ -145,7 +147,7 @@ def _poll_type(hub: PollHub, source: SourceDefinition, kind: str, http: httpx.Cl
     url: httpx.URL | None = base.join(kind)
     first: dict[str, str | int] = {"_sort": "_lastUpdated", "_count": page_size}
     if tally.cursor.get(kind):
-        first["_lastUpdated"] = f"gt{tally.cursor[kind]}"
+        first["_lastUpdated"] = f"ge{tally.cursor[kind]}"
     params: dict[str, str | int] | None = first
     seen: set[str] = set()
     while url is not None:
@@ -166,7 +168,7 @@ def _poll_type(hub: PollHub, source: SourceDefinition, kind: str, http: httpx.Cl
                 stamps.append(stamp)
         url = _next_link(bundle, response.url, base)
         tally.pages += 1
-        position = page_cursor(stamps, more=url is not None)
+        position = max(stamps)[1] if stamps else None
         if position is not None and _later(position, tally.cursor.get(kind)):
             tally.cursor[kind] = position
             cursors.save_cursor(source.source_id, tally.cursor, hub.clock.now())
@@ -256,19 +258,6 @@ def _last_updated(resource: dict[str, Any]) -> tuple[datetime, str] | None:
     except ValueError:
         return None
     return (instant, raw) if instant.tzinfo is not None else None
-
-
-def page_cursor(stamps: list[tuple[datetime, str]], *, more: bool) -> str | None:
-    """The position a page lets us keep: its latest instant, or, when more pages follow,
-    the latest instant *before* it (the next page may hold more resources of that instant,
-    and ``gt`` would skip them after a crash)."""
-    if not stamps:
-        return None
-    latest = max(stamps)
-    if not more:
-        return latest[1]
-    earlier = [s for s in stamps if s[0] < latest[0]]
-    return max(earlier)[1] if earlier else None
 
 
 def _later(candidate: str, current: str | None) -> bool:

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from connectors.fhir.cursors import PollCursors
-from connectors.fhir.poller import FhirPollRunner, page_cursor, poll_once
+from connectors.fhir.poller import FhirPollRunner, poll_once
 from connectors.inbound_mapper import make_mapper
 from register_core.adapters.sources import PollSettings, SourceDefinition
 from register_core.adapters.tables import inbox_messages, poll_cursors
@@ -84,7 +84,7 @@ def dataset() -> dict[str, list[dict[str, Any]]]:
 
 @dataclass
 class FakeFhirServer:
-    """A FHIR search endpoint: ``_lastUpdated=gt``, ``_sort``, ``_count`` and next links."""
+    """A FHIR search endpoint: ``_lastUpdated=ge``/``gt``, ``_sort``, ``_count``, next links."""
 
     resources: dict[str, list[dict[str, Any]]] = field(default_factory=dataset)
     fail_next: int = 0  # answer this many requests 503
@@ -108,10 +108,12 @@ class FakeFhirServer:
         kind = path.rsplit("/", 1)[-1]
         found = list(self.resources.get(kind, []))
         since = query.get("_lastUpdated", [""])[0]
-        if since.startswith("gt"):
+        if since[:2] in ("gt", "ge"):
             floor = datetime.fromisoformat(since[2:])
             found = [r for r in found
-                     if datetime.fromisoformat(r["meta"]["lastUpdated"]) > floor]
+                     if datetime.fromisoformat(r["meta"]["lastUpdated"]) > floor
+                     or (since[:2] == "ge"
+                         and datetime.fromisoformat(r["meta"]["lastUpdated"]) == floor)]
         found.sort(key=lambda r: datetime.fromisoformat(r["meta"]["lastUpdated"]))
         count = int(query.get("_count", ["100"])[0])
         page = found[offset:offset + count]
@@ -195,9 +197,10 @@ def test_poll_stores_once_keeps_its_cursor_and_reaches_the_register(
 
     server.requests.clear()
     second = poll_once(hub, source, page_size=2)
-    assert (second.fetched, second.stored, second.duplicates) == (0, 0, 0)
+    # From each cursor's own instant (ge): what sits on it comes again, as duplicates.
+    assert (second.fetched, second.stored, second.duplicates) == (4, 0, 4)
     assert [r["query"]["_lastUpdated"] for r in server.requests] == [
-        [f"gt{stamp(2)}"], [f"gt{stamp(13)}"], [f"gt{stamp(20)}"]]
+        [f"ge{stamp(2)}"], [f"ge{stamp(13)}"], [f"ge{stamp(20)}"]]
     assert len(stored(hub)) == 7
 
     drain(hub.engine, make_mapper(hub.sources), hub.clock, hub.policy)
@@ -222,7 +225,7 @@ def test_a_new_version_is_fetched_and_a_lost_cursor_only_finds_duplicates(
                    name=[{"use": "official", "family": "Testvale-Moved", "given": ["Sam"]}])
     server.resources["Patient"][0] = updated
     result = poll_once(hub, source)
-    assert (result.fetched, result.stored, result.duplicates) == (1, 1, 0)
+    assert (result.fetched, result.stored, result.duplicates) == (5, 1, 4)
     assert stored(hub)[-1].message_id == "Patient/pat-1/_history/2"
     assert result.cursor["Patient"] == stamp(30)
 
@@ -261,8 +264,8 @@ def test_a_failure_mid_search_keeps_the_stored_pages_and_refetches_the_boundary(
     server.fail_offsets = {2}  # the second page of Patients fails
     failed = poll_once(hub, source, page_size=2)
     assert failed.error is not None and failed.stored == 2
-    # pat-2 and pat-3 share an instant: the cursor stops before it, not at it
-    assert PollCursors(hub.engine).load(SOURCE).cursor == {"Patient": stamp(1)}
+    # pat-2 and pat-3 share an instant: the search from it (ge) finds pat-3 after pat-2
+    assert PollCursors(hub.engine).load(SOURCE).cursor == {"Patient": stamp(2)}
     recovered = poll_once(hub, source, page_size=2)
     assert recovered.error is None
     assert (recovered.stored, recovered.duplicates) == (5, 1)  # pat-2 came again
@@ -283,12 +286,18 @@ def test_the_runner_polls_only_due_sources(hub: Hub, server: FakeFhirServer,
     assert runner.run_due() == []  # next due after the interval
     hub.clock.at += timedelta(seconds=61)
     [quiet] = runner.run_due()
-    assert quiet.fetched == 0
+    assert quiet.stored == 0 and quiet.duplicates == quiet.fetched
 
 
-def test_page_cursor_stops_short_of_a_shared_instant() -> None:
-    at = [(datetime.fromisoformat(stamp(m)), stamp(m)) for m in (1, 2, 2)]
-    assert page_cursor(at, more=False) == stamp(2)
-    assert page_cursor(at, more=True) == stamp(1)
-    assert page_cursor(at[1:], more=True) is None
-    assert page_cursor([], more=False) is None
+def test_a_resource_stamped_later_with_the_cursors_instant_is_found(
+        hub: Hub, server: FakeFhirServer, source: SourceDefinition) -> None:
+    """Instants are not unique: a Patient the server adds after our search, stamped with the
+    very instant the cursor holds, must not be skipped (a ``gt`` search skipped it)."""
+    poll_once(hub, source)
+    cursor = PollCursors(hub.engine).load(SOURCE).cursor["Patient"]
+    late = dict(server.resources["Patient"][0], id="pat-late",
+                meta={"versionId": "1", "lastUpdated": cursor})
+    server.resources["Patient"].append(late)
+    again = poll_once(hub, source)
+    assert again.stored == 1
+    assert stored(hub)[-1].message_id == "Patient/pat-late/_history/1"
