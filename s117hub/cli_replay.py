@@ -25,6 +25,7 @@ from connectors.inbound_mapper import make_mapper
 from register_core.adapters import message_store
 from register_core.services.inbound import drain
 
+from .cli_audit import audit_cli_writes
 from .config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -109,7 +110,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
     hub = bootstrap(settings)
     try:
-        # A fix made in the config file counts: it replaces stored sources, as `serve` does.
+        # A fix made in the config file counts: it replaces stored sources, as `serve` does
+        # (a change made through the API to a source the file defines does not outlast it).
         hub.sources.preload(hub.file_config.sources, hub.clock.now())
         with hub.engine.connect() as conn:
             if args.id:
@@ -124,6 +126,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
             print(f"would replay {len(ids)} message(s)")
             return EXIT_OK
         requeued = hub.inbox.requeue(ids)
+        audit_cli_writes(hub.engine, hub.clock, "replay", "inbound-message",
+                         [(str(m["id"]), _first(m["person_ids"])) for m in selected])
         print(f"requeued {requeued} message(s)")
         if args.no_apply:
             for partition in sorted({m["partition"] for m in selected}):
@@ -141,6 +145,10 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         hub.close()
+
+
+def _first(person_ids: list[str] | None) -> str | None:
+    return person_ids[0] if person_ids else None
 
 
 def add_replay(subparsers: Any) -> argparse.ArgumentParser:

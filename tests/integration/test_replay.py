@@ -8,6 +8,7 @@ code the source's code map does not hold yet; the command runs in this process t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.inbound_mapper import make_mapper
 from register_core.adapters.sources import SourceDefinition
-from register_core.adapters.tables import inbox_messages
+from register_core.adapters.tables import audit_log, inbox_messages
 from register_core.domain.nhs_number import make_synthetic
 from register_core.services.inbound import drain
 from s117hub.bootstrap import Hub
@@ -116,6 +117,29 @@ def test_replay_by_id(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     assert "requeued 1 message(s)" in capsys.readouterr().out
     statuses = world.box.statuses()
     assert (statuses[world.a1], statuses[world.a2]) == ("failed", "applied")
+
+
+def test_a_replay_from_the_command_line_is_audited(world: World, hub: Hub,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Architecture 6: every write of a person's record is audited, from the CLI too: who
+    (the operating-system account), what (each message), the command without its arguments;
+    a dry run writes nothing."""
+    assert run(["--dry-run"]) == 0
+    assert _audit_rows(hub) == []
+    world.box.fix_code_map(TRUST_A)
+    assert run(["--id", str(world.a1), str(world.a2)]) == 0
+    capsys.readouterr()
+    rows = _audit_rows(hub)
+    assert [(r.action, r.resource, r.resource_id, r.request) for r in rows] == [
+        ("write", "inbound-message", str(world.a1), "CLI s117hub replay"),
+        ("write", "inbound-message", str(world.a2), "CLI s117hub replay")]
+    assert {r.actor.split(":")[0] for r in rows} == {"cli"}
+    assert {r.role for r in rows} == {"integration-engineer"}
+
+
+def _audit_rows(hub: Hub) -> list[Any]:
+    with hub.engine.connect() as conn:
+        return list(conn.execute(select(audit_log).order_by(audit_log.c.id)))
 
 
 def test_still_failing_is_exit_1_and_listed(world: World,
