@@ -6,6 +6,14 @@ The summary goes to stdout (``--json`` for scripts), the progress bar to stderr.
 applied by the workers (``s117hub serve`` or ``s117hub worker``; their sweeper also finds
 rows imported while no broker was reachable).
 
+A row is known by its event id, or else by its content (``connectors.council.csv_import``),
+never by the file's name: a nightly export with a fixed name imports each night's new rows,
+and rows already imported (by this command or over HTTP) are counted as duplicates.
+
+Failure lines name the line, the column and the problem but never a cell's value (cron mails
+and logs must not carry names or NHS numbers); the full error, with the value, is kept with
+the stored row (``GET /api/v1/messages?source=S&status=failed``).
+
 Exit codes: 0 every row accepted (or already there), 1 some rows failed (the rest imported)
 or the file is not an export, 2 usage (unknown or non-council source, missing file).
 """
@@ -32,9 +40,10 @@ def _err(message: str) -> None:
     print(f"s117hub: {message}", file=sys.stderr)
 
 
-def _print_summary(summary: CsvSummary, as_json: bool) -> None:
+def _print_summary(summary: CsvSummary, source: str, as_json: bool) -> None:
+    """Never a cell's value: each failure is its value-free ``reason``."""
     if as_json:
-        print(json.dumps(summary.as_dict(), indent=2))
+        print(json.dumps(summary.as_dict(echo_values=False), indent=2))
         return
     print(f"file: {summary.file}")
     print(f"rows read: {summary.rows}")
@@ -42,11 +51,16 @@ def _print_summary(summary: CsvSummary, as_json: bool) -> None:
     print(f"duplicates: {summary.duplicates}")
     print(f"failed: {summary.failed}")
     for failure in summary.failures:
-        where = f" ({failure.location})" if failure.location else ""
+        prefix = f"line {failure.line}, column "
+        column = (f"column {failure.location[len(prefix):]}: "
+                  if failure.location and failure.location.startswith(prefix) else "")
         again = " [stored before]" if failure.duplicate else ""
-        print(f"  line {failure.line}: {failure.code}{where}: {failure.message}{again}")
+        print(f"  line {failure.line}: {column}{failure.reason} ({failure.code}){again}")
     if summary.failures_truncated:
         print(f"  … and {summary.failed - len(summary.failures)} more failed rows")
+    if summary.failed:
+        print(f"  (the full errors are kept with the stored rows: GET /api/v1/messages"
+              f"?source={source}&status=failed)")
 
 
 def cmd_import_csv(settings: Settings, args: argparse.Namespace) -> int:
@@ -82,7 +96,7 @@ def cmd_import_csv(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     finally:
         hub.close()
-    _print_summary(summary, args.json)
+    _print_summary(summary, source.source_id, args.json)
     return EXIT_OK if summary.failed == 0 else EXIT_FAILED
 
 

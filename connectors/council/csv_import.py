@@ -6,13 +6,26 @@ row is known at once) and stored ``BATCH_SIZE`` at a time in one transaction eac
 partition that got new work is hinted once per batch, after the commit.
 
 Each stored row (channel ``council-csv``):
-* message id ``<file ref>:<event_id cell>``, or ``<file ref>:<line>`` when the row has no
-  event id; ``file ref`` is the file's name when given, else ``sha256:<digest of the file>``
-  (a key over 200 characters is replaced by ``sha256:<digest of the key>``);
-* payload ``{"line": n, "file": file ref, "row": {header: cell}}`` (what the worker maps);
+* message id (``row_message_id``, the same for both routes): the row's own event id (the
+  cell of the source's ``event_id`` column, trimmed) when it has one of at most 200
+  characters, exactly as a council REST event's id is its ``event_id``; otherwise
+  ``sha256:<hex>`` over the normalised row: every field of the column map (``event_id``,
+  ``type``, ``nhs_number``, …) with its cell trimmed of surrounding whitespace, empty cells
+  and columns the map does not name left out, as JSON with the field names sorted. So the
+  key is what the mapper reads: column order, header spelling, extra columns (notes),
+  padding and the file's name do not change it; any changed value does. A row csv cannot
+  parse is ``unparseable:<random uuid>`` (nothing of it can be read or applied);
+* payload ``{"line": n, "file": file ref, "row": {header: cell}}`` (what the worker maps;
+  ``file ref`` is the file's name when given, else ``sha256:<digest of the file>``; file
+  and line are for provenance and error reports, never part of the key);
 * status ``received``, or ``failed`` with the mapping error when the row cannot be mapped.
-A bad row is reported by line number and reason and does not stop the rest. The same file
-imported again gives duplicates, not double facts.
+A repeated row or event id is a duplicate, whichever file or route brings it (and, in a
+source that also takes REST events, the same ``event_id`` posted as JSON): acknowledged,
+counted as a duplicate and applied once; the first row's outcome stands (a row whose first
+copy failed is reported failed again). Two identical rows without an event id are one event.
+A bad row is reported by line number and reason and does not stop the rest; each failure
+also carries ``reason``, a description that never quotes a cell (for logs: the command
+line prints it), while ``message`` and the stored error keep the detail.
 
 Line numbers are physical lines (the header is line 1; a quoted cell may span lines; blank
 lines are skipped but counted). Text is UTF-8 (a BOM is dropped) or, when the bytes are not
@@ -26,6 +39,7 @@ import csv
 import hashlib
 import io
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,20 +47,20 @@ from typing import IO, Any
 
 from sqlalchemy import Engine
 
-from mapping.council import map_csv_row
+from mapping.council import CSV_FIELDS, CsvColumnMap, map_csv_row
 from mapping.errors import MappingError
 from register_core.adapters.database import writer
-from register_core.adapters.inbox import partition_for, store_message
+from register_core.adapters.inbox import Stored, partition_for, store_message
 from register_core.adapters.sources import SourceDefinition
 from register_core.domain.commands import Command
 from register_core.services.inbound import stored_error
 
 from ..intake import person_key
+from .events import message_id_for
 
 CHANNEL = "council-csv"
 BATCH_SIZE = 250
 MAX_REPORTED_FAILURES = 1000  # the counts stay exact; the list of failures is capped
-MAX_MESSAGE_ID = 200
 _CHUNK = 1 << 20
 
 
@@ -62,12 +76,15 @@ class CsvFileError(Exception):
 class RowFailure:
     line: int
     code: str
-    message: str
+    message: str  # the mapping error as stored: may quote the offending cell
     location: str | None
     duplicate: bool = False
+    reason: str = ""  # the same problem without any cell value (``describe_failure``)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "code": self.code, "message": self.message,
+    def as_dict(self, *, echo_values: bool = True) -> dict[str, Any]:
+        """``echo_values=False``: ``message`` is the value-free ``reason`` (for logs)."""
+        return {"line": self.line, "code": self.code,
+                "message": self.message if echo_values else self.reason,
                 "location": self.location, "duplicate": self.duplicate}
 
 
@@ -83,10 +100,10 @@ class CsvSummary:
     failures: list[RowFailure] = field(default_factory=list)
     failures_truncated: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, *, echo_values: bool = True) -> dict[str, Any]:
         return {"file": self.file, "rows": self.rows, "accepted": self.accepted,
                 "duplicates": self.duplicates, "failed": self.failed,
-                "failures": [f.as_dict() for f in self.failures],
+                "failures": [f.as_dict(echo_values=echo_values) for f in self.failures],
                 "failures_truncated": self.failures_truncated}
 
     def _fail(self, failure: RowFailure) -> None:
@@ -149,11 +166,61 @@ class _Counting(io.RawIOBase):
         return len(data)
 
 
-def _message_id(file_ref: str, key: str) -> str:
-    candidate = f"{file_ref}:{key}"
-    if len(candidate) <= MAX_MESSAGE_ID:
-        return candidate
-    return f"sha256:{hashlib.sha256(candidate.encode('utf-8')).hexdigest()}"
+def normalised_row(row: dict[str, str], columns: CsvColumnMap) -> dict[str, str]:
+    """The fields the mapper reads, by our field name, trimmed; empty cells left out."""
+    cells: dict[str, str] = {}
+    for name in CSV_FIELDS:
+        value = row.get(columns.header(name))
+        if isinstance(value, str) and value.strip():
+            cells[name] = value.strip()
+    return cells
+
+
+def row_message_id(row: dict[str, str], columns: CsvColumnMap) -> str:
+    """A row's inbox key: its event id, else ``sha256:`` of the normalised row.
+
+    The same rule as a council REST event's key (``events.message_id_for``), the normalised
+    row standing in for the event's JSON; never the file's name or the row's line."""
+    cells = normalised_row(row, columns)
+    canonical = json.dumps(cells, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return message_id_for(cells.get("event_id"), canonical)
+
+
+_DATE_FIELDS = frozenset({"birth_date", "start", "end", "date", "council_signoff_date",
+                          "icb_signoff_date"})
+_STRFTIME = {"%d": "dd", "%m": "mm", "%Y": "yyyy", "%y": "yy", "%H": "hh", "%M": "mm",
+             "%S": "ss", "%b": "mon", "%B": "month"}
+
+
+def _shown(fmt: str) -> str:
+    for directive, shown in _STRFTIME.items():
+        fmt = fmt.replace(directive, shown)
+    return fmt
+
+
+def describe_failure(code: str, field_name: str | None, columns: CsvColumnMap) -> str:
+    """What is wrong, from the error code and the field alone: never a cell's value."""
+    if code == "unparseable":
+        return "the row is not valid CSV"
+    if code == "missing-field":
+        if field_name == "type":
+            return "no event type"
+        if field_name:
+            return "required but empty"
+        return ("a required value is missing (the person needs an NHS number, a local id, "
+                "or a name and birth date)")
+    if code == "unsupported-event":
+        return "not a supported event type"
+    if code == "unknown-code":
+        return "a code that is neither standard nor in the source's code map"
+    if field_name == "occurred_at":
+        return "not a date and time (ISO 8601 expected)"
+    if field_name in _DATE_FIELDS:
+        shown = " or ".join(_shown(fmt) for fmt in columns.date_formats)
+        return f"not a date ({shown} expected)"
+    if field_name == "nhs_number":
+        return "not a valid NHS number (ten digits with a modulus-11 check digit)"
+    return "invalid value"
 
 
 def _records(reader: Any, header: list[str]) -> Iterator[tuple[int, dict[str, str] | None]]:
@@ -188,6 +255,8 @@ class CsvImporter:
         self.notify = notify
         self.batch_size = max(1, batch_size)
         self.summary = CsvSummary(file=file_ref)
+        columns = source.csv
+        self._field_of = {columns.header(name): name for name in CSV_FIELDS}
 
     def run(self, stream: IO[bytes], progress: Callable[[int], None] | None = None
             ) -> CsvSummary:
@@ -231,31 +300,31 @@ class CsvImporter:
         self.summary.rows += 1
         commands: list[Command] = []
         error: MappingError | None = None
+        columns = self.source.csv
         if row is None:
             row = {}
+            message_id = f"unparseable:{uuid.uuid4()}"  # no content to key it by
             error = MappingError("unparseable", "the row is not valid CSV",
                                  location=f"line {line}", line=line)
         else:
+            message_id = row_message_id(row, columns)
             try:
-                commands = map_csv_row(row, line, self.source.csv, self.config,
+                commands = map_csv_row(row, line, columns, self.config,
                                        self.received_at, file_ref=self.file_ref)
             except MappingError as exc:
                 error = exc
-        columns = self.source.csv
-        event_id = row.get(columns.header("event_id"), "").strip()
         kind = row.get(columns.header("type"), "").strip()
         payload = json.dumps({"line": line, "file": self.file_ref, "row": row},
                              ensure_ascii=False, separators=(",", ":"))
-        return _Row(line=line, message_id=_message_id(self.file_ref, event_id or str(line)),
-                    message_type=kind[:60] or None, payload=payload, commands=commands,
-                    error=error)
+        return _Row(line=line, message_id=message_id, message_type=kind[:60] or None,
+                    payload=payload, commands=commands, error=error)
 
     def _store(self, batch: list[_Row]) -> None:
         """One transaction for the batch, as ``Intake.accept`` would store each row."""
         touched: set[int] = set()
         source_id = self.source.source_id
         with writer(self.engine) as conn, conn.begin():
-            results = []
+            results: list[Stored] = []
             for row in batch:
                 partition = partition_for(person_key(row.commands, source_id))
                 status = "failed" if row.error is not None else "received"
@@ -266,20 +335,36 @@ class CsvImporter:
                     error=stored_error(row.error) if row.error is not None else None)
                 if not stored.duplicate and status == "received":
                     touched.add(partition)
-                results.append(stored.duplicate)
+                results.append(stored)
         for partition in sorted(touched):
             self.notify(partition)
-        for row, duplicate in zip(batch, results, strict=True):
-            self._count(row, duplicate)
+        for row, stored in zip(batch, results, strict=True):
+            self._count(row, stored)
 
-    def _count(self, row: _Row, duplicate: bool) -> None:
-        if row.error is not None:
-            self.summary._fail(RowFailure(row.line, row.error.code, row.error.message,
-                                          row.error.location, duplicate))
-        elif duplicate:
+    def _count(self, row: _Row, stored: Stored) -> None:
+        """The first copy's outcome stands for a duplicate, as for a repeated REST event."""
+        if stored.duplicate and stored.status not in ("failed", "rejected"):
             self.summary.duplicates += 1
+        elif row.error is not None:
+            error = row.error
+            self.summary._fail(RowFailure(
+                row.line, error.code, error.message, error.location, stored.duplicate,
+                reason=describe_failure(error.code, self._field(row.line, error),
+                                        self.source.csv)))
+        elif stored.duplicate:  # failed the first time; this copy maps (a fixed code map?)
+            message = ("this row was stored before and could not be applied (replay it "
+                       "from the console)")
+            self.summary._fail(RowFailure(row.line, "invalid-value", message,
+                                          f"line {row.line}", True, reason=message))
         else:
             self.summary.accepted += 1
+
+    def _field(self, line: int, error: MappingError) -> str | None:
+        """Our field name for the column a row error names (``line 7, column Start``)."""
+        prefix = f"line {line}, column "
+        location = error.location or ""
+        return self._field_of.get(location[len(prefix):]) if location.startswith(prefix) \
+            else None
 
 
 def import_csv(stream: IO[bytes], *, engine: Engine, source: SourceDefinition, file_ref: str,

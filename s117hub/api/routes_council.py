@@ -20,7 +20,9 @@ events (1 to 1,000), stored one inbox row per event (channel ``council-rest``):
 CSV — ``POST /api/v1/sources/{source}/csv`` takes ``text/csv`` (name it with ``?file_name=``)
 or a ``multipart/form-data`` upload in a ``file`` part; 202 with the summary when every row
 was taken, 422 with the same summary (``error``: ``invalid-rows``) when some rows failed (the
-others are stored), 422 ``invalid-csv`` when the header is unusable (nothing stored).
+others are stored), 422 ``invalid-csv`` when the header is unusable (nothing stored). A row is
+known by its event id, else by its content, never by the file's name (the same rule as
+``s117hub import-csv``): a row sent before, in any file or by either route, is a duplicate.
 """
 
 from __future__ import annotations
@@ -325,7 +327,9 @@ def _import(request: Request, hub: Hub, principal: Principal, source: SourceDefi
     "/sources/{source}/csv", status_code=202, response_model=CsvImportOut,
     summary="Import a council CSV export (text/csv body or multipart `file`)",
     description="Each data row is stored as its own message; a bad row is stored as failed, "
-    "reported by line number and reason, and does not stop the file. 202: every row taken; "
+    "reported by line number and reason, and does not stop the file. A row is known by its "
+    "event id, else by its content (never the file's name): one sent before is counted as a "
+    "duplicate and applied once. 202: every row taken; "
     "422 `invalid-rows`: the same summary when some rows failed; 422 `invalid-csv`: the "
     "header has no event-type column (nothing stored).",
     openapi_extra=CSV_OPENAPI,
@@ -336,8 +340,9 @@ def _import(request: Request, hub: Hub, principal: Principal, source: SourceDefi
 async def post_csv(
     request: Request, hub: HubDep, principal: SourceSystem, source: SourcePath,
     file_name: Annotated[str | None, Query(
-        max_length=200, description="The export's file name (text/csv bodies); without it "
-        "the file is known by its SHA-256.")] = None,
+        max_length=200, description="The export's file name (text/csv bodies), for the "
+        "summary and provenance; without it the file is known by its SHA-256. It plays no "
+        "part in recognising duplicates.")] = None,
 ) -> JSONResponse:
     definition = await run_in_threadpool(_source, hub, principal, source, "council-csv")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -1,12 +1,16 @@
 """Council CSV exports through the HTTP endpoint and ``s117hub import-csv`` on the real
 databases: one inbox row per data row, bad rows stored failed and reported by line number,
-the rest applied, custom column maps, duplicates, batches. Synthetic data only."""
+the rest applied, custom column maps, duplicates (by event id or row content, never the
+file's name, across both routes), batches, and failure lines on the command line that never
+echo a cell. Synthetic data only."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -129,16 +133,18 @@ def test_endpoint_stores_every_row_reports_bad_lines_and_applies_the_rest(
     assert [(f["line"], f["code"], f["location"]) for f in body["failures"]] == BAD_LINES
     rows = _inbox(sources)
     assert [(r.message_id, r.channel, r.status) for r in rows] == [
-        ("export-1.csv:c-1", "council-csv", "received"),
-        ("export-1.csv:c-2", "council-csv", "received"),
-        ("export-1.csv:c-3", "council-csv", "failed"),
-        ("export-1.csv:c-4", "council-csv", "failed"),
-        ("export-1.csv:c-5", "council-csv", "received"),
-        ("export-1.csv:c-6", "council-csv", "failed")]
+        ("c-1", "council-csv", "received"),  # the row's own event id, as a REST event's
+        ("c-2", "council-csv", "received"),
+        ("c-3", "council-csv", "failed"),
+        ("c-4", "council-csv", "failed"),
+        ("c-5", "council-csv", "received"),
+        ("c-6", "council-csv", "failed")]
     payload = json.loads(rows[1].payload)
     assert (payload["line"], payload["file"]) == (3, "export-1.csv")
     assert payload["row"]["Notes"] == "seen by AMHP\nfollow-up booked"
     assert rows[2].error["line"] == 5
+    # The route answers the sending system with the detail, values included (as before).
+    assert "'31/02/2026' is not a date" in body["failures"][1]["message"]
 
     assert _drain(sources) == 3
     _assert_export_applied(sources)
@@ -158,7 +164,7 @@ def test_endpoint_takes_a_multipart_upload(api: Api, sources: Hub) -> None:
     assert response.json() | {"failures": None} == {
         "file": "upload.csv", "rows": 2, "accepted": 2, "duplicates": 0, "failed": 0,
         "failures": None, "failures_truncated": False}
-    assert [r.message_id for r in _inbox(sources)] == ["upload.csv:c-1", "upload.csv:c-5"]
+    assert [r.message_id for r in _inbox(sources)] == ["c-1", "c-5"]
 
 
 def test_an_unnamed_body_is_known_by_its_digest(api: Api, sources: Hub) -> None:
@@ -170,7 +176,10 @@ def test_an_unnamed_body_is_known_by_its_digest(api: Api, sources: Hub) -> None:
     body = api.post(text, source="council-d", token="council-d").json()
     assert body["file"].startswith("sha256:") and body["accepted"] == 1
     [row] = _inbox(sources)
-    assert row.message_id == f"{body['file']}:2"  # no event_id column: the line
+    # No event_id column: the digest of the normalised row (our names, sorted, trimmed).
+    normalised = json.dumps({"nhs_number": NHS_B, "start": "2026-02-01",
+                             "type": "s117.confirmed"}, separators=(",", ":"))
+    assert row.message_id == f"sha256:{hashlib.sha256(normalised.encode()).hexdigest()}"
     _drain(sources)
     assert _entitlement(sources, NHS_B)["status"] == "active"
 
@@ -212,11 +221,14 @@ def test_cli_imports_reports_bad_lines_and_exits_1(
     assert run_cli(str(path), "--source", "council-c", "--batch-size", "2") == 1
     out = capsys.readouterr().out
     assert "rows read: 6\naccepted: 3\nduplicates: 0\nfailed: 3\n" in out
-    assert "line 5: invalid-value (line 5, column NHS No)" in out
-    assert "line 9: unsupported-event (line 9, column Event)" in out
+    assert ("line 5: column NHS No: not a valid NHS number (ten digits with a modulus-11 "
+            "check digit) (invalid-value)") in out
+    assert "line 7: column Start: not a date (dd/mm/yyyy expected) (invalid-value)" in out
+    assert "line 9: column Event: not a supported event type (unsupported-event)" in out
+    assert "'31/02/2026'" not in out and "relocated" not in out
     rows = _inbox(sources)
     assert [r.status for r in rows].count("failed") == 3 and len(rows) == 6
-    assert rows[0].message_id == "export-2026-06-01.csv:c-1"
+    assert rows[0].message_id == "c-1"
     assert _drain(sources) == 3
     _assert_export_applied(sources)
 
@@ -231,7 +243,8 @@ def test_cli_with_the_default_column_map_exits_0(
     assert run_cli(str(path), "--source", "council-d", "--json", "--no-progress") == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["rows"], summary["accepted"], summary["failed"]) == (2, 2, 0)
-    assert [r.message_id for r in _inbox(sources)] == ["default.csv:2", "default.csv:3"]
+    ids = [r.message_id for r in _inbox(sources)]
+    assert len(ids) == 2 and all(i.startswith("sha256:") and len(i) == 71 for i in ids)
     _drain(sources)
     assert _entitlement(sources, NHS_A)["responsible_council"] == "E10000034"
     assert run_cli(str(path), "--source", "council-d", "--json") == 0  # again: duplicates
@@ -292,3 +305,165 @@ def test_a_windows_1252_export_is_read(sources: Hub) -> None:
     assert summary.accepted == 1
     [row] = _inbox(sources)
     assert json.loads(row.payload)["row"]["family_name"] == "Ó Briain"
+
+
+# -- duplicates: a row is known by its event id or its content, never by the file's name -------
+
+
+def _kinds(hub: Hub, nhs: str) -> list[str]:
+    with hub.engine.connect() as conn:
+        [person_id] = views.people_by_nhs_number(conn, nhs)
+        record = views.person_json(conn, person_id, hub.clock.today(), hub.policy)
+    assert record is not None
+    return [p["kind"] for p in record["provenance"]]
+
+
+def _summary(run_cli: Any, capsys: pytest.CaptureFixture[str], path: Path, source: str
+             ) -> dict[str, Any]:
+    run_cli(str(path), "--source", source, "--json", "--no-progress")
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_two_exports_with_the_same_name_and_different_rows_both_apply(
+        run_cli: Any, sources: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    header = "type,nhs_number,family_name,section,start\n"
+    monday = _write(tmp_path / "d1" / "export.csv",
+                    f"{header}detention.notified,{NHS_A},Testwood,03,05/01/2026\n")
+    tuesday = _write(tmp_path / "d2" / "export.csv",
+                     f"{header}detention.notified,{NHS_B},Testwood,03,02/11/2026\n")
+    first = _summary(run_cli, capsys, monday, "council-d")
+    second = _summary(run_cli, capsys, tuesday, "council-d")
+    assert (first["accepted"], first["duplicates"]) == (1, 0)
+    assert (second["accepted"], second["duplicates"]) == (1, 0)  # not line 2 of export.csv
+    assert _drain(sources) == 2
+    assert _kinds(sources, NHS_A).count("detention-started") == 1
+    assert _kinds(sources, NHS_B).count("detention-started") == 1
+
+
+def test_the_same_rows_under_another_name_or_route_are_duplicates(
+        api: Api, run_cli: Any, sources: Hub, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    store = TokenStore(sources.engine)
+    api.tokens["council-d"] = store.create("source-system", source="council-d")[1]
+    rows = (f"detention.notified,{NHS_A},Testwood,03,05/01/2026,\n"
+            f"s117.confirmed,{NHS_B},Testwood,,01/02/2026,\n")
+    text = f"type,nhs_number,family_name,section,start,end\n{rows}"
+    sent = api.post(text, source="council-d", token="council-d", file_name="monday.csv")
+    assert sent.status_code == 202 and sent.json()["accepted"] == 2
+    assert _drain(sources) == 2
+
+    # The same rows by the command line: another name, columns reordered, cells padded, a
+    # column the map does not name, the empty `end` column gone.
+    reordered = _write(tmp_path / "tuesday.csv", (
+        "Notes, start ,nhs_number,type,section,family_name\n"
+        f"called back,05/01/2026,  {NHS_A} ,detention.notified,03,Testwood\n"
+        f",01/02/2026,{NHS_B},s117.confirmed,, Testwood \n"))
+    again = _summary(run_cli, capsys, reordered, "council-d")
+    assert (again["rows"], again["accepted"], again["duplicates"]) == (2, 0, 2)
+    unnamed = api.post(text, source="council-d", token="council-d").json()  # by its digest
+    assert (unnamed["accepted"], unnamed["duplicates"]) == (0, 2)
+    assert len(_inbox(sources)) == 2 and _drain(sources) == 0
+    assert _kinds(sources, NHS_A).count("detention-started") == 1
+    assert _kinds(sources, NHS_B).count("s117-confirmed") == 1
+
+    changed = _write(tmp_path / "tuesday.csv", text.replace("05/01/2026", "06/01/2026"))
+    assert _summary(run_cli, capsys, changed, "council-d")["accepted"] == 1  # a new row
+
+
+def test_identical_rows_without_an_event_id_are_one_event(
+        run_cli: Any, sources: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    row = f"s117.confirmed,{NHS_B},2026-02-01\n"
+    path = _write(tmp_path / "twice.csv", f"type,nhs_number,start\n{row}{row}")
+    summary = _summary(run_cli, capsys, path, "council-d")
+    assert (summary["rows"], summary["accepted"], summary["duplicates"]) == (2, 1, 1)
+
+
+def test_a_repeated_event_id_is_a_duplicate(
+        api: Api, run_cli: Any, sources: Hub, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    header = "Event ID,Event,NHS No,Surname,MHA Section,Start\n"
+    first = _write(tmp_path / "a.csv", (
+        f"{header}c-1,detention.notified,{NHS_A},Testwood,S3,05/01/2026\n"
+        f"c-2,s117.confirmed,{NHS_B},Testwood,,31/02/2026\n"))
+    summary = _summary(run_cli, capsys, first, "council-c")
+    assert (summary["accepted"], summary["failed"]) == (1, 1)
+    # Another file, the same ids, other cells (a corrected date included): duplicates; the
+    # first outcome stands, as for a repeated REST event_id.
+    second = _write(tmp_path / "b.csv", (
+        f"{header}c-1,detention.notified,{NHS_A},Testwood-Smith,S3,06/01/2026\n"
+        f"c-2,s117.confirmed,{NHS_B},Testwood,,01/02/2026\n"
+        f"c-1,detention.notified,{NHS_A},Testwood,S3,07/01/2026\n"))
+    summary = _summary(run_cli, capsys, second, "council-c")
+    assert (summary["rows"], summary["accepted"], summary["duplicates"]) == (3, 0, 2)
+    [failure] = summary["failures"]
+    assert (failure["line"], failure["duplicate"]) == (3, True)
+    over_http = api.post(second.read_text(), file_name="c.csv").json()
+    assert (over_http["accepted"], over_http["duplicates"], over_http["failed"]) == (0, 2, 1)
+    assert [r.message_id for r in _inbox(sources)] == ["c-1", "c-2"]
+    assert _drain(sources) == 1
+    assert _kinds(sources, NHS_A).count("detention-started") == 1
+
+
+def test_an_event_sent_by_rest_and_by_csv_is_one_message(
+        api: Api, run_cli: Any, sources: Hub, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    event = {"event_id": "ev-9", "type": "s117.confirmed", "occurred_at": "2026-02-01T09:00:00Z",
+             "person": {"nhs_number": NHS_B}, "data": {"start": "2026-02-01"}}
+    posted = api.client.post("/api/v1/sources/council-r/events", json=event,
+                             headers={"Authorization": f"Bearer {api.tokens['council-r']}"})
+    assert posted.status_code == 202, posted.text
+    path = _write(tmp_path / "rest.csv",
+                  f"event_id,type,nhs_number,start\nev-9,s117.confirmed,{NHS_B},2026-02-01\n")
+    summary = _summary(run_cli, capsys, path, "council-r")
+    assert (summary["accepted"], summary["duplicates"]) == (0, 1)
+    assert [r.message_id for r in _inbox(sources)] == ["ev-9"]
+
+
+SECRET = "Lysander Quarrington"  # a synthetic name that must not reach stdout or stderr
+
+
+def test_cli_failure_lines_never_echo_a_cell(
+        run_cli: Any, sources: Hub, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path / "names.csv", (
+        "type,nhs_number,family_name,birth_date,section,start,occurred_at\n"
+        f"detention.notified,{NHS_A},Quarrington,{SECRET},03,2026-01-05,\n"
+        f"detention.notified,{SECRET},Quarrington,,03,2026-01-05,\n"
+        f"{SECRET},{NHS_A},Quarrington,,03,2026-01-05,\n"
+        f"detention.notified,{NHS_A},Quarrington,,{SECRET},2026-01-05,\n"
+        f"detention.notified,{NHS_A},Quarrington,,03,,\n"
+        f"detention.notified,{NHS_A},Quarrington,,03,2026-01-05,{SECRET}\n"
+        f"s117.confirmed,,,,,2026-01-05,\n"))
+    assert run_cli(str(path), "--source", "council-d") == 1
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    for word in SECRET.split():
+        assert word not in text
+    failures = re.findall(r"^  line \d+: .*$", printed.out, re.MULTILINE)
+    assert failures == [
+        "  line 2: column birth_date: not a date (yyyy-mm-dd or dd/mm/yyyy expected) "
+        "(invalid-value)",
+        "  line 3: column nhs_number: not a valid NHS number (ten digits with a modulus-11 "
+        "check digit) (invalid-value)",
+        "  line 4: column type: not a supported event type (unsupported-event)",
+        "  line 5: column section: a code that is neither standard nor in the source's code "
+        "map (unknown-code)",
+        "  line 6: column start: required but empty (missing-field)",
+        "  line 7: column occurred_at: not a date and time (ISO 8601 expected) "
+        "(invalid-value)",
+        "  line 8: a required value is missing (the person needs an NHS number, a local id, "
+        "or a name and birth date) (missing-field)"]
+    assert "GET /api/v1/messages?source=council-d&status=failed" in printed.out
+
+    assert run_cli(str(path), "--source", "council-d", "--json", "--no-progress") == 1
+    printed = capsys.readouterr()
+    assert "Lysander" not in printed.out + printed.err
+    assert json.loads(printed.out)["failed"] == 7
+    # The stored error keeps the detail, for integration engineers through the API.
+    stored = [r.error["message"] for r in _inbox(sources) if r.error]
+    assert any(SECRET in message for message in stored)
