@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from connectors.council.csv_import import BATCH_SIZE, CsvFileError, CsvSummary, import_csv
 
+from .cli_audit import audit_cli_writes
 from .config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -90,6 +91,9 @@ def cmd_import_csv(settings: Settings, args: argparse.Namespace) -> int:
                                  file_ref=path.name, received_at=hub.clock.now(),
                                  notify=hub.notify, batch_size=args.batch_size,
                                  progress=progress)
+        # As the HTTP route audits the file it stored (architecture 6).
+        audit_cli_writes(hub.engine, hub.clock, "import-csv", "inbound-file",
+                         [(path.name[:100], None)])
     except CsvFileError as exc:
         _err(f"{path.name} is not a council export: {exc.error.message} "
              f"({exc.error.location})")

@@ -26,7 +26,7 @@ from mapping.council import CsvColumnMap
 from register_core import views
 from register_core.adapters.security import TokenStore
 from register_core.adapters.sources import SourceDefinition
-from register_core.adapters.tables import inbox_messages
+from register_core.adapters.tables import audit_log, inbox_messages
 from register_core.domain.nhs_number import make_synthetic
 from register_core.services.inbound import drain
 from s117hub.api.app import create_app
@@ -249,6 +249,13 @@ def test_cli_with_the_default_column_map_exits_0(
     assert _entitlement(sources, NHS_A)["responsible_council"] == "E10000034"
     assert run_cli(str(path), "--source", "council-d", "--json") == 0  # again: duplicates
     assert json.loads(capsys.readouterr().out)["duplicates"] == 2
+    with sources.engine.connect() as conn:  # each import audited, as the HTTP route audits
+        audited = conn.execute(select(audit_log.c.actor, audit_log.c.action,
+                                      audit_log.c.resource, audit_log.c.resource_id,
+                                      audit_log.c.request)).all()
+    assert [tuple(row[1:]) for row in audited] == [
+        ("write", "inbound-file", "default.csv", "CLI s117hub import-csv")] * 2
+    assert all(row.actor.startswith("cli:") for row in audited)
 
 
 def test_cli_usage_errors_exit_2(run_cli: Any, sources: Hub, tmp_path: Path,
