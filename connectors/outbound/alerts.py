@@ -7,8 +7,11 @@ The webhook receives ``POST {url}`` with JSON::
      "attempts": 4, "received_at": "…", "due_at": "…", "exception_id": "…" | null,
      "raised_at": "…"}
 
-Ids only: never an NHS number or a name. A webhook that is down does not stop delivery;
-its failure is kept in ``delivery_alerts``.
+Ids only: never an NHS number or a name; times are UTC with an offset. A webhook that is
+down does not stop delivery; each try is kept in ``delivery_alerts``. An alert the webhook
+did not accept (connection error, timeout, non-2xx) is marked outstanding and tried again by
+later sweeps (the same ``raised_at``) until accepted or given up; only an accepted one is
+marked alerted (``warning_alerted_at`` / ``breach_alerted_at``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Engine, insert
 
+from register_core.adapters import outbox
 from register_core.adapters.tables import delivery_alerts
 
 log = logging.getLogger(__name__)
@@ -50,7 +54,7 @@ class OutboundMetrics:
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    return outbox.utc(value).isoformat() if isinstance(value, datetime) else value
 
 
 class AlertHook:
@@ -64,15 +68,18 @@ class AlertHook:
         self._transport = transport
 
     def fire(self, kind: str, delivery: dict[str, Any], now: datetime,
-             exception_id: str | None = None) -> bool:
-        """POST the alert (when a URL is configured) and record it; True when accepted."""
+             exception_id: str | None = None, raised_at: datetime | None = None) -> bool:
+        """POST the alert (when a URL is configured) and record it; True when accepted, and
+        then the delivery is marked alerted in the same transaction as the record.
+        ``raised_at``: when the warning or breach was raised (a retry); default ``now``."""
+        short = kind.rsplit("-", 1)[-1]  # warning | breach
         payload = {"kind": kind, "delivery_id": delivery["id"],
                    "subscription_id": delivery["subscription_id"],
                    "person_id": delivery["person_id"], "status": delivery["status"],
                    "attempts": delivery["attempts"],
                    "received_at": _iso(delivery["received_at"]),
                    "due_at": _iso(delivery["due_at"]), "exception_id": exception_id,
-                   "raised_at": now.isoformat()}
+                   "raised_at": _iso(raised_at or now)}
         status_code: int | None = None
         error: str | None = None
         if self.url:
@@ -91,10 +98,14 @@ class AlertHook:
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(delivery_alerts).values(
-                    delivery_id=delivery["id"], kind=kind.rsplit("-", 1)[-1], url=self.url,
+                    delivery_id=delivery["id"], kind=short, url=self.url,
                     at=now, status_code=status_code, error=error, payload=payload))
+                if ok:
+                    outbox.alert_accepted(conn, delivery["id"], short, now)
         except Exception:  # best effort: a lost alert record must not stop delivery
             log.exception("could not record an SLA alert")
-        if not ok and self.url:
-            log.warning("SLA alert not accepted", extra={"delivery_id": delivery["id"]})
+        if not ok and self.url:  # ids and the failure only: the payload names a person
+            log.warning("SLA alert not accepted; a later sweep tries again",
+                        extra={"delivery_id": delivery["id"], "alert": short,
+                               "status_code": status_code})
         return ok

@@ -24,7 +24,14 @@ from register_core.adapters import outbox
 from register_core.adapters.database import writer
 from register_core.adapters.subscriptions import SubscriptionDefinition, SubscriptionRegistry
 from register_core.ports import Clock
-from register_core.services.outbound import Attempt, check_sla, outcome, render_change
+from register_core.services.outbound import (
+    Attempt,
+    alert_retry_delay,
+    check_sla,
+    outcome,
+    outstanding_alert,
+    render_change,
+)
 
 from .alerts import AlertHook, OutboundMetrics
 from .settings import OutboundSettings
@@ -131,7 +138,8 @@ class Deliverer:
         with writer(self.engine) as conn, conn.begin():
             kept = set(outbox.record(conn, results, now))
             events = (check_sla(conn, now, timedelta(0), self._names(), late_delivered=late,
-                                scan=False) if late else None)
+                                scan=False, alert_retry_in=self._alert_retry_in())
+                      if late else None)
         done = Round(claimed=len(claimed))
         for result in results:
             if result.id not in kept:
@@ -150,16 +158,19 @@ class Deliverer:
                 for s in self.registry.list()}
 
     def sweep(self) -> list[str]:
-        """Take back dead claims, raise SLA warnings and breaches; return the subscribers
-        with work due now (for the caller to hint)."""
+        """Take back dead claims, raise SLA warnings and breaches, try again alerts the
+        webhook did not accept; return the subscribers with work due now (for the caller
+        to hint)."""
         now = self.clock.now()
         warn_before = timedelta(hours=self.settings.alert_warning_hours)
         with writer(self.engine) as conn, conn.begin():
             released = outbox.release_expired(conn, now)
-            events = check_sla(conn, now, warn_before, self._names())
+            events = check_sla(conn, now, warn_before, self._names(),
+                               alert_retry_in=self._alert_retry_in())
         if released:
             log.info("took back expired delivery claims", extra={"count": released})
         self._alert(events.breaches, events.warnings, now)
+        self.retry_alerts(now)
         enabled = [s.subscription_id for s in self.registry.list() if s.enabled]
         with self.engine.connect() as conn:
             return outbox.due_subscriptions(conn, now, enabled)
@@ -171,6 +182,53 @@ class Deliverer:
         if when is None:
             return None
         return max(0.0, (outbox.aware(when) - self.clock.now()).total_seconds())
+
+    def _alert_retry_least(self) -> float:
+        # A try's claim must outlast the call, or a second sweeper could send it as well.
+        return max(self.settings.alert_retry_min_seconds,
+                   self.settings.alert_timeout_seconds + 1.0)
+
+    def _alert_retry_in(self) -> timedelta | None:
+        """How soon an alert raised now is tried again if not accepted (None: no webhook)."""
+        if not self.alerts.url:
+            return None
+        return timedelta(seconds=self._alert_retry_least())
+
+    def retry_alerts(self, now: datetime, limit: int = 50) -> int:
+        """Send again the outstanding alerts whose next try is due, longest waiting first;
+        the tries of one alert double apart up to ``alert_retry_max_seconds``, and one not
+        accepted within ``alert_retry_hours`` is given up. The first try the webhook does
+        not accept ends this round (it is down: the rest wait for a later sweep), so a
+        webhook that stays down gets at most one call per sweep. Returns alerts accepted."""
+        if not self.alerts.url:
+            return 0
+        give_up = timedelta(hours=self.settings.alert_retry_hours)
+        with self.engine.connect() as conn:
+            rows = outbox.alerts_due(conn, now, limit)
+            exceptions = outbox.breach_exception_ids(
+                conn, [int(r["id"]) for r in rows if r["breached_at"] is not None])
+        accepted = 0
+        for row in rows:
+            pending = outstanding_alert(row, now)
+            if pending is None or now - pending[1] > give_up:
+                with writer(self.engine) as conn, conn.begin():
+                    outbox.drop_alert(conn, row["id"], now)
+                if pending is not None:
+                    log.warning("SLA alert given up: never accepted",
+                                extra={"delivery_id": row["id"], "alert": pending[0]})
+                continue
+            kind, raised_at = pending
+            delay = alert_retry_delay(now - raised_at, self._alert_retry_least(),
+                                      self.settings.alert_retry_max_seconds)
+            with writer(self.engine) as conn, conn.begin():
+                if not outbox.claim_alert(conn, row["id"], now, now + delay):
+                    continue  # another sweeper is trying it
+            if not self.alerts.fire(f"delivery-sla-{kind}", row, now,
+                                    exceptions.get(row["id"]) if kind == "breach" else None,
+                                    raised_at=raised_at):
+                break
+            accepted += 1
+        return accepted
 
     def _alert(self, breaches: list[tuple[dict[str, object], str]],
                warnings: list[dict[str, object]], now: datetime) -> None:

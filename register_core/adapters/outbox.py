@@ -7,6 +7,13 @@ States of a delivery::
        │                  │ ──4xx, AR, last attempt──▶ failed (dead letter)
        └──manual retry────┴────────────────────────────── failed
     (a lease that runs out puts ``sending`` back to ``retrying``: the worker died)
+    pending, retrying, failed ──a later one of the person delivered──▶ superseded
+    pending, retrying, failed ──removed subscriber, or by hand──▶ cancelled
+
+When a delivery is delivered, the partner holds a state newer than any earlier delivery of
+the same subscriber and person that is still open (normally a dead letter: earlier ones go
+first): those are closed as ``superseded`` (``superseded_by`` the delivered one), so they
+neither wait for a retry nor run into an SLA breach.
 
 A delivery is claimed only when no earlier delivery of the same subscriber and person is
 pending, sending or retrying, so each partner sees one person's changes in order. On
@@ -21,7 +28,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from .tables import outbound_changes, outbound_deliveries, register_exceptions
 
@@ -29,7 +47,9 @@ d = outbound_deliveries
 WAITING = ("pending", "retrying")
 IN_ORDER = ("pending", "sending", "retrying")  # blocks later deliveries of the same person
 OPEN = ("pending", "sending", "retrying", "failed")  # not (yet) delivered: the SLA runs
-STATUSES = ("pending", "sending", "retrying", "delivered", "failed", "cancelled")
+SUPERSEDABLE = ("pending", "retrying", "failed")  # open and not in flight
+STATUSES = ("pending", "sending", "retrying", "delivered", "failed", "cancelled",
+            "superseded")
 BODY_LIMIT = 4000
 BREACH_KIND = "delivery-sla-breach"
 
@@ -140,7 +160,8 @@ def record(conn: Connection, results: list[Result], now: datetime) -> list[int]:
     if not results:
         return []
     by_id = {r.id: r for r in results}
-    owned = select(d.c.id, d.c.claim, d.c.next_attempt_at).where(d.c.id.in_(by_id))
+    owned = (select(d.c.id, d.c.claim, d.c.next_attempt_at, d.c.subscription_id,
+                    d.c.person_id).where(d.c.id.in_(by_id)))
     if conn.dialect.name == "postgresql":
         owned = owned.with_for_update()
     rows = [row for row in conn.execute(owned) if row.claim == by_id[row.id].claim]
@@ -153,7 +174,21 @@ def record(conn: Connection, results: list[Result], now: datetime) -> list[int]:
             "next_at": (by_id[row.id].next_attempt_at or now)
             if by_id[row.id].status == "retrying" else row.next_attempt_at}
             for row in rows])
+        delivered = [row for row in rows if by_id[row.id].status == "delivered"]
+        if delivered:
+            conn.execute(_SUPERSEDE, [{"sub": row.subscription_id, "person": row.person_id,
+                                       "did": row.id, "now": now}
+                                      for row in sorted(delivered, key=lambda r: r.id)])
     return sorted(row.id for row in rows)
+
+
+_SUPERSEDE = (update(d).where(and_(d.c.subscription_id == bindparam("sub"),
+                                   d.c.person_id == bindparam("person"),
+                                   d.c.id < bindparam("did"),
+                                   # not IN (…): an expanding parameter cannot executemany
+                                   or_(*(d.c.status == status for status in SUPERSEDABLE))))
+              .values(status="superseded", superseded_by=bindparam("did"), claim=None,
+                      lease_until=None, updated_at=bindparam("now")))
 
 
 def release_expired(conn: Connection, now: datetime) -> int:
@@ -195,11 +230,14 @@ _COLUMNS = (d.c.id, d.c.subscription_id, d.c.person_id, d.c.kind, d.c.change_id,
             d.c.idempotency_key, d.c.status, d.c.attempts, d.c.next_attempt_at,
             d.c.received_at, d.c.due_at, d.c.created_at, d.c.updated_at, d.c.delivered_at,
             d.c.last_status_code, d.c.last_error, d.c.response_body, d.c.manual_retries,
-            d.c.warned_at, d.c.breached_at)
+            d.c.warned_at, d.c.breached_at, d.c.warning_alerted_at, d.c.breach_alerted_at,
+            d.c.superseded_by)
 
 
 def _item(row: Any) -> dict[str, Any]:
-    return dict(row._mapping)
+    """A row as a dict, every time in it aware UTC (SQLite hands back naive ones)."""
+    return {key: utc(value) if isinstance(value, datetime) else value
+            for key, value in row._mapping.items()}
 
 
 def search(conn: Connection, *, status: str | None = None, subscription_id: str | None = None,
@@ -233,13 +271,30 @@ def later_delivered(conn: Connection, delivery: dict[str, Any]) -> int | None:
         d.c.status == "delivered"))).scalar_one()
 
 
+RETRYABLE = ("failed", "superseded")
+
+
 def retry_failed(conn: Connection, delivery_id: int, now: datetime) -> bool:
-    """A dead letter back to ``pending`` with a fresh round of attempts; False unless failed."""
+    """A dead letter (or a superseded one, sent on purpose) back to ``pending`` with a fresh
+    round of attempts; False unless failed or superseded."""
     return bool(conn.execute(update(d).where(and_(d.c.id == delivery_id,
-                                                  d.c.status == "failed"))
+                                                  d.c.status.in_(RETRYABLE)))
                              .values(status="pending", attempts=0, next_attempt_at=now,
+                                     superseded_by=None,
                                      manual_retries=d.c.manual_retries + 1, updated_at=now)
                              ).rowcount)
+
+
+CANCELLABLE = SUPERSEDABLE
+
+
+def cancel(conn: Connection, delivery_id: int, now: datetime) -> bool:
+    """Close an open delivery that is not in flight as ``cancelled`` (it will not be sent
+    and its SLA clock stops); False unless pending, retrying or failed."""
+    return bool(conn.execute(update(d).where(and_(d.c.id == delivery_id,
+                                                  d.c.status.in_(CANCELLABLE)))
+                             .values(status="cancelled", claim=None, lease_until=None,
+                                     updated_at=now)).rowcount)
 
 
 def queues(conn: Connection, now: datetime) -> list[dict[str, Any]]:
@@ -266,6 +321,11 @@ def queues(conn: Connection, now: datetime) -> list[dict[str, Any]]:
 def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: they were stored in UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def utc(value: datetime) -> datetime:
+    """Aware and in UTC, however the driver handed it back."""
+    return aware(value).astimezone(UTC)
 
 
 # -- SLA -------------------------------------------------------------------------------------
@@ -309,20 +369,23 @@ def delivered_late(conn: Connection, ids: list[int]) -> list[dict[str, Any]]:
     return [_item(r) for r in rows]
 
 
-def mark_warned(conn: Connection, delivery_id: int, now: datetime) -> bool:
-    """True for exactly one caller, however many sweepers race."""
+def mark_warned(conn: Connection, delivery_id: int, now: datetime,
+                alert_retry_at: datetime | None = None) -> bool:
+    """True for exactly one caller, however many sweepers race. ``alert_retry_at``: when
+    the warning alert is tried again unless the webhook accepts it first (None: no retry)."""
     return bool(conn.execute(update(d).where(and_(d.c.id == delivery_id,
                                                   d.c.warned_at.is_(None)))
-                             .values(warned_at=now)).rowcount)
+                             .values(warned_at=now, alert_retry_at=alert_retry_at)).rowcount)
 
 
 def mark_breached(conn: Connection, delivery: dict[str, Any], now: datetime,
-                  subscriber: str) -> str | None:
+                  subscriber: str, alert_retry_at: datetime | None = None) -> str | None:
     """Record the breach and open its exception; the exception id, or None if another
-    sweeper got there first."""
+    sweeper got there first. ``alert_retry_at`` as for ``mark_warned``."""
+    retry_at: Any = alert_retry_at if alert_retry_at is not None else d.c.alert_retry_at
     won = conn.execute(update(d).where(and_(d.c.id == delivery["id"],
                                             d.c.breached_at.is_(None)))
-                       .values(breached_at=now)).rowcount
+                       .values(breached_at=now, alert_retry_at=retry_at)).rowcount
     if not won:
         return None
     exception_id = str(uuid.uuid4())
@@ -344,4 +407,53 @@ def mark_breached(conn: Connection, delivery: dict[str, Any], now: datetime,
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    return utc(value).isoformat() if value else None
+
+
+# -- SLA alerts not accepted yet -------------------------------------------------------------
+
+def alerts_due(conn: Connection, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
+    """Deliveries with an alert outstanding whose next try is due, longest waiting first."""
+    rows = conn.execute(select(*_COLUMNS, d.c.alert_retry_at).where(and_(
+        d.c.alert_retry_at.is_not(None), d.c.alert_retry_at <= now))
+        .order_by(d.c.alert_retry_at, d.c.id).limit(limit))
+    return [_item(r) for r in rows]
+
+
+def claim_alert(conn: Connection, delivery_id: int, now: datetime, next_at: datetime) -> bool:
+    """Take the next try of this delivery's outstanding alert, moving the try after it to
+    ``next_at``: True for exactly one caller, however many sweepers race."""
+    return bool(conn.execute(update(d).where(and_(
+        d.c.id == delivery_id, d.c.alert_retry_at.is_not(None), d.c.alert_retry_at <= now))
+        .values(alert_retry_at=next_at)).rowcount)
+
+
+def alert_accepted(conn: Connection, delivery_id: int, kind: str, now: datetime) -> None:
+    """The webhook took the ``warning`` or ``breach`` alert: record it; nothing is retried
+    unless a breach alert is still outstanding (a warning accepted after the breach)."""
+    if kind == "breach":
+        values: dict[str, Any] = {"breach_alerted_at": now, "alert_retry_at": None}
+    else:
+        breach_outstanding = and_(d.c.breached_at.is_not(None),
+                                  d.c.breach_alerted_at.is_(None))
+        values = {"warning_alerted_at": now,
+                  "alert_retry_at": case((breach_outstanding, d.c.alert_retry_at),
+                                         else_=None)}
+    conn.execute(update(d).where(d.c.id == delivery_id).values(**values))
+
+
+def drop_alert(conn: Connection, delivery_id: int, now: datetime) -> None:
+    """No try any more: the alert is moot (delivered, superseded by the breach alert) or
+    was given up."""
+    conn.execute(update(d).where(and_(d.c.id == delivery_id, d.c.alert_retry_at <= now))
+                 .values(alert_retry_at=None))
+
+
+def breach_exception_ids(conn: Connection, delivery_ids: list[int]) -> dict[int, str]:
+    """The ``delivery-sla-breach`` exception of each delivery (by its fingerprint)."""
+    if not delivery_ids:
+        return {}
+    by_print = {f"{BREACH_KIND}:{i}": i for i in delivery_ids}
+    rows = conn.execute(select(register_exceptions.c.fingerprint, register_exceptions.c.id)
+                        .where(register_exceptions.c.fingerprint.in_(by_print)))
+    return {by_print[fingerprint]: eid for fingerprint, eid in rows}

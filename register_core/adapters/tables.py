@@ -352,6 +352,13 @@ outbound_deliveries = Table(
     Column("manual_retries", Integer, nullable=False, default=0),
     Column("warned_at", DateTime(timezone=True)),
     Column("breached_at", DateTime(timezone=True)),
+    # When the alert webhook accepted the warning / breach alert (None: not (yet) accepted).
+    Column("warning_alerted_at", DateTime(timezone=True)),
+    Column("breach_alerted_at", DateTime(timezone=True)),
+    # An alert not accepted yet is tried again from then on (None: no alert outstanding).
+    Column("alert_retry_at", DateTime(timezone=True)),
+    # A delivery closed as ``superseded``: the later delivery that gave the partner a newer state.
+    Column("superseded_by", BigId),
     Index("ix_outbound_deliveries_status_next", "status", "next_attempt_at"),
     Index("ix_outbound_deliveries_sub_person_id", "subscription_id", "person_id", "id"),
 )
@@ -363,6 +370,9 @@ Index("ix_outbound_deliveries_waiting", outbound_deliveries.c.subscription_id,
       outbound_deliveries.c.id, postgresql_where=_WAITING, sqlite_where=_WAITING)
 Index("ix_outbound_deliveries_open_due", outbound_deliveries.c.due_at,
       postgresql_where=_OPEN, sqlite_where=_OPEN)
+_ALERT_OUTSTANDING = outbound_deliveries.c.alert_retry_at.is_not(None)
+Index("ix_outbound_deliveries_alert_retry", outbound_deliveries.c.alert_retry_at,
+      postgresql_where=_ALERT_OUTSTANDING, sqlite_where=_ALERT_OUTSTANDING)
 
 # Best-effort SLA alerts sent to the configured webhook, kept whether or not they got through.
 delivery_alerts = Table(

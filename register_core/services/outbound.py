@@ -52,12 +52,19 @@ def due_time(received_at: datetime, working_days: int = SLA_WORKING_DAYS) -> dat
 
 
 _EMPTY = frozenset({None, "none", "False"})  # a new person's "no entitlement, not on a CTO"
+# A person without an entitlement row yet (new, or never detained) has no stored status: to
+# partners that is status ``none`` and not on a CTO, as the published schema says
+# (``EntitlementState``: status none | pending | active | ended, on_cto false by default).
+_NO_ROW_YET = {"entitlement.status": "none", "entitlement.on_cto": "False"}
 
 
 def status_changes(changes: Sequence[Change]) -> list[Change]:
     """The status-field changes partners are told of. A person's first save reports every
-    field as changed from None (``entitlement.status`` None → ``none``): that is no news."""
-    return [(name, old, new) for name, old, new in changes
+    field as changed from None (``entitlement.status`` None → ``none``): that is no news.
+    An old status or CTO flag of None is told as ``none`` / ``False``, the same as for a
+    person whose entitlement row says so."""
+    return [(name, _NO_ROW_YET.get(name) if old is None else old, new)
+            for name, old, new in changes
             if name in STATUS_FIELDS and not (old in _EMPTY and new in _EMPTY)]
 
 
@@ -195,8 +202,11 @@ def outcome(claimed: outbox.Claimed, attempt: Attempt, retry: RetrySettings, now
                               "body": attempt.body}
     if attempt.kind == "delivered":
         return outbox.Result(status="delivered", **common)
-    if attempt.kind == "permanent" or claimed.attempts >= retry.max_attempts:
+    if attempt.kind == "permanent" or (claimed.attempts >= retry.max_attempts
+                                       and now >= outbox.aware(claimed.due_at)):
         return outbox.Result(status="failed", **common)
+    # Attempts used up but still within the SLA window: keep trying (the backoff is at its
+    # cap by then, hourly by default) until the due time passes, then dead-letter.
     delay = backoff(claimed.attempts, retry, attempt.retry_after, rand)
     return outbox.Result(status="retrying", next_attempt_at=now + timedelta(seconds=delay),
                          **common)
@@ -212,22 +222,46 @@ class SlaEvents:
 
 def check_sla(conn: Connection, now: datetime, warn_before: timedelta,
               names: dict[str, str] | None = None, *, late_delivered: Sequence[int] = (),
-              scan: bool = True) -> SlaEvents:
+              scan: bool = True, alert_retry_in: timedelta | None = None) -> SlaEvents:
     """Mark warnings and breaches once each (race-safe), opening a ``delivery-sla-breach``
     exception per breach. ``late_delivered``: ids just delivered, possibly after due;
-    ``scan=False`` looks at those only (the delivery loop), not at every open delivery."""
+    ``scan=False`` looks at those only (the delivery loop), not at every open delivery.
+    ``alert_retry_in``: each alert raised now is tried again after this unless the webhook
+    accepts it first (``alert_accepted``); None when there is no webhook to retry."""
     names = names or {}
     events = SlaEvents()
+    retry_at = now + alert_retry_in if alert_retry_in is not None else None
     rows = outbox.delivered_late(conn, list(late_delivered))
     if scan:
         for row in outbox.needing_warning(conn, now + warn_before):
             # Already overdue: the breach is the alert, a warning would only be noise.
-            if outbox.mark_warned(conn, row["id"], now) and outbox.aware(row["due_at"]) > now:
+            alert = outbox.aware(row["due_at"]) > now
+            if outbox.mark_warned(conn, row["id"], now, retry_at if alert else None) and alert:
                 events.warnings.append(row)
         rows = [*outbox.overdue(conn, now), *rows]
     for row in rows:
         sub = row["subscription_id"]
-        exception_id = outbox.mark_breached(conn, row, now, names.get(sub, sub))
+        exception_id = outbox.mark_breached(conn, row, now, names.get(sub, sub), retry_at)
         if exception_id:
             events.breaches.append((row, exception_id))
     return events
+
+
+def outstanding_alert(row: dict[str, Any], now: datetime
+                      ) -> tuple[Literal["warning", "breach"], datetime] | None:
+    """The alert of this delivery the webhook has not accepted yet and that still matters,
+    with when it was raised: the breach; else the warning while the delivery is open and
+    not yet due (a delivered or breached one makes the warning moot); else None."""
+    if row["breached_at"] is not None and row["breach_alerted_at"] is None:
+        return "breach", outbox.aware(row["breached_at"])
+    if (row["warned_at"] is not None and row["warning_alerted_at"] is None
+            and row["breached_at"] is None and row["status"] in outbox.OPEN
+            and outbox.aware(row["due_at"]) > now):
+        return "warning", outbox.aware(row["warned_at"])
+    return None
+
+
+def alert_retry_delay(waited: timedelta, least: float, most: float) -> timedelta:
+    """Before the next try of an alert outstanding for ``waited``: as long again (so the
+    tries double apart), between ``least`` and ``most`` seconds."""
+    return timedelta(seconds=min(most, max(least, waited.total_seconds())))

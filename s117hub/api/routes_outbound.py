@@ -199,7 +199,8 @@ def delete_subscription(request: Request, hub: HubDep, out: OutboundDep, princip
 
 # -- deliveries ----------------------------------------------------------------------------
 
-DeliveryStatus = Literal["pending", "sending", "retrying", "delivered", "failed", "cancelled"]
+DeliveryStatus = Literal["pending", "sending", "retrying", "delivered", "failed", "cancelled",
+                         "superseded"]
 
 
 class DeliveryOut(BaseModel):
@@ -211,14 +212,18 @@ class DeliveryOut(BaseModel):
         "created_at": "2026-06-01T09:00:00Z", "updated_at": "2026-06-01T09:00:01Z",
         "delivered_at": None, "last_status_code": 400,
         "last_error": {"kind": "http", "message": "HTTP 400: will not succeed as sent"},
-        "manual_retries": 0, "warned_at": None, "breached_at": None}]})
+        "manual_retries": 0, "warned_at": None, "breached_at": None,
+        "warning_alerted_at": None, "breach_alerted_at": None, "superseded_by": None}]})
     id: int
     subscription_id: str
     person_id: str
     kind: str
     change_id: int
     idempotency_key: str = Field(description="Idempotency-Key header / MSH-10 on every try.")
-    status: DeliveryStatus
+    status: DeliveryStatus = Field(description=(
+        "`superseded`: closed because a later delivery to the same subscriber for the same "
+        "person was delivered (the partner holds a newer state); `cancelled`: closed by "
+        "hand or because the subscription was removed."))
     attempts: int
     next_attempt_at: datetime
     received_at: datetime = Field(description="When the hub received the causing notice.")
@@ -231,6 +236,12 @@ class DeliveryOut(BaseModel):
     manual_retries: int
     warned_at: datetime | None
     breached_at: datetime | None
+    warning_alerted_at: datetime | None = Field(
+        description="When the alert webhook accepted the SLA warning (null: not yet).")
+    breach_alerted_at: datetime | None = Field(
+        description="When the alert webhook accepted the breach alert (null: not yet).")
+    superseded_by: int | None = Field(
+        description="The later delivered delivery that superseded this one.")
 
 
 class DeliveryDetailOut(DeliveryOut):
@@ -248,6 +259,13 @@ class RetryAccepted(BaseModel):
                                                               "status": "pending"}]})
     id: int
     status: Literal["pending"]
+
+
+class Cancelled(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": 17,
+                                                              "status": "cancelled"}]})
+    id: int
+    status: Literal["cancelled"]
 
 
 # le: ids are 64-bit in the database; a larger one is a 422, not a driver overflow (500).
@@ -291,19 +309,20 @@ def retry_delivery(
                                  "partner and person was delivered already: this one "
                                  "carries an older state.")] = False,
 ) -> dict[str, Any]:
-    """Only a `failed` delivery can be retried: it goes back to `pending` with a fresh
-    round of attempts and the same idempotency key. When the partner already has a newer
-    change for the person, sending this older state is refused (409) unless `force=true`."""
+    """Only a `failed` (or `superseded`) delivery can be retried: it goes back to `pending`
+    with a fresh round of attempts and the same idempotency key. When the partner already
+    has a newer change for the person (always so for a `superseded` one), sending this older
+    state is refused (409) unless `force=true`."""
     now = hub.clock.now()
     with write_transaction(hub.engine) as conn:
         item = outbox.get(conn, delivery_id)
         if item is None:
             raise NotFound(f"no delivery {delivery_id}", field="delivery_id",
                            rule="delivery-exists")
-        if item["status"] != "failed":
+        if item["status"] not in outbox.RETRYABLE:
             raise HttpProblem(409, "conflict", f"delivery {delivery_id} is {item['status']}; "
                               "only a failed delivery can be retried")
-        newer = outbox.later_delivered(conn, item)
+        newer = item["superseded_by"] or outbox.later_delivered(conn, item)
         if newer is not None and not force:
             raise HttpProblem(409, "conflict", f"delivery {newer} already gave the partner a "
                               "newer state for this person; add ?force=true to send this "
@@ -312,6 +331,27 @@ def retry_delivery(
         audit_write(conn, request, principal, "delivery", str(delivery_id), item["person_id"])
     out.hint(item["subscription_id"])
     return {"id": delivery_id, "status": "pending"}
+
+
+@router.post("/deliveries/{delivery_id}/cancel", response_model=Cancelled,
+             responses={**NOT_FOUND, **CONFLICT},
+             summary="Close a delivery that is not to be sent (audited)")
+def cancel_delivery(request: Request, hub: HubDep, principal: Engineer,
+                    delivery_id: DeliveryId) -> dict[str, Any]:
+    """A `pending`, `retrying` or `failed` delivery becomes `cancelled`: it is not sent, no
+    longer open in `/sla` and cannot breach (an exception already opened for a breach stays
+    for a person to resolve). One being sent right now (`sending`) cannot be cancelled."""
+    now = hub.clock.now()
+    with write_transaction(hub.engine) as conn:
+        item = outbox.get(conn, delivery_id)
+        if item is None:
+            raise NotFound(f"no delivery {delivery_id}", field="delivery_id",
+                           rule="delivery-exists")
+        if not outbox.cancel(conn, delivery_id, now):
+            raise HttpProblem(409, "conflict", f"delivery {delivery_id} is {item['status']}; "
+                              "only a pending, retrying or failed delivery can be cancelled")
+        audit_write(conn, request, principal, "delivery", str(delivery_id), item["person_id"])
+    return {"id": delivery_id, "status": "cancelled"}
 
 
 # -- SLA -----------------------------------------------------------------------------------
@@ -328,7 +368,7 @@ class SlaOut(BaseModel):
         "items": [example_of(DeliveryOut) | {"seconds_left": 86400.0, "breached": False}]}]})
     as_of: datetime
     open_total: int = Field(description="Not delivered yet (pending, sending, retrying, "
-                            "failed).")
+                            "failed); superseded and cancelled ones are closed.")
     breached_total: int
     items: list[SlaItem] = Field(description="Soonest due first.")
 
@@ -349,7 +389,7 @@ def sla(hub: HubDep, _principal: OpsReader,
         left = (outbox.aware(row["due_at"]) - now).total_seconds()
         items.append({**row, "seconds_left": left,
                       "breached": row["breached_at"] is not None or left < 0})
-    return {"as_of": now, "open_total": open_total, "breached_total": breached_total,
+    return {"as_of": outbox.utc(now), "open_total": open_total, "breached_total": breached_total,
             "items": items}
 
 

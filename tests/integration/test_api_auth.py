@@ -163,6 +163,7 @@ OPERATION_ROLES: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/deliveries"): OPS_READERS,
     ("GET", "/api/v1/deliveries/{delivery_id}"): OPS_READERS,
     ("POST", "/api/v1/deliveries/{delivery_id}/retry"): {ENGINEER},
+    ("POST", "/api/v1/deliveries/{delivery_id}/cancel"): {ENGINEER},
     ("GET", "/api/v1/sla"): OPS_READERS,
     ("GET", "/api/v1/outbound/council-status-document"): OPS_READERS,
     ("GET", "/api/v1/reports/board"): READERS,

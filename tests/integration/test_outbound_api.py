@@ -15,7 +15,7 @@ from register_core.adapters import outbox
 from register_core.adapters.database import writer
 from register_core.adapters.security import Role, TokenStore
 from register_core.adapters.subscriptions import SubscriptionDefinition, SubscriptionRegistry
-from register_core.adapters.tables import audit_log, outbound_deliveries
+from register_core.adapters.tables import audit_log, outbound_deliveries, register_exceptions
 from register_core.services.outbound import check_sla
 from s117hub.api.app import create_app
 from s117hub.api.routes_outbound import router as outbound_router
@@ -156,6 +156,8 @@ def test_retry_refuses_an_older_state_than_the_partner_has(engineer: TestClient,
         [later] = outbox.claim(conn, "council-x", now=now, lease_until=now, limit=10)
         outbox.record(conn, [outbox.Result(id=later.id, claim=later.claim,
                                            status="delivered")], now)
+    superseded = engineer.get(f"/api/v1/deliveries/{first}").json()
+    assert (superseded["status"], superseded["superseded_by"]) == ("superseded", later.id)
     refused = engineer.post(f"/api/v1/deliveries/{first}/retry")
     assert refused.status_code == 409 and "newer state" in refused.json()["message"]
     assert engineer.post(f"/api/v1/deliveries/{first}/retry",
@@ -209,3 +211,70 @@ def test_the_council_document_schema_is_published(engineer: TestClient) -> None:
     assert "/api/v1/subscriptions/{subscription_id}" in schema["paths"]
     example = engineer.get("/api/v1/outbound/council-status-document").json()
     assert example["type"] == "s117.status-changed" and example["schema_version"] == "1"
+
+
+def test_a_dead_letter_superseded_by_a_later_delivery_is_closed_and_never_breaches(
+        engineer: TestClient, hub: Hub) -> None:
+    """The audit's case: the older change is dead-lettered, the next one goes through."""
+    engineer.post("/api/v1/subscriptions", json=COUNCIL)
+    for command in story(1)[:3]:
+        apply(hub.engine, hub.clock, command)
+    [older] = _fail_all(hub)
+    for command in story(1)[3:]:
+        apply(hub.engine, hub.clock, command)
+    assert engineer.get("/api/v1/sla").json()["open_total"] == 2
+    now = hub.clock.now()
+    with writer(hub.engine) as conn, conn.begin():
+        [newer] = outbox.claim(conn, "council-x", now=now, lease_until=now, limit=10)
+        outbox.record(conn, [outbox.Result(id=newer.id, claim=newer.claim,
+                                           status="delivered")], now)
+    listed = engineer.get("/api/v1/deliveries", params={"status": "superseded"}).json()
+    assert [(i["id"], i["superseded_by"]) for i in listed["items"]] == [(older, newer.id)]
+    assert engineer.get("/api/v1/sla").json()["open_total"] == 0
+    with writer(hub.engine) as conn, conn.begin():  # well past its due time
+        events = check_sla(conn, now + timedelta(days=30), timedelta(hours=24))
+    assert events.breaches == [] and events.warnings == []
+    assert engineer.get("/api/v1/sla", params={"breached": "true"}).json()["items"] == []
+    assert engineer.get("/api/v1/queues").json()["outbound"] == {"queues": []}
+
+
+def test_cancel_closes_an_open_delivery_by_hand(engineer: TestClient, auditor: TestClient,
+                                                hub: Hub) -> None:
+    engineer.post("/api/v1/subscriptions", json=COUNCIL)
+    for command in story(1)[:3]:
+        apply(hub.engine, hub.clock, command)
+    [dead] = _fail_all(hub)
+    assert auditor.post(f"/api/v1/deliveries/{dead}/cancel").status_code == 403
+    done = engineer.post(f"/api/v1/deliveries/{dead}/cancel")
+    assert done.status_code == 200 and done.json() == {"id": dead, "status": "cancelled"}
+    assert engineer.post(f"/api/v1/deliveries/{dead}/cancel").status_code == 409
+    assert engineer.post(f"/api/v1/deliveries/{dead}/retry").status_code == 409
+    assert engineer.post("/api/v1/deliveries/999999/cancel").status_code == 404
+    assert engineer.get("/api/v1/sla").json()["open_total"] == 0
+    with hub.engine.connect() as conn:
+        audited = conn.execute(select(audit_log.c.resource, audit_log.c.resource_id)).all()
+    assert ("delivery", str(dead)) in [tuple(a) for a in audited]
+
+
+def _zoned(value: str) -> bool:
+    return value.endswith(("Z", "+00:00"))
+
+
+def test_times_in_the_outbound_json_are_utc_with_an_offset(engineer: TestClient,
+                                                           hub: Hub) -> None:
+    engineer.post("/api/v1/subscriptions", json=COUNCIL)
+    for command in story(1)[:3]:
+        apply(hub.engine, hub.clock, command, received_at=hub.clock.now() - timedelta(days=12))
+    [dead] = _fail_all(hub)
+    with writer(hub.engine) as conn, conn.begin():
+        check_sla(conn, hub.clock.now(), timedelta(hours=24))
+    listed = engineer.get("/api/v1/deliveries").json()["items"][0]
+    detail = engineer.get(f"/api/v1/deliveries/{dead}").json()
+    item = engineer.get("/api/v1/sla").json()["items"][0]
+    for body in (listed, detail, item):
+        for name in ("next_attempt_at", "received_at", "due_at", "created_at", "updated_at",
+                     "breached_at"):
+            assert _zoned(body[name]), (name, body[name])
+    with hub.engine.connect() as conn:
+        detail_of_breach = conn.execute(select(register_exceptions.c.detail)).scalar_one()
+    assert _zoned(detail_of_breach["received_at"]) and _zoned(detail_of_breach["due_at"])

@@ -50,6 +50,9 @@ def test_a_status_change_writes_one_delivery_per_interested_subscriber(
     applied, ids = apply(hub.engine, hub.clock, admit)  # pending; no council yet
     assert applied.status_changed
     assert [r[0] for r in _rows(hub)] == ["trust-fhir"]  # council-x filters on its council
+    with hub.engine.connect() as conn:  # a new person's old status is "none", not null
+        first = conn.execute(select(outbound_changes.c.document)).scalar_one()
+    assert {"field": "entitlement.status", "old": "none", "new": "pending"} in first["changes"]
     _, ids = apply(hub.engine, hub.clock, council)  # responsible council only: not "status"
     assert [r[0] for r in _rows(hub)][1:] == ["council-x"]
     _, ids = apply(hub.engine, hub.clock, left)

@@ -11,9 +11,11 @@ from register_core.adapters.subscriptions import RetrySettings, SubscriptionDefi
 from register_core.domain.position import Entitlement, Position
 from register_core.services.outbound import (
     Attempt,
+    alert_retry_delay,
     backoff,
     due_time,
     outcome,
+    outstanding_alert,
     status_changes,
     wanted_by,
 )
@@ -45,10 +47,10 @@ def test_backoff_grows_is_capped_jittered_and_honours_retry_after() -> None:
     assert backoff(1, retry, retry_after=120, rand=lambda: 0.5) == 120
 
 
-def _claimed(attempts: int) -> Claimed:
+def _claimed(attempts: int, due_at: datetime = NOW) -> Claimed:
     return Claimed(id=1, subscription_id="s", person_id="p", kind="council-rest",
                    idempotency_key="K", attempts=attempts, claim="c", change_id=1,
-                   document={}, due_at=NOW)
+                   document={}, due_at=due_at)
 
 
 def test_outcomes() -> None:
@@ -59,6 +61,22 @@ def test_outcomes() -> None:
     again = outcome(_claimed(1), Attempt("transient", 503), retry, NOW, rand=lambda: 0.0)
     assert again.status == "retrying" and again.next_attempt_at == NOW + timedelta(seconds=5)
     assert outcome(_claimed(3), Attempt("transient", 503), retry, NOW).status == "failed"
+
+
+def test_attempts_used_up_keep_retrying_at_the_cap_until_the_due_time() -> None:
+    """A partner down overnight is not dead-lettered while the five working days run."""
+    retry = RetrySettings()  # the defaults: 12 attempts, 5 s doubling to 3600 s
+    due = NOW + timedelta(days=7)
+    again = outcome(_claimed(12, due), Attempt("transient", 503), retry, NOW,
+                    rand=lambda: 1.0)
+    assert again.status == "retrying" and again.next_attempt_at == NOW + timedelta(hours=1)
+    assert outcome(_claimed(40, due), Attempt("transient", None), retry,
+                   due - timedelta(seconds=1)).status == "retrying"
+    assert outcome(_claimed(40, due), Attempt("transient", 503), retry, due).status == "failed"
+    assert outcome(_claimed(1, due), Attempt("permanent", 400), retry, NOW).status == "failed"
+    # Before the attempts are used up, past due or not, the backoff goes on as before.
+    assert outcome(_claimed(2, NOW - timedelta(days=1)), Attempt("transient", 503), retry,
+                   NOW).status == "retrying"
 
 
 def _position(council: str | None, icb: str | None = None) -> Position:
@@ -96,6 +114,36 @@ def test_a_new_person_without_entitlement_is_no_news() -> None:
     assert status_changes(first_save) == []
     assert not wanted_by(_sub(), first_save, _position(None))
     detained = [("entitlement.status", None, "pending"), ("entitlement.on_cto", None, "False")]
-    assert status_changes(detained) == [("entitlement.status", None, "pending")]
+    # The published schema's status values: a person with no entitlement row yet was "none"
+    # (as one whose row says none), never null; not on a CTO is "False".
+    assert status_changes(detained) == [("entitlement.status", "none", "pending")]
+    assert status_changes([("entitlement.on_cto", None, "True")]) == [
+        ("entitlement.on_cto", "False", "True")]
+    assert status_changes([("entitlement.start", None, "2026-03-01")]) == [
+        ("entitlement.start", None, "2026-03-01")]
     assert status_changes([("entitlement.on_cto", "False", "True")]) != []
     assert status_changes([("entitlement.status", "pending", "none")]) != []
+
+
+def _alerting(**row: object) -> dict[str, object]:
+    base = {"status": "failed", "due_at": NOW + timedelta(hours=3), "warned_at": None,
+            "warning_alerted_at": None, "breached_at": None, "breach_alerted_at": None}
+    return {**base, **row}
+
+
+def test_which_alert_is_still_outstanding() -> None:
+    warned = NOW - timedelta(hours=1)
+    assert outstanding_alert(_alerting(warned_at=warned), NOW) == ("warning", warned)
+    assert outstanding_alert(_alerting(warned_at=warned, warning_alerted_at=NOW), NOW) is None
+    assert outstanding_alert(_alerting(warned_at=warned, status="delivered"), NOW) is None
+    assert outstanding_alert(_alerting(warned_at=warned, status="superseded"), NOW) is None
+    assert outstanding_alert(_alerting(warned_at=warned, due_at=NOW), NOW) is None
+    # The breach replaces the warning; a breach alert still matters once delivered late.
+    assert outstanding_alert(_alerting(warned_at=warned, breached_at=NOW, status="delivered"),
+                             NOW) == ("breach", NOW)
+    assert outstanding_alert(_alerting(breached_at=NOW, breach_alerted_at=NOW), NOW) is None
+
+
+def test_alert_tries_double_apart_within_bounds() -> None:
+    assert [alert_retry_delay(timedelta(seconds=s), 10, 300).total_seconds()
+            for s in (0, 10, 20, 40, 250, 5000)] == [10, 10, 20, 40, 250, 300]
