@@ -59,7 +59,8 @@ rule set aside, where two sources told one review differently: the register's re
 ``deliveries`` (the outbox, one row per status change and subscriber)
     ``total``: deliveries whose notice the hub received in period; of those
     ``delivered_within_sla`` (delivered at or before the five-working-day due time),
-    ``delivered_late`` (delivered after it), ``cancelled``. ``open``: not delivered now
+    ``delivered_late`` (delivered after it), ``cancelled``, ``superseded`` (not sent: a newer
+    change reached the partner first). ``open``: not delivered now
     (pending, sending, retrying or failed), whenever received; ``open_breached``: open and
     past due at ``now`` (whether or not the sweeper has recorded the breach yet).
 
@@ -302,14 +303,16 @@ def _deliveries(conn: Connection, now: datetime, period_from: datetime) -> dict[
     d = outbound_deliveries.c
     in_period = d.received_at >= period_from
     delivered = and_(in_period, d.status == "delivered", d.delivered_at.is_not(None))
-    total, on_time, late, cancelled = conn.execute(select(
+    total, on_time, late, cancelled, superseded = conn.execute(select(
         _count_if(in_period), _count_if(and_(delivered, d.delivered_at <= d.due_at)),
         _count_if(and_(delivered, d.delivered_at > d.due_at)),
-        _count_if(and_(in_period, d.status == "cancelled")))).one()
+        _count_if(and_(in_period, d.status == "cancelled")),
+        _count_if(and_(in_period, d.status == "superseded")))).one()
     still_open, breached = conn.execute(select(
         func.count(), _count_if(d.due_at < now)).where(d.status.in_(OPEN_DELIVERY))).one()
     return {"total": int(total), "delivered_within_sla": int(on_time),
             "delivered_late": int(late), "cancelled": int(cancelled),
+            "superseded": int(superseded),
             "open": int(still_open), "open_breached": int(breached)}
 
 
