@@ -144,9 +144,7 @@ def run(backend: str, messages: int, pg_url: str, broker: str = "stub://",
         workers = start_workers(hub, worker_processes)
         pids = [hub.pid, *(w.pid for w in workers)]
         try:
-            per_connection: list[list[bytes]] = [[] for _ in range(CONNECTIONS)]
-            for person, _control_id, payload in stream:
-                per_connection[person % CONNECTIONS].append(payload)  # keeps per-person order
+            per_connection = _per_connection(stream)
             failures: list[str] = []
             sent, rss_marks, stop = [0], [], threading.Event()
             threads = [threading.Thread(target=send_all,
@@ -200,6 +198,42 @@ def run(backend: str, messages: int, pg_url: str, broker: str = "stub://",
             "rss_quarters": [kib / 1024 for kib in rss_marks]}
 
 
+def _per_connection(stream: list[tuple[int, str, bytes]]) -> list[list[bytes]]:
+    per_connection: list[list[bytes]] = [[] for _ in range(CONNECTIONS)]
+    for person, _control_id, payload in stream:
+        per_connection[person % CONNECTIONS].append(payload)  # keeps per-person order
+    return per_connection
+
+
+def listener_only(backend: str, messages: int, pg_url: str, broker: str) -> str:
+    """The listener's own ceiling: ``serve`` with a real broker and no worker process, so
+    nothing is applied; the rate of ACKs and the hub's CPU per message (parse, map, ACK, the
+    inbox's group commit, the hint)."""
+    stream = synthetic_adt_stream(messages)
+    database = sqlite_database() if backend == "sqlite" else postgres_database(pg_url)
+    with tempfile.TemporaryDirectory() as tmp, database as url:
+        hub = HubProcess(url, Path(tmp) / "hub", broker_url=broker,
+                         extra_env={"S117HUB_RECONCILE_EVERY_HOURS": "0"})
+        hub.start()
+        try:
+            failures: list[str] = []
+            sent = [0]
+            threads = [threading.Thread(target=send_all, args=(hub.mllp_port, part, failures,
+                                                                sent))
+                       for part in _per_connection(stream)]
+            cpu_before, started = _cpu_seconds(hub.pid), time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            seconds = time.perf_counter() - started
+            cpu = _cpu_seconds(hub.pid) - cpu_before
+        finally:
+            hub.stop()
+    return (f"{backend:<10} listener only: {messages / seconds:,.0f} acked/s, "
+            f"{1000 * cpu / messages:.2f} hub CPU ms/msg, {len(failures)} non-AA ACKs")
+
+
 def _row(label: str, r: dict[str, float]) -> str:
     share = 100 * r["applied"] / r["python_hl7"]
     quarters = "/".join(f"{m:.0f}" for m in r.get("rss_quarters") or [])  # type: ignore[attr-defined]
@@ -221,11 +255,22 @@ def main() -> None:
                         "worker) or amqp://… with --worker-processes")
     parser.add_argument("--worker-processes", type=int, default=0,
                         help="s117hub worker processes beside the hub (needs a real broker)")
+    parser.add_argument("--listener-only", action="store_true",
+                        help="time the MLLP listener alone: a real --broker, no worker, "
+                        "nothing applied")
     args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if args.listener_only:
+        if args.broker.startswith("stub") or args.worker_processes:
+            parser.error("--listener-only needs a real --broker and no --worker-processes")
+        for backend in backends:
+            for _ in range(args.runs):
+                print(listener_only(backend, args.messages, args.pg_url, args.broker),
+                      flush=True)
+        return
     if args.broker.startswith("stub") == bool(args.worker_processes):
         parser.error("--worker-processes goes with a real --broker, and a real broker needs "
                      "at least one")
-    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     shape = (f"serve + {args.worker_processes} worker process(es) over "
              f"{args.broker.split(':', 1)[0]}" if args.worker_processes
              else "serve with its in-process worker")
