@@ -44,6 +44,7 @@ from register_core.domain.rules import disputes as dispute_rules
 from register_core.ports import Clock
 
 from .handlers import record_for_person
+from .merges import open_merge_of
 from .outbound import enqueue_status_changes
 from .reconcile import reconcile_person
 
@@ -102,6 +103,13 @@ def open_dispute(uow: SqlUnitOfWork, clock: Clock, *, person_id: str, kind: str,
                               rule="dispute-opened-not-in-future")
     if not store.person_exists(person_id):
         raise NotFound("no person with this id", field="person_id", rule="person-exists")
+    merge = open_merge_of(uow, person_id)
+    if merge is not None:
+        # The record is empty since the merge: a dispute logged on it would never count for
+        # the person, and its journal entry would stop the merge being undone.
+        raise InvalidValue(f"this person was merged into {merge['survivor_id']}: log the "
+                           "dispute on that record", field="person_id",
+                           rule="dispute-on-live-person")
     due = dispute_rules.stage_due(opened, stage)
     history = [{"event": "opened", "date": opened.isoformat(), "stage": stage,
                 "stage_due": due.isoformat() if due else None, "by": by,

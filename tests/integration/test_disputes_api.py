@@ -380,3 +380,19 @@ def test_a_dispute_resolved_after_a_merge_is_resolved_where_its_opening_went(
     assert merged.facts == []
     [span] = compute_position(kept_on, hub.clock.today(), hub.policy).disputes
     assert (span.id, span.resolved) == (dispute["id"], date(2026, 6, 1))
+
+
+def test_a_dispute_cannot_be_logged_on_a_record_merged_away(hub: Hub, owner: TestClient,
+                                                            person: str) -> None:
+    """The merged record is empty: a dispute there would never count for the person and its
+    journal entry would stop the merge being undone. The answer names the survivor."""
+    survivor = admit(hub, 2, date(2026, 1, 5), with_nhs=False)
+    with hub.uow() as uow:
+        merge_persons(uow, survivor, person, source="register", source_ref="test-merge",
+                      by="tester", clock=hub.clock, policy=hub.policy)
+        uow.commit()
+    refused = owner.post("/api/v1/disputes", json={
+        "person_id": person, "kind": "funding", "summary": "who pays"})
+    assert refused.status_code == 422, refused.text
+    assert survivor in refused.json()["message"]
+    assert owner.get("/api/v1/disputes", params={"person_id": person}).json()["total"] == 0
