@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from mapping.outbound import COUNCIL_EXAMPLE, CouncilStatusDocument
 from register_core.adapters import outbox
@@ -291,11 +292,16 @@ def list_deliveries(
 def get_delivery(request: Request, hub: HubDep, principal: OpsReader,
                  delivery_id: DeliveryId) -> dict[str, Any]:
     with write_transaction(hub.engine) as conn:
-        item = outbox.get(conn, delivery_id)
-        if item is None:
-            raise NotFound(f"no delivery {delivery_id}", field="delivery_id",
-                           rule="delivery-exists")
+        item = _delivery(conn, delivery_id)
         audit_read(conn, request, principal, "delivery", str(delivery_id), item["person_id"])
+    return item
+
+
+def _delivery(conn: Connection, delivery_id: int) -> dict[str, Any]:
+    item = outbox.get(conn, delivery_id)
+    if item is None:
+        raise NotFound(f"no delivery {delivery_id}", field="delivery_id",
+                       rule="delivery-exists")
     return item
 
 
@@ -315,10 +321,7 @@ def retry_delivery(
     state is refused (409) unless `force=true`."""
     now = hub.clock.now()
     with write_transaction(hub.engine) as conn:
-        item = outbox.get(conn, delivery_id)
-        if item is None:
-            raise NotFound(f"no delivery {delivery_id}", field="delivery_id",
-                           rule="delivery-exists")
+        item = _delivery(conn, delivery_id)
         if item["status"] not in outbox.RETRYABLE:
             raise HttpProblem(409, "conflict", f"delivery {delivery_id} is {item['status']}; "
                               "only a failed delivery can be retried")
@@ -343,10 +346,7 @@ def cancel_delivery(request: Request, hub: HubDep, principal: Engineer,
     for a person to resolve). One being sent right now (`sending`) cannot be cancelled."""
     now = hub.clock.now()
     with write_transaction(hub.engine) as conn:
-        item = outbox.get(conn, delivery_id)
-        if item is None:
-            raise NotFound(f"no delivery {delivery_id}", field="delivery_id",
-                           rule="delivery-exists")
+        item = _delivery(conn, delivery_id)
         if not outbox.cancel(conn, delivery_id, now):
             raise HttpProblem(409, "conflict", f"delivery {delivery_id} is {item['status']}; "
                               "only a pending, retrying or failed delivery can be cancelled")

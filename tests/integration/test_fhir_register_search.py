@@ -39,7 +39,7 @@ from register_core.views import people_by_nhs_number
 from s117hub.api.app import create_app
 from s117hub.api.routes_fhir import EPISODE_EXAMPLE
 from s117hub.bootstrap import Hub
-from tests.integration.test_fhir_api import bundle, detention, patient, process
+from tests.integration.test_fhir_api import NHS_SYSTEM, bundle, detention, patient, process
 from tests.integration.test_openapi_schemathesis import _run_every_operation as run_every_operation
 from tests.integration.test_openapi_schemathesis import _schema as openapi_schema
 
@@ -48,7 +48,6 @@ with warnings.catch_warnings():  # starlette 1.x warns that its client still use
     from starlette.testclient import TestClient
 
 NHS_ACTIVE, NHS_NONE, NHS_ABSENT = (make_synthetic(n) for n in (31, 32, 33))
-NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 REGISTER_ID_SYSTEM = "urn:s117hub:register-id"
 MRN_SYSTEM = "https://trust-f.example/Id/mrn"
 FAMILY = "Testbrook"
