@@ -186,3 +186,19 @@ def test_a11_undoes_an_admission_with_its_legal_status(hub: Hub, engine: Engine)
     assert kinds(record) == []
     assert record["entitlement"]["status"] == "none"
     assert journal(record) == [("detention-started", True), ("cancel", False)]
+
+
+@pytest.mark.parametrize("marker", ["CTO", "CD"])
+def test_a11_undoes_an_informal_admission_that_told_a_cto_or_cd(
+        hub: Hub, engine: Engine, marker: str) -> None:
+    """A patient on a CTO (or conditionally discharged) admitted informally: the A01 tells no
+    detention, only the CTO / CD; cancelling that admission takes the CTO / CD back too."""
+    started, on_cto = ONTO[marker]
+    before = send(hub, engine, admit(marker))
+    assert kinds(before) == [started]
+    assert before["entitlement"]["on_cto"] is on_cto
+    record = send(hub, engine, cancel_admit())
+    assert kinds(record) == []
+    assert record["entitlement"]["on_cto"] is False
+    assert journal(record) == [("person-details", False), ("legal-status", True),
+                               ("cancel", False)]

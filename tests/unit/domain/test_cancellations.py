@@ -111,3 +111,34 @@ def test_a_second_cancel_takes_back_the_discharge_before() -> None:
     first, second = (f.seq for f in person.facts if f.kind == "cancel")
     assert [f.retracted_by for f in person.facts[1:5]] == [second, second, first, first]
     assert live_kinds(person) == ["detention-started"]
+
+
+def informal_admission_on(marker: str, ref: str = "A01-1", *, episode: str = "ep-1",
+                          when: str = "2024-05-01") -> list[Command]:
+    """What an A01 of a patient admitted informally while on a CTO / conditional discharge
+    maps to: their details and the marker's start (no detention)."""
+    prov = message(ref, when)
+    return [RecordPersonDetails(person=person_ref(), provenance=prov, as_of=d(when)),
+            RecordLegalStatusChanged(
+                person=person_ref(), provenance=prov, date=d("2024-03-01"), episode_ref=episode,
+                event="cto-start" if marker == "CTO" else "conditional-discharge-start")]
+
+
+@pytest.mark.parametrize("marker", ["CTO", "CD"])
+def test_a11_retracts_the_cto_or_cd_a_non_detained_admission_told(marker: str) -> None:
+    person = record_all([*informal_admission_on(marker), cancel("detention-started")])
+    assert live_kinds(person) == ["person-details"]
+    pos = compute_position(person, d("2030-01-01"))
+    assert not pos.on_cto and pos.legal_status_events == []
+
+
+def test_a11_of_a_detained_admission_leaves_the_cto_its_discharge_told() -> None:
+    person = record_all([detention("2024-01-01"), *discharge_onto("CTO"),
+                         cancel("detention-started")])
+    assert live_kinds(person) == ["left-hospital", "cto-start"]
+
+
+def test_a11_for_another_episode_leaves_a_cto_admission_alone() -> None:
+    person = record_all([*informal_admission_on("CTO"),
+                         cancel("detention-started", episode="ep-9")])
+    assert live_kinds(person) == ["person-details", "cto-start"]
