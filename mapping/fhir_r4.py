@@ -6,7 +6,7 @@
                    discharge context, other detained code → section-change at period.end
                    CTO / CD (a mapped code) → cto-start / conditional-discharge-start
                    status finished with period.end → RecordLeftHospital
-                   status cancelled / entered-in-error → CancelEvent(detention-started)
+                   status cancelled / entered-in-error → CancelEvent of the whole episode
     EpisodeOfCare  of type ``urn:s117hub:episode-type#s117-aftercare`` → RecordS117Confirmed
                    (period.start), and RecordS117Ended when finished with period.end
 
@@ -152,9 +152,10 @@ def map_encounter(resource: dict[str, Any] | Encounter, config: SourceMappingCon
     episode = (encounter.identifier[0].value if encounter.identifier else None) or encounter.id
     admission, discharge = statuses.get("admission"), statuses.get("discharge")
     if encounter.status in ("cancelled", "entered-in-error"):
-        if admission and is_detained(admission):
+        if admission and (is_detained(admission) or admission in STATUS_MARKERS):
+            # Withdrawn: all the source told of this encounter, in every version, goes.
             return [CancelEvent(person=person, provenance=prov, cancels="detention-started",
-                                episode_ref=episode)]
+                                episode_ref=episode, scope="episode")]
         return []
     period = encounter.period
     start = as_date(period.start if period else None, f"{location}.period.start")

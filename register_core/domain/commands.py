@@ -247,6 +247,10 @@ class CancelEvent(Command):
     cancels: Literal["detention-started", "left-hospital", "legal-status"]
     episode_ref: str | None = None
     date: date | None = None
+    # "episode": the whole episode is withdrawn (a FHIR Encounter entered-in-error): every
+    # live fact the source told of ``episode_ref``, in whichever message (each version of the
+    # Encounter is one), goes. "message": the cancelled message's facts only (HL7 A11/A13).
+    scope: Literal["message", "episode"] = "message"
 
     @property
     def effective(self) -> date | None:

@@ -138,7 +138,14 @@ class Person:
         they are. A message is its source and ``source_ref`` (MSH-10, the FHIR or council
         message id: unique per source in the inbox). Demographics the message carried are no
         event and stay. Nothing found (the hub never saw the event): nothing is retracted.
+        A cancel of scope "episode" (a withdrawn FHIR Encounter) takes every live event fact
+        the source told of that episode, from every message.
         """
+        if cancel.scope == "episode" and cancel.episode_ref is not None:
+            return [f for f in self.facts
+                    if f.retracted_by is None and f.kind != "cancel"
+                    and f.source == cancel.provenance.source
+                    and getattr(f.command, "episode_ref", None) == cancel.episode_ref]
         anchor = self._cancel_target(cancel)
         if anchor is None:
             return []

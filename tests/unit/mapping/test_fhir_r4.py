@@ -22,6 +22,7 @@ from register_core.domain.commands import (
     RecordS117Ended,
 )
 from register_core.domain.model import Person
+from register_core.domain.position import compute_position
 
 from . import samples as s
 from .conftest import RECEIVED
@@ -132,7 +133,8 @@ def test_withdrawn_encounter_cancels_the_detention(status: str,
                                                    fhir_trust: SourceMappingConfig) -> None:
     _, cancel = mapped(s.bundle(s.PATIENT, encounter(status=status)), fhir_trust)
     assert isinstance(cancel, CancelEvent)
-    assert (cancel.cancels, cancel.episode_ref) == ("detention-started", "V0001")
+    assert (cancel.cancels, cancel.episode_ref, cancel.scope) == (
+        "detention-started", "V0001", "episode")
 
 
 def test_withdrawn_encounter_retracts_all_the_encounter_told(
@@ -153,6 +155,50 @@ def test_withdrawn_encounter_retracts_all_the_encounter_told(
         ("person-details", "b-1", None), ("detention-started", "b-1", 6),
         ("left-hospital", "b-1", 6), ("legal-status", "b-1", 6),
         ("person-details", "b-2", None), ("cancel", "b-2", None)]
+
+
+def test_withdrawn_encounter_retracts_what_every_version_told(
+        fhir_trust: SourceMappingConfig) -> None:
+    """A FHIR trust sends each version of the Encounter (in progress, then finished onto a
+    CTO): withdrawing it takes back the detention both versions told, the leaving and the CTO;
+    another encounter of the same person stays."""
+    config = fhir_trust.model_copy(update={"code_map": {f"{s.WALES}|35": "CTO"}})
+    in_progress = encounter(status="in-progress", period={"start": "2026-01-05T09:30:00Z"},
+                            extension=[s.legal_status("admission", "03")])
+    finished = encounter(extension=[s.legal_status("admission", "03"),
+                                    s.legal_status("discharge", "35", s.WALES)])
+    other = encounter(identifier=[{"value": "V0002"}], status="in-progress",
+                      period={"start": "2026-06-01T09:30:00Z"},
+                      extension=[s.legal_status("admission", "03")])
+    withdrawn = encounter(status="entered-in-error",
+                          extension=[s.legal_status("admission", "03")])
+    person = Person(id="p-1")
+    for n, version in enumerate([in_progress, finished, other, withdrawn]):
+        for command in map_bundle(s.bundle(s.PATIENT, version), config, RECEIVED,
+                                  source_ref=f"b-{n}"):
+            person.record(command)
+    live = [(f.kind, f.command.provenance.source_ref) for f in person.live_facts()
+            if f.kind != "person-details"]
+    assert live == [("detention-started", "b-2")]
+    pos = compute_position(person, date(2026, 7, 1))
+    assert [(d.ref, d.start, d.end) for d in pos.detentions] == [
+        ("V0002", date(2026, 6, 1), None)]
+    assert not pos.on_cto
+
+
+def test_withdrawn_encounter_of_a_cto_patient_takes_the_cto_back(
+        fhir_trust: SourceMappingConfig) -> None:
+    admitted = encounter(status="in-progress", period={"start": "2026-01-05T09:30:00Z"},
+                         extension=[s.legal_status("admission", "CTO")])
+    withdrawn = encounter(status="entered-in-error",
+                          extension=[s.legal_status("admission", "CTO")])
+    person = Person(id="p-1")
+    for n, version in enumerate([admitted, withdrawn]):
+        for command in map_bundle(s.bundle(s.PATIENT, version), fhir_trust, RECEIVED,
+                                  source_ref=f"b-{n}"):
+            person.record(command)
+    assert [f.kind for f in person.live_facts()] == ["person-details", "person-details"]
+    assert not compute_position(person, date(2026, 7, 1)).on_cto
 
 
 @pytest.mark.parametrize(("change", "code", "location"), [
