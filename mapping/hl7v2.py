@@ -195,9 +195,16 @@ def _update(ctx: _Ctx) -> list[Command]:
 
 
 def _cancel(cancels: Cancellable) -> Callable[[_Ctx], list[Command]]:
+    # A cancelled admission (A11) is a visit that never was: what the source told of that
+    # visit in any message (an A08 regrade, an A02 transfer) goes with it. A cancelled
+    # discharge (A13) takes back that discharge's message only.
+    scope: Literal["message", "episode"] = (
+        "episode" if cancels == "detention-started" else "message")
+
     def handler(ctx: _Ctx) -> list[Command]:
         return [CancelEvent(person=ctx.person(), provenance=ctx.prov, cancels=cancels,
-                            episode_ref=ctx.episode_ref(), date=ctx.event_date())]
+                            episode_ref=ctx.episode_ref(), date=ctx.event_date(),
+                            scope=scope)]
     return handler
 
 

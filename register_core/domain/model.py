@@ -25,8 +25,6 @@ from .commands import (
 from .errors import ImpossibleDates, InvalidValue
 
 _NOT_AN_EVENT = object()  # what a command without an episode (demographics) has for one
-# What a non-detained admission can tell (mapping: an A01 under a CTO or CD).
-_ADMITTED_UNDER = ("cto-start", "conditional-discharge-start")
 
 
 @dataclass(frozen=True)
@@ -159,24 +157,13 @@ class Person:
                     and getattr(f.command, "episode_ref", _NOT_AN_EVENT) == episode)]
 
     def _cancel_target(self, cancel: CancelEvent) -> Fact | None:
-        """The latest live fact of the cancelled kind from the same source and episode.
-
-        A cancelled admission with no detention behind it (a patient on a CTO or conditional
-        discharge admitted informally: the A01 told only the CTO or CD) is that episode's
-        first CTO or CD start from the source: the admission came before any discharge."""
-        def told_here(fact: Fact) -> bool:
-            return (fact.retracted_by is None and fact.source == cancel.provenance.source
-                    and (cancel.episode_ref is None
-                         or getattr(fact.command, "episode_ref", None) == cancel.episode_ref))
-
+        """The latest live fact of the cancelled kind from the same source and episode."""
         for fact in reversed(self.facts):
-            if fact.kind == cancel.cancels and told_here(fact):
+            if (fact.retracted_by is None and fact.kind == cancel.cancels
+                    and fact.source == cancel.provenance.source
+                    and (cancel.episode_ref is None
+                         or getattr(fact.command, "episode_ref", None) == cancel.episode_ref)):
                 return fact
-        if cancel.cancels == "detention-started" and cancel.episode_ref is not None:
-            for fact in self.facts:
-                if (getattr(fact.command, "event", None) in _ADMITTED_UNDER
-                        and told_here(fact)):
-                    return fact
         return None
 
     def live_facts(self) -> list[Fact]:

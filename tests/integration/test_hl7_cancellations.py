@@ -202,3 +202,16 @@ def test_a11_undoes_an_informal_admission_that_told_a_cto_or_cd(
     assert record["entitlement"]["on_cto"] is False
     assert journal(record) == [("person-details", False), ("legal-status", True),
                                ("cancel", False)]
+
+
+def test_a11_withdraws_what_the_visits_later_messages_told(hub: Hub, engine: Engine) -> None:
+    """An A08 regrade of the cancelled visit is withdrawn with it, not left to land on the
+    person's earlier detention."""
+    earlier = send(hub, engine, admit("37", visit="V0327", when="202501050930"),
+                   discharge(visit="V0327", when="202503011100"))
+    assert earlier["detentions"][0]["section"] == "37"
+    send(hub, engine, admit("02"), update("03", "202601100900"))
+    record = send(hub, engine, cancel_admit())
+    assert [(d["section"], d["start"], d["end"]) for d in record["detentions"]] == [
+        ("37", "2025-01-05", "2025-03-01")]
+    assert record["entitlement"]["trigger_section"] == "37"

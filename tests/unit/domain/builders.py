@@ -186,9 +186,9 @@ def details(*, serial: int = 1, as_of: str | date | None = None,
 
 
 def cancel(cancels: str, *, episode: str | None = "ep-1", source: str = "trust-a",
-           serial: int = 1) -> CancelEvent:
+           serial: int = 1, scope: str = "message") -> CancelEvent:
     return CancelEvent(person=person_ref(serial), provenance=prov(source), cancels=cancels,  # type: ignore[arg-type]
-                       episode_ref=episode)
+                       episode_ref=episode, scope=scope)  # type: ignore[arg-type]
 
 
 def record_all(commands: list[Command], *, serial: int = 1, birth: str | None = None) -> Person:

@@ -20,7 +20,7 @@ from register_core.domain.commands import (
 from register_core.domain.model import Person
 from register_core.domain.position import compute_position
 
-from .builders import cancel, d, detention, legal, person_ref, record_all
+from .builders import cancel, d, detention, left, legal, person_ref, record_all, regrade
 
 
 def message(ref: str, when: str = "2024-03-01", source: str = "trust-a") -> Provenance:
@@ -113,6 +113,7 @@ def test_a_second_cancel_takes_back_the_discharge_before() -> None:
     assert live_kinds(person) == ["detention-started"]
 
 
+
 def informal_admission_on(marker: str, ref: str = "A01-1", *, episode: str = "ep-1",
                           when: str = "2024-05-01") -> list[Command]:
     """What an A01 of a patient admitted informally while on a CTO / conditional discharge
@@ -124,21 +125,36 @@ def informal_admission_on(marker: str, ref: str = "A01-1", *, episode: str = "ep
                 event="cto-start" if marker == "CTO" else "conditional-discharge-start")]
 
 
+def withdraw(episode: str = "ep-1") -> Command:
+    """A cancelled admission (HL7 A11, a withdrawn FHIR Encounter): the whole episode."""
+    return cancel("detention-started", episode=episode, scope="episode")
+
+
 @pytest.mark.parametrize("marker", ["CTO", "CD"])
-def test_a11_retracts_the_cto_or_cd_a_non_detained_admission_told(marker: str) -> None:
-    person = record_all([*informal_admission_on(marker), cancel("detention-started")])
+def test_a_withdrawn_informal_admission_takes_back_the_cto_or_cd_it_told(marker: str) -> None:
+    person = record_all([*informal_admission_on(marker), withdraw()])
     assert live_kinds(person) == ["person-details"]
     pos = compute_position(person, d("2030-01-01"))
     assert not pos.on_cto and pos.legal_status_events == []
 
 
-def test_a11_of_a_detained_admission_leaves_the_cto_its_discharge_told() -> None:
-    person = record_all([detention("2024-01-01"), *discharge_onto("CTO"),
-                         cancel("detention-started")])
-    assert live_kinds(person) == ["left-hospital", "cto-start"]
+def test_a_withdrawn_episode_takes_what_every_message_told_of_it() -> None:
+    """An A08 regrade of the cancelled visit must not land on an earlier detention (the
+    episode look-up falls back to dates when a ref is unknown)."""
+    person = record_all([detention("2024-01-01", "37", episode="V1"), left("2024-03-01", episode="V1"),
+                         detention("2025-01-01", "02", episode="V2"),
+                         regrade("2025-01-10", "03", episode="V2"), withdraw("V2")])
+    assert live_kinds(person) == ["detention-started", "left-hospital"]
+    pos = compute_position(person, d("2025-02-01"))
+    assert [(e.ref, e.sections) for e in pos.detentions] == [("V1", [("37", d("2024-01-01"))])]
+    assert pos.entitlement.trigger_section == "37"
 
 
-def test_a11_for_another_episode_leaves_a_cto_admission_alone() -> None:
-    person = record_all([*informal_admission_on("CTO"),
-                         cancel("detention-started", episode="ep-9")])
-    assert live_kinds(person) == ["person-details", "cto-start"]
+def test_a_withdrawn_episode_leaves_other_episodes_and_sources_alone() -> None:
+    person = record_all([*informal_admission_on("CTO"), detention("2024-06-01", episode="V2"),
+                         detention("2024-06-01", episode="ep-1", source="council-a"),
+                         withdraw("ep-1")])
+    assert [(f.kind, f.source, f.retracted_by is None) for f in person.facts
+            if f.kind != "person-details"] == [
+        ("legal-status", "trust-a", False), ("detention-started", "trust-a", True),
+        ("detention-started", "council-a", True), ("cancel", "trust-a", True)]

@@ -207,14 +207,17 @@ def test_a08_cto_and_conditional_discharge(raw: str, expected: list[tuple[object
     assert [(e.event, e.date, e.end_reason) for e in events] == expected  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize(("raw", "cancels", "when"), [
-    (s.A11_CANCEL_ADMIT, "detention-started", date(2026, 1, 5)),
-    (s.A13_CANCEL_DISCHARGE, "left-hospital", date(2026, 3, 2)),
+@pytest.mark.parametrize(("raw", "cancels", "when", "scope"), [
+    # a cancelled admission withdraws the visit; a cancelled discharge, that discharge
+    (s.A11_CANCEL_ADMIT, "detention-started", date(2026, 1, 5), "episode"),
+    (s.A13_CANCEL_DISCHARGE, "left-hospital", date(2026, 3, 2), "message"),
 ])
-def test_cancellations(raw: str, cancels: str, when: date, trust: SourceMappingConfig) -> None:
+def test_cancellations(raw: str, cancels: str, when: date, scope: str,
+                       trust: SourceMappingConfig) -> None:
     [command] = run(raw, trust)
     assert isinstance(command, CancelEvent)
-    assert (command.cancels, command.episode_ref, command.date) == (cancels, "V0001", when)
+    assert (command.cancels, command.episode_ref, command.date, command.scope) == (
+        cancels, "V0001", when, scope)
 
 
 def test_s17_leave_out_and_back(trust: SourceMappingConfig) -> None:
