@@ -141,7 +141,8 @@ def test_a_withdrawn_informal_admission_takes_back_the_cto_or_cd_it_told(marker:
 def test_a_withdrawn_episode_takes_what_every_message_told_of_it() -> None:
     """An A08 regrade of the cancelled visit must not land on an earlier detention (the
     episode look-up falls back to dates when a ref is unknown)."""
-    person = record_all([detention("2024-01-01", "37", episode="V1"), left("2024-03-01", episode="V1"),
+    person = record_all([detention("2024-01-01", "37", episode="V1"),
+                         left("2024-03-01", episode="V1"),
                          detention("2025-01-01", "02", episode="V2"),
                          regrade("2025-01-10", "03", episode="V2"), withdraw("V2")])
     assert live_kinds(person) == ["detention-started", "left-hospital"]
