@@ -190,11 +190,6 @@ class DemoRun:
         self.partners.council_west.refuse_first_document_for(PEOPLE["drew"].nhs_number)
 
 
-def _after_uvicorn(_signum: int, _frame: object) -> None:
-    """uvicorn stops gracefully on SIGINT and SIGTERM, then raises the signal again for
-    the handler it found: this one, so that serve() simply returns."""
-
-
 def run_demo(settings: Settings, *, directory: Path, keep: bool = False,
              http: str | None = None, mllp: str | None = None) -> int:
     """``s117hub demo``: returns the exit status once stopped (Ctrl-C or SIGTERM)."""
@@ -214,8 +209,6 @@ def run_demo(settings: Settings, *, directory: Path, keep: bool = False,
         seeder = threading.Thread(target=run.seed, args=(hub, tokens), name="demo-seeder",
                                   daemon=True)
         seeder.start()
-        for stop_signal in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop_signal, _after_uvicorn)
         try:
             serve(hub, with_pollers=False)  # returns on Ctrl-C or SIGTERM; closes the hub
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 
 import uvicorn
@@ -60,6 +61,7 @@ async def run_servers(hub: Hub, http: uvicorn.Server | None = None,
         tasks.append(asyncio.create_task(mllp.serve_forever(), name="mllp"))
     if not tasks:
         raise ValueError("nothing to serve")
+    tasks.append(asyncio.create_task(_stop_signal(), name="signal"))
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -72,6 +74,29 @@ async def run_servers(hub: Hub, http: uvicorn.Server | None = None,
     await asyncio.gather(*pending, return_exceptions=True)
     for task in done:
         task.result()  # re-raise whatever stopped the first server
+
+
+async def _stop_signal() -> None:
+    """Returns on SIGINT or SIGTERM (docker stop), so that the servers stop gracefully and
+    ``serve`` returns: the MLLP listener has no uvicorn to catch them, and without this a
+    SIGTERM killed it on the spot and Ctrl-C ended in a traceback. (uvicorn catches them
+    while it serves, stops, then raises them again: they land here.) Off the main thread
+    signals cannot be caught; the servers then stop when their task does."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    caught = []
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(stop_signal, stop.set)
+            caught.append(stop_signal)
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass
+    try:
+        await stop.wait()
+        log.info("stopping: signal received")
+    finally:
+        for stop_signal in caught:
+            loop.remove_signal_handler(stop_signal)
 
 
 class Pollers:

@@ -81,8 +81,10 @@ class MllpServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for task in list(self._connections):
-            task.cancel()
+        connections = list(self._connections)
+        for task in connections:
+            task.cancel()  # a frame not yet acknowledged is resent by its sender
+        await asyncio.gather(*connections, return_exceptions=True)
         self._executor.shutdown(wait=True, cancel_futures=False)
 
     async def _serve_connection(self, reader: asyncio.StreamReader,
@@ -127,14 +129,16 @@ class MllpServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
-            raise
+            # The server is stopping. The task ends normally: Python 3.11's stream callback
+            # logs a cancelled connection task as an error with a traceback.
+            pass
         except Exception as exc:
             log.error("MLLP connection failed (%s)", failure_summary(exc))
         finally:
             for follower in followers:
                 follower.cancel()
             writer.close()
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
             if task is not None:
                 self._connections.discard(task)
