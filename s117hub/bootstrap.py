@@ -45,6 +45,7 @@ class Hub:
         self.tasks.notify(partition)
 
     def close(self) -> None:
+        self.tasks.close()  # hints still gathering are sent
         self.outbound.close()
         self.broker.close()
         self.engine.dispose()

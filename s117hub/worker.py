@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import dramatiq
@@ -114,6 +114,62 @@ class Hints:
             self._queued.discard(key)
 
 
+class HintPump:
+    """Sends a remote broker's hints from a thread of its own, one per partition for all
+    the rows stored in the same ``window``.
+
+    With RabbitMQ or Redis a hint per inbox row was a publish on the MLLP listener's event
+    loop (about a quarter of the listener's time) and a dramatiq message per row for the
+    workers to take, lock the partition for and mostly find already drained. Gathered, a
+    partition gets one hint per window (the drainer lingers as long anyway), sent off the
+    loop. A hint is never dropped, only delayed by the window; one that fails to send is
+    left to the sweeper, as before. Started on first use; ``close`` sends what is pending.
+    """
+
+    def __init__(self, send: Callable[[int], object], window: float) -> None:
+        self._send = send
+        self.window = window
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def notify(self, key: int) -> None:
+        with self._lock:
+            self._pending.add(key)
+            if self._thread is None and not self._closing.is_set():
+                self._thread = threading.Thread(target=self._run, name="hint-pump",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait()
+            self._closing.wait(self.window)  # gather what else is stored meanwhile
+            self._wake.clear()  # before taking the pending set: a later key wakes us again
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            keys, self._pending = self._pending, set()
+        for key in sorted(keys):
+            try:
+                self._send(key)
+            except Exception:  # the broker may be down: the sweeper re-issues the hint
+                log.exception("inbox hint not sent")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing.set()
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(5)
+        self.flush()
+
+
 @dataclass
 class Tasks:
     broker: dramatiq.Broker
@@ -121,11 +177,18 @@ class Tasks:
     sweep: dramatiq.Actor  # type: ignore[type-arg]
     hints: Hints = field(default_factory=lambda: Hints(coalesce=False))
     one_drainer: bool = False  # SQLite: every partition drained by one drainer (key 0)
+    pump: HintPump | None = None  # a remote broker's hints, gathered per window
 
     def notify(self, partition: int) -> None:
         key = 0 if self.one_drainer else partition
-        if self.hints.should_send(key):
+        if self.pump is not None:
+            self.pump.notify(key)
+        elif self.hints.should_send(key):
             self.process_partition.send(key)
+
+    def close(self) -> None:
+        if self.pump is not None:
+            self.pump.close()
 
 
 def register_actors(broker: dramatiq.Broker, engine: Engine, clock: Clock, policy: Policy,
@@ -173,8 +236,10 @@ def register_actors(broker: dramatiq.Broker, engine: Engine, clock: Clock, polic
         max_retries=20, min_backoff=200, max_backoff=30_000)
     sweep_actor = dramatiq.actor(sweep, broker=broker, actor_name="sweep_inbox",
                                  queue_name="inbound", max_retries=0)
+    remote = not isinstance(broker, StubBroker)
     return Tasks(broker=broker, process_partition=process_partition_actor, sweep=sweep_actor,
-                 hints=hints, one_drainer=one_drainer)
+                 hints=hints, one_drainer=one_drainer,
+                 pump=HintPump(process_partition_actor.send, LINGER_SECONDS) if remote else None)
 
 
 def start_worker(broker: dramatiq.Broker, threads: int = 2) -> dramatiq.Worker:
