@@ -62,15 +62,17 @@ _PENDING = (select(_m.id).where(and_(_m.status == "received", _m.id > bindparam(
             .order_by(_m.id).limit(bindparam("limit")))
 _PENDING_IN = _PENDING.where(_m.partition == bindparam("partition"))
 _LOAD = select(inbox_messages).where(_m.id.in_(bindparam("ids", expanding=True))).order_by(_m.id)
-_LOAD_LOCKED = _LOAD.with_for_update(skip_locked=True)
+# PostgreSQL locks the rows a batch applies, so two drainers never process one message at
+# once; a row locked elsewhere is waited for, never skipped: a resend counted on it (or a
+# replay) holds it for a moment, and skipping it applied the person's next message first.
+_LOAD_LOCKED = _LOAD.with_for_update()
 _NEXT = (select(inbox_messages).where(and_(_m.status == "received", _m.id > bindparam("after")))
          .order_by(_m.id).limit(bindparam("limit")))
 _NEXT_IN = _NEXT.where(_m.partition == bindparam("partition"))
-# (partition given, PostgreSQL): the query; PostgreSQL locks rows so two workers never
-# process one message at once.
+# (partition given, PostgreSQL): the query, locked as _LOAD_LOCKED is.
 _NEXT_QUERIES = {(False, False): _NEXT, (True, False): _NEXT_IN,
-                 (False, True): _NEXT.with_for_update(skip_locked=True),
-                 (True, True): _NEXT_IN.with_for_update(skip_locked=True)}
+                 (False, True): _NEXT.with_for_update(),
+                 (True, True): _NEXT_IN.with_for_update()}
 
 
 @dataclass(frozen=True)
