@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from .commands import RecordDetentionStarted, RecordLeftHospital, RecordLegalStatusChanged
-from .legal_status import normalise_code
+from .legal_status import DETAINED_CODES, normalise_code
 from .model import Fact
 from .rules import eligibility
 
@@ -77,7 +77,9 @@ def _matches_ref(ep: Detention, ref: str) -> bool:
     return ep.ref == ref or ep.revives == ref
 
 
-def _find_episode(episodes: list[Detention], ref: str | None, when: date) -> Detention | None:
+def _episode_in_force(episodes: list[Detention], ref: str | None,
+                      when: date) -> Detention | None:
+    """The episode of this ref, else the one the person is in on ``when``."""
     if ref is not None:
         for ep in reversed(episodes):  # after a CTO revocation: the revived detention
             if _matches_ref(ep, ref):
@@ -85,6 +87,15 @@ def _find_episode(episodes: list[Detention], ref: str | None, when: date) -> Det
     for ep in reversed(episodes):
         if ep.start <= when and (ep.end is None or ep.end >= when):
             return ep
+    return None
+
+
+def _find_episode(episodes: list[Detention], ref: str | None, when: date) -> Detention | None:
+    """As ``_episode_in_force``, else the latest episode begun by ``when``: a discharge or an
+    event told after another source closed the episode still belongs to it."""
+    found = _episode_in_force(episodes, ref, when)
+    if found is not None:
+        return found
     return episodes[-1] if episodes and episodes[-1].start <= when else None
 
 
@@ -140,7 +151,7 @@ def build_detentions(facts: Sequence[Fact], today: date | None = None,
         elif isinstance(cmd, RecordLegalStatusChanged):
             section = normalise_code(cmd.section) if cmd.section else None
             if cmd.event == "section-change":
-                ep = _find_episode(episodes, cmd.episode_ref, cmd.date)
+                ep = _episode_in_force(episodes, cmd.episode_ref, cmd.date)
                 if ep is not None and ep.section == section:
                     # Trusts send the status in force on every message: a "change" to it is
                     # no regrade and no event (the fact stays with the detention it told of).
@@ -158,7 +169,19 @@ def build_detentions(facts: Sequence[Fact], today: date | None = None,
                         responsible_icb=ep.responsible_icb, sections=[(ep.section, cmd.date)],
                         continuation=True, revives=ep.revives or ep.ref, facts=[fact]))
                 continue
-            ep = _find_episode(episodes, cmd.episode_ref, cmd.date)
+            if cmd.event == "section-change" and section in DETAINED_CODES:
+                ep = _episode_in_force(episodes, cmd.episode_ref, cmd.date)
+                if ep is None:
+                    # Detained on the ward after an informal admission (an A08, or a FHIR
+                    # Encounter admitted informal and discharged detained): the detention
+                    # starts here. Hung on the last episode, ended or not, it was lost.
+                    episodes.append(Detention(
+                        ref=cmd.episode_ref or f"detention-{cmd.date.isoformat()}-{section}",
+                        section=section, start=cmd.date, provider_ods=cmd.provider_ods,
+                        sections=[(section, cmd.date)], facts=[fact]))
+                    continue
+            else:
+                ep = _find_episode(episodes, cmd.episode_ref, cmd.date)
             if ep is None:
                 continue
             ep.facts.append(fact)

@@ -141,3 +141,27 @@ def test_a13_takes_back_the_regrade_with_the_discharge(hub: Hub, engine: Engine)
     assert [(kind, event, by) for kind, event, _, by in stored(engine)] == [
         ("detention-started", None, None), ("legal-status", "section-change", 4),
         ("left-hospital", None, 4), ("cancel", None, None)]
+
+
+def update(*status: str) -> str:
+    return _msg("A08", evn("A08", "20260620120000"), _pid(), pv1(visit=VISIT, admit=ADMITTED),
+                zls(*status))
+
+
+@pytest.mark.parametrize("regrade_on", ["A08", "A03"])
+def test_an_informal_patient_detained_on_the_ward_is_entitled(hub: Hub, engine: Engine,
+                                                              regrade_on: str) -> None:
+    """Admitted informally (ZLS 01), detained under s3 on the ward on 20 June (told by an
+    A08, or by the A03's ZLS), discharged 3 August. Joint policy 3.3 (s3 entitles) and 2.2
+    (on leaving): the detention starts on the regrade. It was lost: a section change with no
+    detention to change was dropped, and every message was answered AA (seeds audit)."""
+    if regrade_on == "A08":
+        record = send(hub, engine, admit("01"), update("03", REGRADED), discharge())
+    else:
+        record = send(hub, engine, admit("01"), discharge("03", REGRADED, LEFT[:8]))
+    (detention,) = record["detentions"]
+    assert (detention["section"], detention["start"], detention["end"]) == (
+        "03", "2026-06-20", "2026-08-03")
+    entitlement = record["entitlement"]
+    assert (entitlement["status"], entitlement["trigger_section"], entitlement["start"]) == (
+        "active", "03", "2026-08-03")
