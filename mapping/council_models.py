@@ -87,7 +87,8 @@ class ReviewCompletedData(BaseModel):
     model_config = _schema({"date": "2026-06-01", "kind": "scheduled", "joint": True})
     date: IsoDate
     kind: Literal["scheduled", "unscheduled"] = "scheduled"
-    joint: bool = False
+    # Whether council and NHS held it together (MoU 5); not said: unknown, not single-agency.
+    joint: bool | None = None
 
 
 class NamedPractitionerSetData(BaseModel):

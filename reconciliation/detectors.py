@@ -293,8 +293,9 @@ def _refused_endings(ctx: _Context) -> list[Finding]:
 _FLAG_SUMMARY = {
     "ended-during-conditional-discharge": "while the person was conditionally discharged and "
                                           "liable to recall (standards.md section 6)",
-    "ended-without-review": "with no review on the register since the person left hospital: "
-                            "an ending follows a joint recorded review (joint policy 16.1)",
+    "ended-without-review": "with no review on the register since the person left hospital "
+                            "(single-agency ones aside): an ending follows a joint recorded "
+                            "review (joint policy 16.1; MoU 5)",
 }
 
 

@@ -167,7 +167,7 @@ class RecordReviewCompleted(Command):
     kind: ClassVar[str] = "review-completed"
     date: date
     review_kind: ReviewKind = "scheduled"
-    joint: bool = False
+    joint: bool | None = None  # None: the source did not say (journals before 2026-12: False)
 
     @property
     def effective(self) -> date:

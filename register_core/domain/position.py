@@ -245,6 +245,17 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
                 explain["entitlement.start"] = Explanation(
                     "confirmed by the council (no entitling detention on the register)",
                     (fact.cite(),))
+                # The detention itself is not on the register: the council is that of
+                # ordinary residence immediately before the s117 start it confirmed.
+                council = responsibility.responsible_council(
+                    [(d, c) for d, c, _ in residences], when)
+                ent.responsible_council = council
+                explain["entitlement.responsible_council"] = Explanation(
+                    "ordinary residence immediately before the s117 start the council "
+                    "confirmed, no detention on the register (joint policy 4.3.1)" if council
+                    else "no ordinary residence known before the s117 start the council "
+                    "confirmed", (*[f.cite() for d, _, f in residences if d <= when][-1:],
+                                  fact.cite()))
         elif what == "ending":
             fact = obj  # type: ignore[assignment]
             decision, review_fact = _ending_decision(fact, reviews_kept, ent.start, floor)
@@ -271,6 +282,27 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
                 rule += "; flagged: " + "; ".join(flag.message for flag in flags)
             explain["entitlement.ended"] = Explanation(
                 rule, (fact.cite(), *([review_fact.cite()] if review_fact else [])))
+
+    # While a dispute about responsibility is open, the council meeting the need when it
+    # arose goes on doing so until it is resolved (4.3.4): the responsible council the journal
+    # gave before the dispute was logged; what was told since waits for the outcome.
+    holding = responsibility.dispute_holding_council(disputes, today)
+    if holding is not None and ent.status != "none":
+        logged = [f for f in dispute_facts.get(holding.id, ())
+                  if isinstance(f.command, RecordDisputeOpened)]
+        then = compute_position(responsibility.journal_before(person, logged[0].seq), today,
+                                policy)
+        held = then.entitlement.responsible_council
+        if held is not None:
+            why = then.explain["entitlement.responsible_council"]
+            moved = ("; the facts told since would give another council, held back until the "
+                     "dispute is resolved" if held != ent.responsible_council else "")
+            ent.responsible_council = held
+            explain["entitlement.responsible_council"] = Explanation(
+                f"dispute {holding.id} about responsibility open since "
+                f"{holding.opened.isoformat()}: the council meeting the need when it arose "
+                f"continues until it is resolved (joint policy 4.3.4){moved}; that council: "
+                f"{why.rule}", _unique(*why.facts, *(f.cite() for f in logged)))
 
     if ent.status != "none" and period_first_detention is not None:
         icb, rule, icb_facts = _responsible_icb(person, kept, episodes, period_first_detention,
@@ -363,18 +395,26 @@ def _ending_decision(fact: Fact, reviews_kept: Sequence[Fact], start: date | Non
     """The recorded ending as the rules judge it, with the latest review of this entitlement
     on or before its date: held since the person left hospital (``start``: the reviews the
     register counts, 14.1), and in any case after the ending that closed the previous s117
-    period (``floor``)."""
+    period (``floor``). Only a review not known to be single-agency is the joint review an
+    ending follows (MoU 5; 16.1): ``joint`` true or unknown (None) counts, false does not."""
     cmd: RecordS117Ended = fact.command  # type: ignore[assignment]
     held = [f for f in reviews_kept if f.command.date <= cmd.date  # type: ignore[attr-defined]
             and (start is None or f.command.date >= start)  # type: ignore[attr-defined]
             and (floor is None or f.command.date > floor)]  # type: ignore[attr-defined]
-    review = max(held, key=lambda f: f.command.date) if held else None  # type: ignore[attr-defined]
+    joint = [f for f in held if f.command.joint is not False]  # type: ignore[attr-defined]
+    single = [f.command.date for f in held  # type: ignore[attr-defined]
+              if f.command.joint is False]  # type: ignore[attr-defined]
+    review = max(joint, key=lambda f: f.command.date) if joint else None  # type: ignore[attr-defined]
+    council, icb = cmd.council_signoff, cmd.icb_signoff
     return ending.EndingDecision(
         date=cmd.date, reason=cmd.reason,
-        council_signed_by=cmd.council_signoff.by if cmd.council_signoff else None,
-        icb_signed_by=cmd.icb_signoff.by if cmd.icb_signoff else None,
+        council_signed_by=council.by if council else None,
+        icb_signed_by=icb.by if icb else None,
+        council_signed_on=council.date if council else None,
+        icb_signed_on=icb.date if icb else None,
         grounds=cmd.grounds,
-        review=review.command.date if review else None), review  # type: ignore[attr-defined]
+        review=review.command.date if review else None,  # type: ignore[attr-defined]
+        single_agency_review=max(single) if single else None), review
 
 
 def _ending_refusal(fact: Fact, decision: ending.EndingDecision, ent: Entitlement,
@@ -440,19 +480,41 @@ def _responsible_icb(person: Person, facts: Sequence[Fact], episodes: Sequence[D
             return ep.responsible_icb, ("ICB named by the detaining provider for the first "
                                         "detention of this s117 period (4.4.1)"), (
                 ep.facts[0].cite(),)
-    if first_episode is not None:
-        practice = first_episode.facts[0].command.person.gp_practice_ods
-        if practice and practice in policy.practice_to_icb:
-            return policy.practice_to_icb[practice], (
-                "ICB of the GP practice the detaining source reported at admission (4.4.1)"), (
-                first_episode.facts[0].cite(),)
-    current = policy.practice_to_icb.get(person.gp_practice_ods or "")
-    if current:
-        told = [f for f in facts if f.command.person.gp_practice_ods == person.gp_practice_ods]
-        return current, ("ICB of the person's current GP practice: no registration known "
-                         "before the detention (4.4.1; check, it may have moved since)"), tuple(
-            f.cite() for f in told[-1:])
-    return None, "no GP registration or commissioner known", ()
+    # No usable registration: the GP practice as the journal told it at the first detention
+    # (a PD1 on an A28/A01, a FHIR Patient, a registration dated later), never the current
+    # demographic just because it is current: a change after it does not move the ICB (4.4.9).
+    told: list[tuple[date, str, str | None, Fact]] = []
+    for f in facts:
+        cmd = f.command
+        if isinstance(cmd, RecordGpRegistration):
+            told.append((cmd.date, cmd.gp_practice_ods, cmd.icb_code, f))
+        elif cmd.person.gp_practice_ods:
+            told.append((fact_day(f), cmd.person.gp_practice_ods, None, f))
+    told.sort(key=lambda item: (item[0], fact_order(item[3])))
+    found = responsibility.originating_practice([(day, code) for day, code, _, _ in told], first)
+    if found is None:
+        return None, "no GP registration or commissioner known", ()
+    _, practice, icb_code, chosen_fact = told[found[0]]
+    icb = icb_code or policy.practice_to_icb.get(practice)
+    if icb is None:
+        return None, ("no GP registration or commissioner known: the GP practice at the first "
+                      "detention of this s117 period is not in the configured practice_to_icb "
+                      "(4.4.1)"), (chosen_fact.cite(),)
+    if found[1] and first_episode is not None and chosen_fact is first_episode.facts[0]:
+        rule = "ICB of the GP practice the detaining source reported at admission (4.4.1)"
+    elif found[1]:
+        rule = ("originating ICB: GP practice the journal told immediately before the first "
+                "detention of this s117 period (4.4.1)")
+    else:
+        rule = ("ICB of the GP practice first known after the detention began: none known on "
+                "or before the first detention of this s117 period (4.4.1; check the "
+                "registration at the detention)")
+    rule += "; a later change of GP practice does not move it until discharge from s117 (4.4.9)"
+    if person.gp_practice_ods == practice:
+        rule += "; it is also the person's current GP practice"
+    elif person.gp_practice_ods:
+        rule += "; the person's current GP practice differs and does not move it"
+    return icb, rule, (chosen_fact.cite(),)
 
 
 def _signoff(signoff: object) -> dict[str, str] | None:

@@ -451,8 +451,10 @@ def aftercare_disagreements(facts: Sequence[Fact],
                       if abs((x - y).days) <= REVIEW_WINDOW_DAYS
                       and _kinds(ra[x]) & _kinds(rb[y])]
             for day in sorted(ra.keys() & rb.keys()):
-                ja, jb = {_joint(f) for f in ra[day]}, {_joint(f) for f in rb[day]}
-                if ja.isdisjoint(jb):  # each tells only one answer, and not the other's
+                # A source that did not say whether it was joint is silent, not disagreeing.
+                ja = {_joint(f) for f in ra[day]} - {None}
+                jb = {_joint(f) for f in rb[day]} - {None}
+                if ja and jb and ja.isdisjoint(jb):  # each tells one answer, not the other's
                     [va], [vb] = ja, jb
                     found.append(AftercareDisagreement("review", "joint", opener, a, va,
                                                        tuple(ra[day]), b, vb, tuple(rb[day]),
@@ -477,8 +479,8 @@ def _kinds(facts: Sequence[Fact]) -> set[str]:
     return {f.command.review_kind for f in facts if isinstance(f.command, RecordReviewCompleted)}
 
 
-def _joint(fact: Fact) -> bool:
-    return isinstance(fact.command, RecordReviewCompleted) and fact.command.joint
+def _joint(fact: Fact) -> bool | None:
+    return fact.command.joint if isinstance(fact.command, RecordReviewCompleted) else None
 
 
 def settle_aftercare(facts: Sequence[Fact], detentions: Sequence[Detention],

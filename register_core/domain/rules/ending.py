@@ -1,13 +1,16 @@
-"""Lawful ending of s117 aftercare (joint policy 16.1–16.3, 16.6, 16.9; 5.7, 5.8; dispute
-protocol 3, 7; standards.md section 6).
+"""Lawful ending of s117 aftercare (joint policy 16.1–16.3, 16.6, 16.9, 17.1; 5.7, 5.8;
+MoU 4, 5; dispute protocol 3, 4, 7; standards.md section 6).
 
-Only a joint decision of council and NHS after a joint recorded review, with reasons; never on
-a CTO; never solely on one of the forbidden grounds; never while a dispute about ending is
-open (care continues throughout). Two endings stand but are flagged: one during a conditional
-discharge (the person is liable to recall), and one with no review on the register since the
-person left hospital. The review is flagged, not required: the hub may not hear of every
-review, and the contract's ``review.completed`` cannot say whether a review was joint, so a
-refusal would keep pushing "active" after both partners signed an ending with reasons.
+Only a joint decision of council and NHS after a joint recorded review, with reasons, dated no
+earlier than both sign-offs; never on a CTO; never solely on one of the forbidden grounds;
+never while a dispute about ending is open (care continues throughout). Two endings stand but
+are flagged: one during a conditional discharge (the person is liable to recall), and one with
+no review on the register since the person left hospital other than single-agency ones (MoU 5:
+"Reviews will be joint, recorded"). The review is flagged, not required: the hub may not hear
+of every review, and the contract's ``review.completed`` need not say whether a review was
+joint, so a refusal would keep pushing "active" after both partners signed an ending with
+reasons. A review known to be single-agency (``joint`` false) is not the joint review; one whose
+``joint`` is unknown is given the benefit of the doubt.
 """
 
 from __future__ import annotations
@@ -19,15 +22,26 @@ from datetime import date
 from ..errors import UnlawfulEnding
 from .disputes import DisputeSpan
 
-# Grounds that alone never justify ending (16.6, 16.9, 5.7–5.8).
+# Grounds that alone never justify ending, each with the seed paragraph that says so (joint
+# policy unless another document is named).
 FORBIDDEN_SOLE_GROUNDS: dict[str, str] = {
-    "refused-plan": "the person refuses the aftercare plan",
-    "discharged-from-specialist-services": "discharged from specialist mental-health services",
-    "time-elapsed": "an arbitrary period has passed",
-    "deprived-of-liberty-mca": "deprived of liberty under the Mental Capacity Act",
-    "may-return-to-hospital": "may be readmitted informally or under s2",
-    "no-longer-on-cto-or-leave": "no longer on a CTO or s17 leave",
-    "disengaged": "the person has disengaged from services",
+    "refused-plan": "the person refuses the aftercare plan (joint policy 16.9)",
+    "discharged-from-specialist-services": "discharged from specialist mental-health services "
+                                           "(joint policy 16.6, 16.9)",
+    "time-elapsed": "an arbitrary period has passed (joint policy 16.9)",
+    "deprived-of-liberty-mca": "deprived of liberty under the Mental Capacity Act "
+                               "(joint policy 16.9)",
+    "may-return-to-hospital": "may be readmitted informally or under s2 (joint policy 16.9)",
+    "no-longer-on-cto-or-leave": "no longer on a CTO or s17 leave (joint policy 16.9)",
+    "disengaged": "the person has disengaged from services (joint policy 5.7, 5.8)",
+    "moved-out-of-area": "the person moved to or was placed in another council area: s117 "
+                         "eligibility remains with the original council and ICB "
+                         "(joint policy 17.1)",
+    "service-reductions": "service reductions (dispute protocol 7)",
+    "commissioning-changes": "commissioning changes or organisational restructuring "
+                             "(dispute protocol 7; dispute protocol 4)",
+    "budget-constraints": "budget constraints or financial pressures: needs-led, not cost-led "
+                          "(dispute protocol 4; dispute protocol 3)",
 }
 
 
@@ -38,9 +52,17 @@ class EndingDecision:
     council_signed_by: str | None
     icb_signed_by: str | None
     grounds: tuple[str, ...] = ()
-    # The latest review of this entitlement on the register, held since the person left
-    # hospital and on or before the ending date; None: none recorded (flagged, 16.1).
+    # The latest review of this entitlement on the register not known to be single-agency
+    # (MoU 5: reviews are joint), held since the person left hospital and on or before the
+    # ending date; None: none recorded (flagged, 16.1).
     review: date | None = None
+    # The latest single-agency review (``joint`` false) in the same window, said in the flag
+    # when it is the only kind of review there is.
+    single_agency_review: date | None = None
+    # The dates of the two sign-offs (None: not known); the ending may not be dated before the
+    # later one (16.1; MoU 4).
+    council_signed_on: date | None = None
+    icb_signed_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -78,15 +100,36 @@ def ending_violations(decision: EndingDecision, *, on_cto: bool,
             found.append(Violation("joint-ending", f"{side}_signoff",
                                    f"ending needs both council and ICB sign-off; {side} missing"
                                    " (16.1, 16.3)", "one-sided-ending"))
+    # Dated before the later sign-off, the ending would take effect on a day when only one
+    # partner had decided: not joint on that date (16.1 "only ... if both"; MoU 4: no
+    # unilateral action in cessation). Refused, not moved to the later sign-off date: the
+    # register then never shows an ending date no partner recorded (and never pushes one to
+    # subscribers), and the CTO, dispute and review rules are judged on the date recorded.
+    # The partners record the ending again, dated on or after the later sign-off, as they do
+    # after a dispute about ending is resolved.
+    signed_on = [(on, side) for side, by, on in (
+        ("council", decision.council_signed_by, decision.council_signed_on),
+        ("icb", decision.icb_signed_by, decision.icb_signed_on))
+        if on is not None and by and by.strip()]
+    if signed_on:
+        later, side = max(signed_on)
+        if decision.date < later:
+            found.append(Violation(
+                "joint-ending-date", "date",
+                f"the ending is dated {decision.date.isoformat()} but the {side} signed off on "
+                f"{later.isoformat()}: the decision was not joint on "
+                f"{decision.date.isoformat()}, and s117 ends only when both partners are "
+                "satisfied, neither acting alone (16.1; MoU 4); an ending dated on or after "
+                f"{later.isoformat()} may stand", "one-sided-ending"))
     if not (decision.reason and decision.reason.strip()):
         found.append(Violation("ending-needs-reasons", "reason",
                                "an ending must record its reasons (16.3)", "one-sided-ending"))
     # A blank ground is no ground: it must not turn "solely refused-plan" into lawful.
     grounds = {g.strip() for g in decision.grounds if g and g.strip()}
     if grounds and grounds <= set(FORBIDDEN_SOLE_GROUNDS):
-        names = ", ".join(sorted(grounds))
+        names = "; ".join(f"{g}: {FORBIDDEN_SOLE_GROUNDS[g]}" for g in sorted(grounds))
         found.append(Violation("forbidden-sole-ground", "grounds",
-                               f"aftercare may not end solely because: {names} (16.6, 16.9)",
+                               f"aftercare may not end solely because of {names}",
                                "one-sided-ending"))
     return found
 
@@ -95,7 +138,8 @@ def ending_flags(decision: EndingDecision, *, conditionally_discharged: bool
                  ) -> list[Violation]:
     """What a lawful ending leaves to be looked at, though it stands: one during a
     conditional discharge, when the person is liable to recall (standards.md section 6); one
-    with no review on the register since the person left hospital (16.1, 16.3)."""
+    with no review on the register since the person left hospital other than single-agency
+    ones (16.1, 16.3; MoU 5)."""
     flags = []
     if conditionally_discharged:
         flags.append(Violation(
@@ -103,7 +147,16 @@ def ending_flags(decision: EndingDecision, *, conditionally_discharged: bool
             "ended while the person is conditionally discharged and liable to recall: the "
             "ending stands but must be checked (standards.md section 6)",
             "ended-during-conditional-discharge"))
-    if decision.review is None:
+    if decision.review is None and decision.single_agency_review is not None:
+        flags.append(Violation(
+            "ending-after-joint-review", "review",
+            "the only reviews on the register since the person left hospital and on or before "
+            "the ending date were single-agency (the latest "
+            f"{decision.single_agency_review.isoformat()}), and an ending must follow a joint "
+            "recorded review (16.1, 16.3; MoU 5: reviews will be joint, recorded): the ending "
+            "stands, signed by both with reasons, but must be checked",
+            "ended-without-review"))
+    elif decision.review is None:
         flags.append(Violation(
             "ending-after-joint-review", "review",
             "no review is on the register since the person left hospital and on or before "

@@ -1,12 +1,16 @@
 """Who is responsible: the council and the ICB (s117-rules.md "Who is responsible"; joint
-policy 4.3.1, 4.3.3, 4.4.1, 4.4.9; Worcestershire [2023] UKSC 31; NHS England "Who Pays?")."""
+policy 4.3.1, 4.3.3, 4.3.4, 4.4.1, 4.4.9; Worcestershire [2023] UKSC 31; NHS England "Who
+Pays?")."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 
 from ..legal_status import is_entitling
+from ..model import Person
+from .disputes import DisputeSpan
 
 WHO_PAYS_IN_FORCE = date(2020, 9, 1)
 
@@ -53,3 +57,36 @@ def originating_icb(
     if practice_to_icb and code in practice_to_icb:
         return practice_to_icb[code]
     return code
+
+
+def originating_practice(told: Sequence[tuple[date, str]],
+                         detention_start: date) -> tuple[int, bool] | None:
+    """Which of the GP practices the journal told (``(effective, practice)`` in journal
+    order) was the person's at the first detention of the s117 period (4.4.1): the last one
+    told on or before the detention starts; else, none known then, the first one told at all.
+    Returns its index in ``told`` and whether it was known by the detention. A later change
+    of practice never moves it (4.4.9): the current practice is not chosen for being current.
+    """
+    before = [i for i, (since, _) in enumerate(told) if since <= detention_start]
+    if before:
+        return max(before, key=lambda i: (told[i][0], i)), True
+    if not told:
+        return None
+    return min(range(len(told)), key=lambda i: (told[i][0], i)), False
+
+
+def dispute_holding_council(disputes: Sequence[DisputeSpan], day: date) -> DisputeSpan | None:
+    """The dispute about responsibility open on ``day`` that holds the council meeting the
+    need when it arose to go on doing so until it is resolved (joint policy 4.3.4): the
+    earliest opened of those open."""
+    held = [span for span in disputes if span.kind == "responsibility" and span.open_on(day)]
+    return min(held, key=lambda span: (span.opened, span.id)) if held else None
+
+
+def journal_before(person: Person, seq: int) -> Person:
+    """The person's journal as it stood before fact ``seq`` was recorded: the facts recorded
+    earlier, live as they were then (a cancel recorded since does not retract them yet)."""
+    kept = [replace(f, retracted_by=f.retracted_by if f.retracted_by is not None
+                    and f.retracted_by < seq else None)
+            for f in person.facts if f.seq < seq]
+    return replace(person, facts=kept, new_facts=[], changed=False)

@@ -116,7 +116,7 @@ def gp(when: str | date, practice: str, icb: str | None = None, *,
                                 gp_practice_ods=practice, icb_code=icb, date=d(when))
 
 
-def review(when: str | date, *, kind: str = "scheduled", joint: bool = True,
+def review(when: str | date, *, kind: str = "scheduled", joint: bool | None = True,
            serial: int = 1) -> RecordReviewCompleted:
     return RecordReviewCompleted(person=person_ref(serial), provenance=prov("council", d(when)),
                                  date=d(when), review_kind=kind, joint=joint)  # type: ignore[arg-type]

@@ -108,12 +108,17 @@ def test_an_ending_with_no_review_at_all_stands_flagged__joint_policy_16_1_16_3(
     assert "joint recorded review" in pos.explain["entitlement.ended"].rule
 
 
-def test_any_review_on_the_register_answers_the_flag__16_1():
-    # The contract's review.completed cannot say "joint": a review told at all is the review.
-    pos = position_of([*DISCHARGED, review("2026-10-20", joint=False), ended("2026-11-02")],
+def test_a_review_not_known_to_be_single_agency_answers_the_flag__16_1_mou_5():
+    # MoU 5: "Reviews will be joint, recorded". A review told as joint answers the flag; one
+    # told as single-agency does not (test_ending_seeds.py), and the ending stays flagged.
+    pos = position_of([*DISCHARGED, review("2026-10-20", joint=True), ended("2026-11-02")],
                       today="2026-11-10")
     assert pos.entitlement.status == "ended" and _flag_rules(pos) == []
     assert "after the review of 2026-10-20" in pos.explain["entitlement.ended"].rule
+    single = position_of([*DISCHARGED, review("2026-10-20", joint=False), ended("2026-11-02")],
+                         today="2026-11-10")
+    assert single.entitlement.status == "ended"
+    assert _flag_rules(single) == ["ending-after-joint-review"]
 
 
 def test_the_review_must_be_held_on_or_before_the_ending__16_1():

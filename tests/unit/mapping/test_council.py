@@ -103,6 +103,18 @@ def test_one_sided_ending_passes_through_for_the_register_to_judge(
     assert (ended.reason, ended.council_signoff, ended.icb_signoff) == (None, None, None)
 
 
+@pytest.mark.parametrize(("said", "joint"), [({}, None), ({"joint": False}, False),
+                                             ({"joint": True}, True)])
+def test_a_review_not_said_to_be_joint_is_unknown_not_single_agency(
+        said: dict[str, Any], joint: bool | None, council: SourceMappingConfig) -> None:
+    """MoU 5: reviews are joint; one the council did not say was single-agency is not taken
+    for single-agency (an ending after it is not flagged ``ended-without-review``)."""
+    [command] = run(s.council_event("review.completed", {"date": "2026-06-01", **said}),
+                    council)
+    assert isinstance(command, RecordReviewCompleted)
+    assert command.joint is joint
+
+
 def test_a_validated_model_maps_too(council: SourceMappingConfig) -> None:
     model = COUNCIL_EVENT_ADAPTER.validate_python(s.council_event("s117.confirmed"))
     [command] = map_council_event(model, council, RECEIVED)
