@@ -6,6 +6,12 @@ Stored payloads per channel:
 * ``fhir-r4``: a Bundle or a single Patient / Encounter / EpisodeOfCare, as JSON;
 * ``council-rest`` and ``council-poll``: one council event, as JSON;
 * ``council-csv``: ``{"line": n, "file": name, "row": {header: cell}}`` for one CSV row.
+
+No text the hub keeps may hold a NUL character (U+0000): PostgreSQL text cannot store it, so a
+worker applying such a message would fail on every attempt and hold up its partition. The
+edges refuse it (``nul_location`` names where) and store what they refused with
+``without_nul``; the mappers here refuse it again (a message stored before the edges did, or
+replayed), so it fails once, with its location, instead of failing forever.
 """
 
 from __future__ import annotations
@@ -26,12 +32,72 @@ from register_core.services.inbound import Mapper
 
 ChannelMapper = Callable[[InboxEntry, SourceDefinition], list[Command]]
 
+NUL = "\x00"
+NUL_MESSAGE = "a NUL character (U+0000) is not allowed in any text"
+REPLACEMENT = "\ufffd"
+
+
+def without_nul(text: str) -> str:
+    """A refused body as it can be stored: each NUL replaced by U+FFFD."""
+    return text.replace(NUL, REPLACEMENT)
+
+
+def json_without_nul(text: str) -> str:
+    """JSON text made by ``json.dumps``, with each NUL written ``\\u0000``: the same value.
+
+    Only for JSON this process serialised: there a NUL can only be inside a string."""
+    return text.replace(NUL, "\\u0000")
+
+
+def may_hold_nul(text: str) -> bool:
+    """Cheap: whether JSON text can decode to a string with a NUL (raw or escaped)."""
+    return NUL in text or "\\u0000" in text
+
+
+def nul_location(value: Any, root: str = "") -> str | None:
+    """Where the first string (a value or a key) holding a NUL is, FHIRPath-like:
+    ``Patient.name[0].family``, ``person.family_name``; ``root`` itself for a bare string.
+
+    Iterative, so a document nested as deep as ``json`` decodes cannot exhaust the stack."""
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                return without_nul(path) or "body"
+        elif isinstance(item, dict):
+            children = []
+            for key, child in item.items():
+                name = f"{path}.{key}" if path else str(key)
+                if NUL in str(key):
+                    return without_nul(name)
+                children.append((child, name))
+            stack.extend(reversed(children))
+        elif isinstance(item, list):
+            stack.extend(reversed([(child, f"{path}[{index}]")
+                                   for index, child in enumerate(item)]))
+    return None
+
+
+def nul_error(location: str | None, *, line: int | None = None) -> MappingError:
+    return MappingError("invalid-value", NUL_MESSAGE, location=location, line=line)
+
 
 def _json(entry: InboxEntry) -> Any:
     try:
         return json.loads(entry.payload)
     except json.JSONDecodeError as exc:
         raise MappingError("unparseable", f"not JSON: {exc.msg}", location="payload") from exc
+    except RecursionError as exc:
+        raise MappingError("unparseable", "not JSON this hub reads: nested too deeply",
+                           location="payload") from exc
+
+
+def _refuse_nul(entry: InboxEntry, value: Any, root: str = "") -> None:
+    if may_hold_nul(entry.payload):
+        location = nul_location(value, root)
+        if location is not None:
+            raise nul_error(location)
 
 
 def map_hl7(entry: InboxEntry, source: SourceDefinition) -> list[Command]:
@@ -42,6 +108,7 @@ def map_fhir(entry: InboxEntry, source: SourceDefinition) -> list[Command]:
     resource = _json(entry)
     if not isinstance(resource, dict):
         raise MappingError("unparseable", "a FHIR resource must be a JSON object")
+    _refuse_nul(entry, resource, str(resource.get("resourceType") or ""))
     config = source.mapping_config()
     kind = resource.get("resourceType")
     if kind == "Bundle":
@@ -55,11 +122,26 @@ def map_fhir(entry: InboxEntry, source: SourceDefinition) -> list[Command]:
 
 
 def map_council(entry: InboxEntry, source: SourceDefinition) -> list[Command]:
-    return map_council_event(_json(entry), source.mapping_config(), entry.received_at)
+    event = _json(entry)
+    _refuse_nul(entry, event)
+    return map_council_event(event, source.mapping_config(), entry.received_at)
+
+
+def csv_nul_column(row: dict[str, str]) -> str | None:
+    """The header of the first cell (or header) of a CSV row that holds a NUL."""
+    for header, cell in row.items():
+        if NUL in header or (isinstance(cell, str) and NUL in cell):
+            return without_nul(header)
+    return None
 
 
 def map_csv(entry: InboxEntry, source: SourceDefinition) -> list[Command]:
     stored = _json(entry)
+    if may_hold_nul(entry.payload) and isinstance(stored.get("row"), dict):
+        column = csv_nul_column(stored["row"])
+        if column is not None:
+            line = int(stored["line"])
+            raise nul_error(f"line {line}, column {column}", line=line)
     return map_csv_row(stored["row"], int(stored["line"]), source.csv,
                        source.mapping_config(), entry.received_at,
                        file_ref=stored.get("file"))

@@ -28,8 +28,14 @@ also carries ``reason``, a description that never quotes a cell (for logs: the c
 line prints it), while ``message`` and the stored error keep the detail.
 
 Line numbers are physical lines (the header is line 1; a quoted cell may span lines; blank
-lines are skipped but counted). Text is UTF-8 (a BOM is dropped) or, when the bytes are not
-UTF-8, Windows-1252 as spreadsheet exports often are.
+lines are skipped but counted). Text is UTF-8 (a BOM is dropped). A file that is not UTF-8
+throughout is decoded line by line: a line that is UTF-8 as such, any other as Windows-1252
+(as spreadsheet exports often are), the five bytes Windows-1252 leaves undefined (0x81, 0x8D,
+0x8F, 0x90, 0x9D) as the Latin-1 control characters they are there (U+0081 …), so no file
+fails to decode; the summary's ``notices`` then says which lines were read so. A cell (or a
+header) holding a NUL character (U+0000) makes its row ``failed`` (``invalid-value`` at
+``line n, column c``): PostgreSQL cannot store it, so the stored payload writes it
+``\\u0000`` (the same JSON value) and the row is keyed by its content, not its event id.
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ import csv
 import hashlib
 import io
 import json
+import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
@@ -55,13 +62,21 @@ from register_core.adapters.sources import SourceDefinition
 from register_core.domain.commands import Command
 from register_core.services.inbound import stored_error
 
+from ..inbound_mapper import NUL_MESSAGE, csv_nul_column, json_without_nul, nul_error, without_nul
 from ..intake import person_key
 from .events import message_id_for
 
 CHANNEL = "council-csv"
 BATCH_SIZE = 250
 MAX_REPORTED_FAILURES = 1000  # the counts stay exact; the list of failures is capped
+MAX_NOTED_LINES = 10  # lines named in a decoding notice
 _CHUNK = 1 << 20
+_NEWLINE = re.compile(rb"\r\n|\r|\n")
+_BOM = codecs.BOM_UTF8
+# Windows-1252 leaves five bytes undefined; read them as Latin-1 does (C1 controls), as the
+# WHATWG encoding standard does, so that every byte decodes.
+_UNDEFINED_1252 = (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+_SURROGATE_TO_LATIN1 = {0xDC00 + byte: byte for byte in _UNDEFINED_1252}
 
 
 class CsvFileError(Exception):
@@ -99,12 +114,18 @@ class CsvSummary:
     failed: int = 0
     failures: list[RowFailure] = field(default_factory=list)
     failures_truncated: bool = False
+    notices: list[str] = field(default_factory=list)  # e.g. how a non-UTF-8 file was read
 
     def as_dict(self, *, echo_values: bool = True) -> dict[str, Any]:
-        return {"file": self.file, "rows": self.rows, "accepted": self.accepted,
-                "duplicates": self.duplicates, "failed": self.failed,
-                "failures": [f.as_dict(echo_values=echo_values) for f in self.failures],
-                "failures_truncated": self.failures_truncated}
+        """``notices`` only when there are some (a UTF-8 file has none)."""
+        summary: dict[str, Any] = {
+            "file": self.file, "rows": self.rows, "accepted": self.accepted,
+            "duplicates": self.duplicates, "failed": self.failed,
+            "failures": [f.as_dict(echo_values=echo_values) for f in self.failures],
+            "failures_truncated": self.failures_truncated}
+        if self.notices:
+            summary["notices"] = list(self.notices)
+        return summary
 
     def _fail(self, failure: RowFailure) -> None:
         self.failed += 1
@@ -147,6 +168,82 @@ def sniff_encoding(stream: IO[bytes]) -> str:
         return "cp1252"
     finally:
         stream.seek(start)
+
+
+def _physical_lines(read: Callable[[int], bytes]) -> Iterator[bytes]:
+    """The stream's lines, each with its ending (``\\r\\n``, ``\\r`` or ``\\n``), as a text
+    file opened with ``newline=""`` gives them; read in chunks, never the whole file."""
+    parts: list[bytes] = []
+    while chunk := read(_CHUNK):
+        start = 0
+        if parts and parts[-1].endswith(b"\r") and not chunk.startswith(b"\n"):
+            yield b"".join(parts)  # a lone CR ended the last chunk: that line is complete
+            parts = []
+        for match in _NEWLINE.finditer(chunk):
+            end = match.end()
+            if end == len(chunk) and match.group() == b"\r":
+                break  # maybe the CR of a CRLF split over two chunks
+            parts.append(chunk[start:end])
+            yield b"".join(parts)
+            parts, start = [], end
+        if start < len(chunk):
+            parts.append(chunk[start:])
+    if parts:
+        yield b"".join(parts)
+
+
+class _LineDecoder:
+    """Decodes a file that is not UTF-8 throughout, line by line, never failing: UTF-8 when
+    the line is UTF-8, else Windows-1252 (its undefined bytes as Latin-1). Notes which."""
+
+    def __init__(self) -> None:
+        self.line = 0
+        self.windows_1252: list[int] = []
+        self.windows_1252_count = 0
+        self.undefined: list[int] = []
+        self.undefined_count = 0
+
+    def decode(self, lines: Iterable[bytes]) -> Iterator[str]:
+        for raw in lines:
+            self.line += 1
+            if self.line == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            try:
+                yield raw.decode("utf-8")
+                continue
+            except UnicodeDecodeError:
+                pass
+            self.windows_1252_count += 1
+            if len(self.windows_1252) < MAX_NOTED_LINES:
+                self.windows_1252.append(self.line)
+            # surrogateescape: an undefined byte b comes out as U+DC00 + b, then as U+00 + b.
+            escaped = raw.decode("cp1252", errors="surrogateescape")
+            text = escaped.translate(_SURROGATE_TO_LATIN1)
+            if text != escaped:
+                self.undefined_count += 1
+                if len(self.undefined) < MAX_NOTED_LINES:
+                    self.undefined.append(self.line)
+            yield text
+
+    def notices(self) -> list[str]:
+        notes: list[str] = []
+        if self.windows_1252_count:
+            notes.append(f"the file is not UTF-8 throughout: {self.windows_1252_count} of "
+                         f"{self.line} lines were read as Windows-1252 ("
+                         f"{_lines(self.windows_1252, self.windows_1252_count)}); check the "
+                         "names on them, and export as UTF-8 if you can")
+        if self.undefined_count:
+            where = _lines(self.undefined, self.undefined_count)
+            notes.append("bytes Windows-1252 does not define (0x81, 0x8D, 0x8F, 0x90 or "
+                         f"0x9D) on {where} were kept as the control characters U+0081 … "
+                         "U+009D")
+        return notes
+
+
+def _lines(noted: list[int], count: int) -> str:
+    shown = ", ".join(str(n) for n in noted)
+    more = f" and {count - len(noted)} more" if count > len(noted) else ""
+    return f"line{'s' if count > 1 else ''} {shown}{more}"
 
 
 class _Counting(io.RawIOBase):
@@ -263,8 +360,16 @@ class CsvImporter:
         """Import a binary stream; ``progress`` gets the bytes read so far after each batch."""
         encoding = sniff_encoding(stream)
         counting = _Counting(stream)
-        text = io.TextIOWrapper(io.BufferedReader(counting, _CHUNK), encoding=encoding,
-                                newline="")
+        decoder: _LineDecoder | None = None
+        text: Iterable[str]
+        if encoding == "utf-8-sig":
+            wrapper = io.TextIOWrapper(io.BufferedReader(counting, _CHUNK),
+                                       encoding=encoding, newline="")
+            text = wrapper
+        else:
+            wrapper = None
+            decoder = _LineDecoder()
+            text = decoder.decode(_physical_lines(counting.read))
         try:
             reader = csv.reader(text)
             header = self._header(reader)
@@ -281,7 +386,10 @@ class CsvImporter:
             if progress:
                 progress(counting.count)
         finally:
-            text.detach()  # leave the caller's stream open
+            if wrapper is not None:
+                wrapper.detach()  # leave the caller's stream open
+        if decoder is not None:
+            self.summary.notices.extend(decoder.notices())
         return self.summary
 
     def _header(self, reader: Any) -> list[str]:
@@ -290,6 +398,9 @@ class CsvImporter:
             header = [cell.strip() for cell in next(reader)]
         except (StopIteration, csv.Error):
             header = []
+        column = csv_nul_column(dict.fromkeys(header, ""))
+        if column is not None:
+            raise CsvFileError(nul_error(f"line 1, column {column}", line=1))
         if type_header not in header:
             raise CsvFileError(MappingError(
                 "missing-field", f"the header has no {type_header!r} column",
@@ -306,6 +417,12 @@ class CsvImporter:
             message_id = f"unparseable:{uuid.uuid4()}"  # no content to key it by
             error = MappingError("unparseable", "the row is not valid CSV",
                                  location=f"line {line}", line=line)
+        elif (column := csv_nul_column(row)) is not None:
+            # Keyed by content: the event id may hold the NUL (PostgreSQL stores neither).
+            canonical = json.dumps(normalised_row(row, columns), ensure_ascii=False,
+                                   sort_keys=True, separators=(",", ":"))
+            message_id = message_id_for(None, canonical)
+            error = nul_error(f"line {line}, column {column}", line=line)
         else:
             message_id = row_message_id(row, columns)
             try:
@@ -313,9 +430,9 @@ class CsvImporter:
                                        self.received_at, file_ref=self.file_ref)
             except MappingError as exc:
                 error = exc
-        kind = row.get(columns.header("type"), "").strip()
-        payload = json.dumps({"line": line, "file": self.file_ref, "row": row},
-                             ensure_ascii=False, separators=(",", ":"))
+        kind = without_nul(row.get(columns.header("type"), "").strip())
+        payload = json_without_nul(json.dumps({"line": line, "file": self.file_ref, "row": row},
+                                              ensure_ascii=False, separators=(",", ":")))
         return _Row(line=line, message_id=message_id, message_type=kind[:60] or None,
                     payload=payload, commands=commands, error=error)
 
@@ -347,10 +464,12 @@ class CsvImporter:
             self.summary.duplicates += 1
         elif row.error is not None:
             error = row.error
+            reason = (NUL_MESSAGE if error.message == NUL_MESSAGE else
+                      describe_failure(error.code, self._field(row.line, error),
+                                       self.source.csv))
             self.summary._fail(RowFailure(
                 row.line, error.code, error.message, error.location, stored.duplicate,
-                reason=describe_failure(error.code, self._field(row.line, error),
-                                        self.source.csv)))
+                reason=reason))
         elif stored.duplicate:  # failed the first time; this copy maps (a fixed code map?)
             message = ("this row was stored before and could not be applied (replay it "
                        "from the console)")

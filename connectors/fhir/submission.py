@@ -4,15 +4,23 @@
     POST [base]/{type}     Patient | Encounter | EpisodeOfCare → 201, resource echoed, Location
     PUT  [base]/{type}/{id}                                      → 200, resource echoed, Location
 
-Every submission from an authenticated source is kept: JSON that is not a FHIR resource is
-``rejected`` (Intake.reject), a resource that cannot be mapped is ``failed`` with its error,
-a mapped one is ``received`` for a worker to apply. The answer is stored with the row (the
+Every submission from an authenticated source is kept: JSON that is not a FHIR resource, a
+body holding a NUL character, and a submission the endpoint refuses whatever the code maps say
+(another resource type than the URL's, a PUT whose body id is not the URL's, a resource POSTed
+to the base, a Bundle of another type or over ``MAX_BUNDLE_ENTRIES`` entries) are ``rejected``
+(Intake.reject: replay answers 409, as the stored body alone no longer carries the URL it was
+refused for; the sender must send it again, to the right endpoint); a resource that cannot be
+mapped is ``failed`` with its error (replayable after a code-map fix); a mapped one is
+``received`` for a worker to apply. A stored refused body never holds a NUL (it is kept with
+each NUL as U+FFFD). The answer is stored with the row (the
 ``ack`` column), so a duplicate (same source + message id) gets the very same answer.
 
 Message ids: a Bundle's ``identifier.value`` or ``id``; a single resource's
 ``<type>/<id>/_history/<meta.versionId or meta.lastUpdated or body hash>`` (so a changed
 resource PUT again under the same id is a new message, and an identical re-post a duplicate);
-``sha256:<hex of the body>`` when there is nothing better.
+``sha256:<hex of the body>`` when there is nothing better. A refusal is keyed by the body's hash
+(and, when the endpoint refused it, the endpoint's too), so the corrected resource sent again
+under the same id and version is not taken for a duplicate of the refused one.
 
 A batch is stored and applied as one message, like a transaction: one bad entry refuses the
 whole Bundle (with the entry's location), it is never half-applied.
@@ -38,7 +46,7 @@ from register_core.adapters.sources import SourceDefinition
 from register_core.domain.commands import Command
 from register_core.ports import Clock
 
-from ..inbound_mapper import map_fhir
+from ..inbound_mapper import map_fhir, may_hold_nul, nul_error, nul_location, without_nul
 from ..intake import Intake
 from .outcome import outcome_for_error, status_for_error
 
@@ -49,6 +57,7 @@ OTHER_BUNDLE_TYPES = frozenset({"document", "message", "history", "searchset", "
                                 "transaction-response", "batch-response"})
 _ID_NAMESPACE = uuid.UUID("6b1f1c0e-117a-4c5e-9d1e-5f4b1171a117")
 _MAX_MESSAGE_ID = 200  # inbox_messages.message_id
+MAX_BUNDLE_ENTRIES = 1000  # as a council REST request takes at most 1,000 events
 
 Interaction = Literal["bundle", "create", "update"]
 
@@ -86,10 +95,18 @@ class Submission:
 class _Refused(Exception):
     """A refusal the edge decides before mapping (wrong endpoint for the content, ids)."""
 
-    def __init__(self, status: int, error: MappingError) -> None:
+    def __init__(self, status: int, error: MappingError, *,
+                 issue_code: str | None = None) -> None:
         super().__init__(error.message)
         self.status = status
         self.error = error
+        self.issue_code = issue_code  # the OperationOutcome's, when not the error's own
+
+    def outcome(self) -> dict[str, Any]:
+        outcome = outcome_for_error(self.error)
+        if self.issue_code:
+            outcome["issue"][0]["code"] = self.issue_code
+        return outcome
 
 
 def body_hash(raw: bytes) -> str:
@@ -114,21 +131,34 @@ class FhirSubmissions:
         except json.JSONDecodeError as exc:
             return self.reject(source, raw, f"not JSON: {exc.msg} (line {exc.lineno} column "
                                f"{exc.colno})", text=text, received_at=received_at)
+        except RecursionError:  # json gives up on arrays or objects nested ~1,000 deep
+            return self.reject(source, raw, "not JSON the hub can read: arrays or objects "
+                               "nested too deeply", text=text, received_at=received_at)
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             return self.reject(source, raw, "expected a FHIR resource: a JSON object with "
                                "resourceType", text=text, received_at=received_at)
         kind = resource["resourceType"]
+        if may_hold_nul(text):
+            location = nul_location(resource, kind)
+            if location is not None:  # before the ids: they may hold it too
+                refusal = nul_error(location)
+                return self.reject(source, raw, refusal.message, error=refusal, text=text,
+                                   received_at=received_at)
+        try:
+            _check_endpoint(resource, interaction, resource_type, resource_id)
+        except _Refused as refused:
+            return self.reject(source, raw, refused.error.message, error=refused.error,
+                               status=refused.status, outcome=refused.outcome(), text=text,
+                               received_at=received_at,
+                               message_id=_refusal_id(raw, interaction, resource_type,
+                                                      resource_id))
         message_id = _message_id(resource, raw, interaction, resource_type, resource_id)
         message_type = f"Bundle/{resource.get('type')}"[:60] if kind == "Bundle" else kind[:60]
         commands: list[Command] = []
         error: MappingError | None = None
         try:
-            _check_endpoint(resource, interaction, resource_type, resource_id)
             commands = map_fhir(_as_entry(source, message_id, text, received_at), source)
             answer = _success(resource, interaction, message_id, source.source_id)
-        except _Refused as refused:
-            error, answer = refused.error, FhirAnswer(refused.status,
-                                                      outcome_for_error(refused.error))
         except MappingError as exc:
             error = exc
             status = status_for_error(exc, structural=structurally_invalid(resource))
@@ -141,14 +171,18 @@ class FhirSubmissions:
 
     def reject(self, source: SourceDefinition, raw: bytes, message: str, *, status: int = 400,
                outcome: dict[str, Any] | None = None, text: str | None = None,
-               received_at: datetime | None = None) -> Submission:
-        """Keep what is not a FHIR resource at all (``rejected``) and answer ``status``."""
-        error = MappingError("unparseable", message)
+               received_at: datetime | None = None, error: MappingError | None = None,
+               message_id: str | None = None) -> Submission:
+        """Keep what is not a FHIR resource at all, or is refused whatever the code maps say
+        (``rejected``: never replayed), and answer ``status``. The stored copy is the body
+        with any NUL as U+FFFD (PostgreSQL text cannot hold NUL)."""
+        error = error or MappingError("unparseable", message)
         answer = FhirAnswer(status, outcome or outcome_for_error(error))
+        payload = raw.decode("utf-8", "replace") if text is None else text
         stored = self.intake.reject(
-            source=source.source_id, channel=CHANNEL, message_id=body_hash(raw),
-            payload=raw.decode("utf-8", "replace") if text is None else text,
-            received_at=received_at or self.clock.now(), error=error, ack=answer.to_ack())
+            source=source.source_id, channel=CHANNEL, message_id=message_id or body_hash(raw),
+            payload=without_nul(payload), received_at=received_at or self.clock.now(),
+            error=error, ack=answer.to_ack())
         return _submission(stored, answer)
 
 
@@ -184,6 +218,13 @@ def resource_version(resource: dict[str, Any], raw: bytes) -> str:
     return _text(meta.get("versionId")) or _text(meta.get("lastUpdated")) or body_hash(raw)
 
 
+def _refusal_id(raw: bytes, interaction: Interaction, resource_type: str | None,
+                resource_id: str | None) -> str:
+    """The key of a submission the endpoint refused: its endpoint and body, hashed."""
+    endpoint = f"{interaction} {resource_type or ''}/{resource_id or ''}\n".encode()
+    return "sha256:" + hashlib.sha256(endpoint + raw).hexdigest()
+
+
 def _message_id(resource: dict[str, Any], raw: bytes, interaction: Interaction,
                 resource_type: str | None, resource_id: str | None) -> str:
     if interaction == "bundle":
@@ -212,6 +253,12 @@ def _check_endpoint(resource: dict[str, Any], interaction: Interaction,
             raise _Refused(400, MappingError(
                 "unsupported-message-type", f"POST to the base takes a transaction or batch "
                 f"Bundle, not a {kind}", location=f"{kind}.resourceType"))
+        entries = resource.get("entry")
+        if isinstance(entries, list) and len(entries) > MAX_BUNDLE_ENTRIES:
+            raise _Refused(413, MappingError(
+                "invalid-value", f"a Bundle may hold at most {MAX_BUNDLE_ENTRIES} entries; "
+                f"this one has {len(entries)}: send them in several Bundles",
+                location="Bundle.entry"), issue_code="too-costly")
         bundle_type = resource.get("type")
         if bundle_type in OTHER_BUNDLE_TYPES:
             raise _Refused(422, MappingError(

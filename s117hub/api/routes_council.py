@@ -16,6 +16,11 @@ events (1 to 1,000), stored one inbox row per event (channel ``council-rest``):
   "accepted": n, "invalid": n, "results": [{"index", "status": "accepted" | "invalid", ...}]}``.
   The valid events of that array ARE stored and will be applied (events are independent, not
   a transaction); resending the whole array after fixing the bad ones is safe.
+* An event with a NUL character (U+0000) in any string is invalid (``invalid-value``, its
+  ``location`` names the field, e.g. ``person.family_name``) and stored ``rejected`` — keyed by
+  its digest, so the corrected event may keep its ``event_id`` — exactly (as ``\\u0000``).
+* A body that is not JSON (or nests arrays or objects too deeply to read) is 422 ``unparseable``
+  and stored ``rejected``, with any NUL as U+FFFD.
 
 CSV — ``POST /api/v1/sources/{source}/csv`` takes ``text/csv`` (name it with ``?file_name=``)
 or a ``multipart/form-data`` upload in a ``file`` part; 202 with the summary when every row
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import datetime
 from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -38,8 +44,22 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from connectors.council.csv_import import CsvFileError, file_digest, import_csv
-from connectors.council.events import EventOutcome, accept_event, reject_body
+from connectors.council.events import (
+    EventOutcome,
+    accept_event,
+    digest,
+    event_id_of,
+    reject_body,
+    to_json,
+)
 from connectors.council.schema import csv_request_body, events_request_body
+from connectors.inbound_mapper import (
+    json_without_nul,
+    may_hold_nul,
+    nul_error,
+    nul_location,
+    without_nul,
+)
 from connectors.intake import Intake
 from mapping.errors import MappingError
 from register_core.adapters.database import write_transaction
@@ -137,6 +157,10 @@ class CsvImportOut(BaseModel):
     failed: int
     failures: list[CsvRowFailure] = Field(description="By line; the first 1,000.")
     failures_truncated: bool
+    notices: list[str] | None = Field(None, description="Present only when there is "
+                                      "something to say about the file as a whole: which "
+                                      "lines of a file that is not UTF-8 throughout were "
+                                      "read as Windows-1252.")
 
 
 class InvalidCsv(BaseModel):
@@ -222,6 +246,23 @@ def _audit(hub: Hub, request: Request, principal: Principal, resource: str,
             audit_write(conn, request, principal, resource, resource_id, None)
 
 
+def _refuse_nul(intake: Intake, *, source_id: str, channel: str, event: Any, location: str,
+                received_at: datetime, payload: str | None) -> EventOutcome:
+    """Store an event with a NUL in a string as ``rejected``, exactly (NUL as ``\\u0000``),
+    keyed by its digest: its ``event_id`` may hold the NUL, and the corrected event may keep
+    that id. PostgreSQL could store neither the NUL nor anything a worker made of it."""
+    text = json_without_nul(payload if payload is not None else to_json(event))
+    error = nul_error(location)
+    answer = {"accepted": False, "code": error.code, "message": error.message,
+              "location": error.location}
+    stored = intake.reject(source=source_id, channel=channel,
+                           message_id=f"sha256:{digest(text)}", payload=text,
+                           received_at=received_at, error=error, ack=json.dumps(answer))
+    return EventOutcome(event_id=event_id_of(event), message_id=stored.id,
+                        duplicate=stored.duplicate, accepted=False, code=error.code,
+                        message=error.message, location=error.location)
+
+
 def _invalid(outcome: EventOutcome) -> dict[str, Any]:
     return {"error": "invalid-event", **outcome.error_dict()}
 
@@ -243,9 +284,11 @@ def _take_events(request: Request, hub: Hub, principal: Principal, source: Sourc
     try:
         text = raw.decode("utf-8-sig")
         body = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        text = raw.decode("utf-8", errors="replace")
-        error = MappingError("unparseable", f"the body is not JSON ({type(exc).__name__})",
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        text = without_nul(raw.decode("utf-8", errors="replace"))
+        why = ("arrays or objects nested too deeply" if isinstance(exc, RecursionError)
+               else type(exc).__name__)
+        error = MappingError("unparseable", f"the body is not JSON ({why})",
                              location="body")
         outcome = reject_body(intake, text=text, received_at=received_at, error=error,
                               **common)
@@ -260,9 +303,14 @@ def _take_events(request: Request, hub: Hub, principal: Principal, source: Sourc
         raise HttpProblem(413, "payload-too-large", f"at most {MAX_EVENTS} events a request")
     config = source.mapping_config()
     events = body if isinstance(body, list) else [body]
-    outcomes = [accept_event(intake, config=config, event=event, received_at=received_at,
-                             payload=None if isinstance(body, list) else text, **common)
-                for event in events]
+    nul = may_hold_nul(text)
+    outcomes = [
+        (_refuse_nul(intake, event=event, location=location, received_at=received_at,
+                     payload=None if isinstance(body, list) else text, **common)
+         if nul and (location := nul_location(event)) is not None else
+         accept_event(intake, config=config, event=event, received_at=received_at,
+                      payload=None if isinstance(body, list) else text, **common))
+        for event in events]
     _audit(hub, request, principal, "inbound-message", [str(o.message_id) for o in outcomes])
     if all(o.accepted for o in outcomes):
         return JSONResponse({"accepted": [o.accepted_dict() for o in outcomes]},
@@ -299,7 +347,7 @@ async def post_events(request: Request, hub: HubDep, principal: SourceSystem,
 
 
 def _clean_name(name: str | None) -> str | None:
-    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    base = without_nul(name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
     return base[:100] or None
 
 

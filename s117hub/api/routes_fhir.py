@@ -12,6 +12,10 @@ enabled ``fhir-r4`` source (else 403). The submission is stored in the inbox bef
 (connectors.fhir.submission) and audited as a write of an ``inbound-message``. Errors are
 OperationOutcome: the route's own here, the auth and routing ones via ``errors.py``.
 
+A body over ``MAX_BODY_BYTES`` (the council REST limit, 10 MiB) is refused with 413 before it
+is read in full, and not stored; a Bundle over 1,000 entries is refused with 413 and stored
+``rejected`` (connectors.fhir.submission).
+
 The register is read as FHIR by the roles that read it over ``/api/v1`` (register-owner,
 auditor; not source-system): the resource is the outbound EpisodeOfCare
 (connectors.fhir.search), and each episode served is audited as a read of that person's
@@ -46,6 +50,9 @@ from s117hub.bootstrap import Hub
 
 from .auth import audit_read, audit_write, authenticate, get_hub, require_roles
 from .errors import HttpProblem
+from .routes_council import MAX_EVENTS_BYTES
+
+MAX_BODY_BYTES = MAX_EVENTS_BYTES  # as a council REST request
 
 BASE_PATH = "/fhir/r4"
 ACCEPTED_MEDIA_TYPES = frozenset({"application/fhir+json", "application/json"})
@@ -104,6 +111,8 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
     401: {"description": "OperationOutcome: no valid token"},
     403: {"description": "OperationOutcome: not a source-system token of a fhir-r4 source"},
     404: {"description": "OperationOutcome: not a resource type the hub takes"},
+    413: {"description": "OperationOutcome (too-costly): a body over 10 MiB (not stored), or "
+                         "a Bundle of more than 1,000 entries (stored, rejected)"},
     422: {"description": "OperationOutcome: a code or business rule the hub cannot accept"},
 }
 
@@ -240,7 +249,11 @@ async def update_resource(request: Request, submitter: CurrentSubmitter, resourc
 async def _submit(request: Request, submitter: Submitter, interaction: Interaction,
                   resource_type: str | None = None,
                   resource_id: str | None = None) -> FhirResponse:
-    raw = await request.body()
+    raw = await _read_body(request, MAX_BODY_BYTES)
+    if raw is None:
+        return FhirResponse(operation_outcome(
+            "too-costly", f"the body is over {MAX_BODY_BYTES} bytes; send at most "
+            f"{MAX_BODY_BYTES} bytes (split a large Bundle)"), status_code=413)
     hub: Hub = request.app.state.hub
     submissions = FhirSubmissions(request.app.state.intake, hub.clock)
     media = _media_type(request)
@@ -263,6 +276,19 @@ async def _submit(request: Request, submitter: Submitter, interaction: Interacti
 
     submission = await run_in_threadpool(store_and_audit)
     return _response(request, submission.answer)
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None once it is known to be over ``limit`` bytes (not read further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def _response(request: Request, answer: FhirAnswer) -> FhirResponse:

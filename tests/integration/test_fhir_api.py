@@ -350,7 +350,7 @@ def test_put_with_another_id_is_400(app_client: TestClient, trust: dict[str, str
                               json=patient(NHS_1, "MRN-1", logical_id="pat-2"), headers=trust)
     assert response.status_code == 400
     assert issue_of(response)["expression"] == ["Patient.id"]
-    assert inbox_rows(hub)[0].status == "failed"
+    assert inbox_rows(hub)[0].status == "rejected"
 
 
 def test_unsupported_type_and_bundle_type(app_client: TestClient, trust: dict[str, str]
