@@ -16,18 +16,29 @@ from typing import Any
 from mapping.errors import MappingError
 from register_core.adapters.inbox import Inbox, Stored, partition_for
 from register_core.domain.codec import to_json
-from register_core.domain.commands import Command
+from register_core.domain.commands import Command, MergePersons
 from register_core.services.inbound import stored_error
 
 
 def person_key(commands: list[Command], source: str) -> str | None:
-    """The key that keeps one person's messages in one partition (and so in order)."""
+    """The key that keeps one person's messages from a source in one partition (and so in
+    the order the source sent them).
+
+    The source's own record id first: a source names its record on every message (PID-3's
+    MR), while the NHS number may come on some and not others, and keyed by whichever came
+    first an A11 with the local id alone was applied before the A01 it cancels. A merge (A40)
+    goes with the record it merges away, after everything the source told of that record and
+    before anything it tells of it later (by then, of the survivor). Messages from different
+    sources have no order between them to keep."""
     for command in commands:
-        ref = command.person
-        if ref.nhs_number:
-            return ref.nhs_number
-        if ref.local_id:
-            return f"{source}:{ref.local_id}"
+        if isinstance(command, MergePersons):
+            return f"{source}:{command.merged_local_id}"
+    for command in commands:
+        if command.person.local_id:
+            return f"{source}:{command.person.local_id}"
+    for command in commands:
+        if command.person.nhs_number:
+            return command.person.nhs_number
     return None
 
 
