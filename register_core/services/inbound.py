@@ -99,15 +99,28 @@ def _received_after(partition: int | None, after_id: int, limit: int) -> Rows:
     return rows
 
 
-def _decode(chunk: Chunk, mapper: Mapper) -> dict[int, list[Command] | MappingError]:
+def _internal_error(doing: str, exc: Exception) -> RegisterError:
+    """What a message that failed for no rule's reason is marked with (the exception's type
+    only: a driver's text may quote the message's data)."""
+    return RegisterError(f"the hub could not {doing} this message ({type(exc).__name__}); it "
+                         "is kept and can be replayed once the cause is fixed",
+                         rule="internal-error")
+
+
+def _decode(chunk: Chunk, mapper: Mapper
+            ) -> dict[int, list[Command] | MappingError | RegisterError]:
     """The commands of a chunk's ``received`` rows (or why they could not be mapped)."""
-    decoded: dict[int, list[Command] | MappingError] = {}
+    decoded: dict[int, list[Command] | MappingError | RegisterError] = {}
     for message_id, entry in chunk:
         if entry is not None and entry.status == "received":
             try:
                 decoded[message_id] = commands_of(entry, mapper)
             except MappingError as exc:
                 decoded[message_id] = exc
+            except Exception as exc:  # a fault in mapping: this message fails, not the batch
+                log.error("inbound message could not be mapped (%s)", type(exc).__name__,
+                          extra={"message_id": message_id})
+                decoded[message_id] = _internal_error("map", exc)
     return decoded
 
 
@@ -138,6 +151,18 @@ def _batch(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
             return _apply(engine, rows, mapper, clock, policy, time_budget, guarded_from)
         except _Refused as refused:
             guarded_from = refused.position  # strictly smaller each time: this ends
+        except ConcurrentChange:
+            raise
+        except Exception as exc:
+            # Not a rule's refusal: data the database will not store, a fault in the hub.
+            # Redone with every message in its own savepoint, where one that fails so fails
+            # alone (``failed``, replayable) instead of the batch failing on every retry and
+            # holding back every message behind it. Still failing then: not one message's.
+            if guarded_from == 0:
+                raise
+            log.warning("inbound batch failed (%s): redone message by message",
+                        type(exc).__name__)
+            guarded_from = 0
 
 
 def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Policy | None,
@@ -155,7 +180,7 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
         for chunk in rows(conn):
             decoded = _decode(chunk, mapper)
             chunk_commands = [command for commands in decoded.values()
-                              if not isinstance(commands, MappingError) for command in commands]
+                              if isinstance(commands, list) for command in commands]
             uow.persons.prefetch(key for command in chunk_commands
                                  for key in identities_of(command))
             prefetch_candidates(uow, chunk_commands, policy)
@@ -198,7 +223,8 @@ def _apply(engine: Engine, rows: Rows, mapper: Mapper, clock: Clock, policy: Pol
 
 
 def _apply_one(uow: SqlUnitOfWork, message_id: int, entry: inbox.InboxEntry,
-               commands: list[Command] | MappingError, clock: Clock, policy: Policy | None,
+               commands: list[Command] | MappingError | RegisterError, clock: Clock,
+               policy: Policy | None,
                *, guarded: bool, position: int) -> Outcome:
     """Record one message's commands in the batch's transaction. Unguarded, a refusal
     raises _Refused (the batch is redone with savepoints from here); guarded, a SAVEPOINT
@@ -208,9 +234,11 @@ def _apply_one(uow: SqlUnitOfWork, message_id: int, entry: inbox.InboxEntry,
         uow.persons.flush()  # so that the savepoint holds this message's writes only
         savepoint = uow.connection.begin_nested()
     try:
-        if isinstance(commands, MappingError):
+        if isinstance(commands, MappingError | RegisterError):
             raise commands
         applied = [record_command(c, uow, clock, policy) for c in commands]
+        if savepoint is not None:
+            uow.persons.flush()  # inside: what the database refuses fails this message
     except ConcurrentChange:
         raise  # the whole batch is retried
     except (MappingError, RegisterError) as exc:
@@ -220,8 +248,16 @@ def _apply_one(uow: SqlUnitOfWork, message_id: int, entry: inbox.InboxEntry,
         uow.persons.rolled_back()
         log.info("inbound message failed", extra={"message_id": message_id})
         return Outcome(message_id, "failed", error=stored_error(exc))
+    except Exception as exc:
+        if savepoint is None:
+            raise  # _batch redoes the batch with every message guarded
+        savepoint.rollback()
+        uow.persons.rolled_back()
+        # The type only: the text of a driver's error may quote the message's data.
+        log.error("inbound message could not be applied (%s)", type(exc).__name__,
+                  extra={"message_id": message_id})
+        return Outcome(message_id, "failed", error=stored_error(_internal_error("apply", exc)))
     if savepoint is not None:
-        uow.persons.flush()
         savepoint.commit()
     return Outcome(message_id, "applied", applied=applied, received_at=entry.received_at)
 
