@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
+from register_core.adapters.database import as_utc
 from register_core.adapters.repository import SqlPersonRepository
 from register_core.adapters.tables import (
     disputes,
@@ -46,7 +47,7 @@ def person_json(conn: Connection, person_id: str, today: date,
         "provenance": [
             {"fact": f.seq, "kind": f.kind, "source": f.source,
              "source_ref": f.command.provenance.source_ref,
-             "received_at": f.command.provenance.received_at.isoformat(),
+             "received_at": as_utc(f.command.provenance.received_at).isoformat(),
              "recorded_by": f.command.provenance.recorded_by,
              "effective": _iso(f.effective), "retracted": f.retracted_by is not None}
             for f in person.facts],
@@ -93,7 +94,8 @@ def open_exceptions(conn: Connection, person_id: str) -> list[dict[str, Any]]:
         .where(and_(register_exceptions.c.person_id == person_id,
                     register_exceptions.c.status.in_(("open", "assigned"))))
         .order_by(register_exceptions.c.raised))
-    return [{"id": r.id, "kind": r.kind, "raised": r.raised.isoformat(), "summary": r.summary}
+    return [{"id": r.id, "kind": r.kind, "raised": as_utc(r.raised).isoformat(),
+             "summary": r.summary}
             for r in rows]
 
 

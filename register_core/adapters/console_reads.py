@@ -8,19 +8,16 @@ Everything else the console shows comes from the same adapters the API uses
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, true
 
+from .database import as_utc as _utc
 from .exceptions_store import ExceptionFilter, exception_json
 from .tables import entitlements, facts, inbox_messages, register_changes, register_exceptions
 
 _m = inbox_messages.c
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def messages_per_minute(conn: Connection, now: datetime, minutes: int = 60

@@ -6,6 +6,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -119,3 +120,8 @@ def alembic_config(url: str) -> Config:
 def migrate(url: str, revision: str = "head") -> None:
     ensure_sqlite_folder(url)
     command.upgrade(alembic_config(url), revision)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Aware and in UTC: SQLite hands date-times back naive, and everything stored is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

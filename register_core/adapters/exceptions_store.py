@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, select, true, update
@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, bindparam, func, insert, select, true, 
 from reconciliation.exceptions import StoredException
 from reconciliation.findings import Finding
 
+from .database import as_utc
 from .tables import entitlements, person_identifiers, persons, register_exceptions
 
 _T = register_exceptions
@@ -35,10 +36,7 @@ _REFRESH = (update(_T).where(_T.c.id == bindparam("eid"))
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    """SQLite gives back naive datetimes: every stored time is UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None if value is None else as_utc(value)
 
 
 def exception_json(row: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from .database import as_utc as utc
 from .tables import inbox_messages
 
 _m = inbox_messages.c
@@ -50,11 +51,6 @@ class MessageFilter:
     control_id: str | None = None  # the sender's message id (MSH-10, event id)
     person_id: str | None = None
     ids: Collection[int] | None = None
-
-
-def utc(value: datetime) -> datetime:
-    """SQLite hands back naive date-times; everything stored is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _mentions_person(dialect: str, person_id: str) -> ColumnElement[bool]:

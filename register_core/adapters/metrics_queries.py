@@ -15,11 +15,12 @@ else → AA. The ``basis`` of each count says which (``msa`` or ``status``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, literal, select
 
+from .database import as_utc as _utc
 from .tables import inbox_messages, outbound_deliveries, register_exceptions
 
 _m = inbox_messages.c
@@ -151,11 +152,6 @@ def _exceptions(conn: Connection) -> list[ExceptionRow]:
     rows = conn.execute(select(_x.kind, _x.status, func.count())
                         .group_by(_x.kind, _x.status).order_by(_x.kind, _x.status))
     return [ExceptionRow(kind, status, int(count)) for kind, status, count in rows]
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive date-times: everything stored is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _age(now: datetime, oldest: Any) -> float:

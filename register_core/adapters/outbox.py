@@ -41,6 +41,7 @@ from sqlalchemy import (
     update,
 )
 
+from .database import as_utc as utc
 from .tables import outbound_changes, outbound_deliveries, register_exceptions
 
 d = outbound_deliveries
@@ -321,11 +322,6 @@ def queues(conn: Connection, now: datetime) -> list[dict[str, Any]]:
 def aware(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: they were stored in UTC."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def utc(value: datetime) -> datetime:
-    """Aware and in UTC, however the driver handed it back."""
-    return aware(value).astimezone(UTC)
 
 
 # -- SLA -------------------------------------------------------------------------------------
