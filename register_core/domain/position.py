@@ -225,12 +225,28 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
                      trigger_facts[0]))
             leaving = _leaving_after(ep, events, since, policy)
             if leaving:
-                kind, left, left_fact = leaving
-                ent.status, ent.start = "active", left
+                kind, left, left_fact, back_fact = leaving
+                ent.start = left
                 start_facts = [left_fact.cite()] if left_fact else trigger_facts[-1:]
+                rule = (f"left hospital ({kind}) after detention under an entitling section "
+                        "(joint policy 2.2, 5.5, 8.4)")
+                if kind == "s17-leave-start" and ep.end is not None and ep.end_fact:
+                    rule += (f"; discharged on {ep.end.isoformat()} while still on the leave "
+                             "(8.4: leave that resulted in discharge)")
+                    start_facts.append(ep.end_fact.cite())
+                if back_fact is None:
+                    ent.status = "active"
+                else:
+                    # Back on the ward from s17 leave, still detained: in hospital again, as
+                    # after a re-detention (pending, the start kept); the review clock waits
+                    # for the next leaving (14.1: "within 3 months of discharge").
+                    back_day = fact_day(back_fact).isoformat()
+                    rule += (f"; the s17 leave ended on {back_day}: back in hospital, "
+                             "aftercare applied during the leave only (8.4), pending a new "
+                             "leaving (19.2)")
+                    start_facts.append(back_fact.cite())
                 explain["entitlement.start"] = Explanation(
-                    f"left hospital ({kind}) after detention under an entitling section "
-                    "(joint policy 2.2, 5.5, 8.4)", _unique(*trigger_facts, *start_facts))
+                    rule, _unique(*trigger_facts, *start_facts))
             explain["entitlement.trigger_section"] = Explanation(
                 "first entitling section of the detention, s2 regraded to s3 counts from the "
                 "regrade (joint policy 3.3)", tuple(trigger_facts))
@@ -437,21 +453,43 @@ def _ending_refusal(fact: Fact, decision: ending.EndingDecision, ent: Entitlemen
 
 
 def _leaving_after(ep: Detention, events: Sequence[LegalStatusEvent], since: date,
-                   policy: Policy) -> tuple[str, date, Fact | None] | None:
-    leavings: list[tuple[str, date]] = []
+                   policy: Policy) -> tuple[str, date, Fact | None, Fact | None] | None:
+    """The leaving in force of this detention (``eligibility.leaving_in_force``): how and
+    when the person's present stretch out of hospital began, the fact that told it, and for
+    a person back on the ward from s17 leave, the fact of the return (None while out)."""
+    discharge: tuple[str, date] | None = None
     by_leaving: dict[tuple[str, date], Fact | None] = {}
     if ep.end is not None:
         kind = {"cto": "cto-start", "conditional-discharge": "conditional-discharge-start"}.get(
             ep.end_reason or "", "left-hospital")
-        leavings.append((kind, ep.end))
-        by_leaving[(kind, ep.end)] = ep.end_fact
-    for ev in events:
-        if ev.kind == "s17-leave-start" and any(ev.fact is f for f in ep.facts):
-            leavings.append((ev.kind, ev.date))
+        discharge = (kind, ep.end)
+        by_leaving[discharge] = ep.end_fact
+    # The detention's s17 leave periods: out on a leave start, back on the next leave end
+    # (a start while already out, or an end while in, tells nothing new). Same-day order: out
+    # before back, whichever order the sources sent them in.
+    told = sorted((ev for ev in events if ev.kind in ("s17-leave-start", "s17-leave-end")
+                   and any(ev.fact is f for f in ep.facts)),
+                  key=lambda ev: (ev.date, ev.kind == "s17-leave-end", fact_order(ev.fact)))
+    leaves: list[tuple[date, date | None]] = []
+    back_facts: dict[date, Fact] = {}
+    out: LegalStatusEvent | None = None
+    for ev in told:
+        if ev.kind == "s17-leave-start" and out is None:
+            out = ev
             by_leaving.setdefault((ev.kind, ev.date), ev.fact)
-    found = eligibility.entitlement_start(
-        since, leavings, s17_leave_counts=policy.s17_leave_starts_entitlement)
-    return None if found is None else (found[0], found[1], by_leaving.get(found))
+        elif ev.kind == "s17-leave-end" and out is not None:
+            leaves.append((out.date, ev.date))
+            back_facts.setdefault(out.date, ev.fact)
+            out = None
+    if out is not None:
+        leaves.append((out.date, None))
+    found = eligibility.leaving_in_force(
+        since, discharge, leaves, s17_leave_counts=policy.s17_leave_starts_entitlement)
+    if found is None:
+        return None
+    kind, left, back = found
+    return (kind, left, by_leaving.get((kind, left)),
+            back_facts.get(left) if back is not None else None)
 
 
 def _responsible_icb(person: Person, facts: Sequence[Fact], episodes: Sequence[Detention],
@@ -591,6 +629,11 @@ def _status_rule(ent: Entitlement) -> str:
     if ent.status == "active" and ent.trigger_section is None:
         return ("confirmed by the council (s117.confirmed) with no entitling detention on the "
                 "register; not ended by a lawful joint decision (joint policy 16.1)")
+    if ent.status == "pending" and ent.start is not None:
+        return (f"in hospital again under an entitling section after leaving on "
+                f"{ent.start.isoformat()} (back from s17 leave, or detained again): pending a "
+                "new leaving, the start kept; no community duties while in hospital (joint "
+                "policy 8.4, 14.1, 19.2)")
     return {
         "none": "no entitling detention (s3, s37, s45A, s47, s48) and no council confirmation",
         "pending": "detained under an entitling section and not yet left hospital: on the "

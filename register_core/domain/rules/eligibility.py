@@ -34,18 +34,37 @@ def starts_entitlement(leaving_kind: str, *, s17_leave_counts: bool = True) -> b
     return leaving_kind in LEAVING_KINDS
 
 
-def entitlement_start(
+def leaving_in_force(
     entitling_since: date,
-    leavings: Sequence[tuple[str, date]],
+    discharge: tuple[str, date] | None,
+    leaves: Sequence[tuple[date, date | None]],
     *,
     s17_leave_counts: bool = True,
-) -> tuple[str, date] | None:
-    """The first leaving at or after the entitling date that starts the duty, if any.
+) -> tuple[str, date, date | None] | None:
+    """The leaving of one detention that the person's present stretch out of hospital began
+    with, and the day a person on s17 leave came back to the ward (None while out).
 
-    People who stay in hospital informally after detention ends are entitled once they leave
-    (joint policy 5.5): that leaving is a ``left-hospital`` after the section ended.
+    ``discharge`` is how and when the detention ended (left hospital, CTO, conditional
+    discharge), ``leaves`` its s17 leave periods (out, back; back None while still out).
+    Aftercare applies during s17 leave (joint policy 2.2, 8.4: when the partnership counts
+    it), but a leave the person came back from before leaving hospital is over: they are in
+    hospital again, and the first review runs from the discharge (14.1), not from that
+    leave. A leave still running when the person is discharged (back on the discharge day at
+    the earliest: the leave "directly resulted in discharge", 8.4) began that stretch.
+    Returns (kind, date, back): back is the return from the latest leave when the detention
+    has not ended and no leave is running; None when nothing started the duty yet.
     """
-    for kind, when in sorted(leavings, key=lambda item: item[1]):
-        if when >= entitling_since and starts_entitlement(kind, s17_leave_counts=s17_leave_counts):
-            return kind, when
-    return None
+    counted = sorted((out, back) for out, back in leaves
+                     if s17_leave_counts and out >= entitling_since)
+    if discharge is not None:
+        kind, left = discharge
+        if not starts_entitlement(kind, s17_leave_counts=s17_leave_counts):
+            return None
+        running = [out for out, back in counted if out <= left and (back is None or back >= left)]
+        if running:
+            return "s17-leave-start", running[0], None
+        return (kind, left, None) if left >= entitling_since else None
+    if not counted:
+        return None
+    out, back = counted[-1]
+    return "s17-leave-start", out, back

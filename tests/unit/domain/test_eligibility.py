@@ -62,23 +62,27 @@ def test_other_events_do_not_start_the_duty(kind):
     assert not eligibility.starts_entitlement(kind)
 
 
+LEFT = ("left-hospital", date(2024, 3, 1))
+
+
 def test_leaving_before_the_entitling_section_does_not_count__joint_policy_3_3():
     # s17 leave while still on s2 (10 Jan), regraded to s3 on 20 Jan, left on 1 Mar.
-    leavings = [("left-hospital", date(2024, 3, 1)), ("s17-leave-start", date(2024, 1, 10))]
-    assert eligibility.entitlement_start(date(2024, 1, 20), leavings) == (
-        "left-hospital", date(2024, 3, 1))
+    leave = [(date(2024, 1, 10), None)]
+    assert eligibility.leaving_in_force(date(2024, 1, 20), LEFT, leave) == (
+        "left-hospital", date(2024, 3, 1), None)
 
 
-def test_the_earliest_qualifying_leaving_starts_the_duty__joint_policy_8_4():
-    leavings = [("left-hospital", date(2024, 3, 1)), ("s17-leave-start", date(2024, 2, 1))]
-    assert eligibility.entitlement_start(date(2024, 1, 1), leavings) == (
-        "s17-leave-start", date(2024, 2, 1))
-    assert eligibility.entitlement_start(date(2024, 1, 1), leavings, s17_leave_counts=False) \
-        == ("left-hospital", date(2024, 3, 1))
+def test_a_leave_running_at_discharge_starts_the_duty__joint_policy_8_4():
+    leave = [(date(2024, 2, 1), None)]
+    assert eligibility.leaving_in_force(date(2024, 1, 1), LEFT, leave) == (
+        "s17-leave-start", date(2024, 2, 1), None)
+    assert eligibility.leaving_in_force(date(2024, 1, 1), LEFT, leave,
+                                        s17_leave_counts=False) == (
+        "left-hospital", date(2024, 3, 1), None)
 
 
 def test_no_leaving_means_no_start():
-    assert eligibility.entitlement_start(date(2024, 1, 1), []) is None
+    assert eligibility.leaving_in_force(date(2024, 1, 1), None, []) is None
 
 
 # -- through the register ------------------------------------------------------------------

@@ -65,7 +65,9 @@ def test_journey_a_to_b_to_c_then_re_detained__joint_policy_4_3_3_uksc_2023_31_4
     pending = position_of(commands, today="2025-09-02", policy=MAP)
     ent = pending.entitlement
     assert ent.status == "pending"
-    assert ent.start == date(2024, 3, 4)  # the period began on s17 leave (8.4)
+    # The s17 leave of 4-6 Mar ended back on the ward: the leaving in force is the
+    # discharge of 2 Apr (8.4, 14.1), kept while detained again.
+    assert ent.start == date(2024, 4, 2)
     assert ent.responsible_council == COUNCIL_C  # Worcestershire: moves to C
     assert ent.responsible_icb == ICB_X  # Who Pays?: stays with the originating ICB (4.4.9)
     assert ent.trigger_episode == "ep-2"

@@ -43,7 +43,9 @@ def test_s3_then_s17_leave_then_cto_then_cto_ends_entitlement_continues__2_2_8_4
                legal("cto-end", "2026-03-02"), review("2026-04-20")]
     findings, pos = run(journey, "2026-06-01")
     ent = pos.entitlement
-    assert (ent.status, ent.start) == ("active", date(2025, 2, 3))  # from s17 leave (8.4)
+    # Aftercare applied on the s17 leave of 3-10 Feb (8.4); back on the ward after it, the
+    # leaving in force is the CTO of 3 Mar (2.2, 14.1).
+    assert (ent.status, ent.start) == ("active", date(2025, 3, 3))
     assert not pos.on_cto  # the CTO ended; aftercare does not (5.3, 16.9)
     assert findings == []
 
