@@ -70,10 +70,12 @@ def bootstrap(settings: Settings | None = None, *, clock: Clock | None = None,
     clock = clock or SystemClock()
     sources = SourceRegistry(engine)
     broker = build_broker(settings.broker_url)
-    tasks = register_actors(broker, engine, clock, policy, make_mapper(sources))
+    tasks = register_actors(broker, engine, clock, policy, make_mapper(sources),
+                            queue_prefix=settings.queue_prefix)
     subscriptions = SubscriptionRegistry(engine)
     outbound = register_outbound_actors(broker, engine, clock, registry=subscriptions,
-                                        settings=OutboundSettings())
+                                        settings=OutboundSettings(),
+                                        queue_prefix=settings.queue_prefix)
     return Hub(settings=settings, engine=engine, clock=clock, policy=policy, sources=sources,
                inbox=Inbox(engine), broker=broker, tasks=tasks, subscriptions=subscriptions,
                outbound=outbound, file_config=file_config)

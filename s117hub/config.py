@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # How often ``serve`` recomputes the whole register (reviews falling due, CTOs ending);
     # 0 leaves it to a scheduled ``s117hub reconcile``.
     reconcile_every_hours: float = 24.0
+    # Prepended to the broker's queue names, so hubs sharing one RabbitMQ or Redis (staging
+    # beside production) never take each other's work.
+    queue_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
 
     @field_validator("database_url")
     @classmethod

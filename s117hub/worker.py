@@ -192,7 +192,7 @@ class Tasks:
 
 
 def register_actors(broker: dramatiq.Broker, engine: Engine, clock: Clock, policy: Policy,
-                    mapper: Mapper) -> Tasks:
+                    mapper: Mapper, *, queue_prefix: str = "") -> Tasks:
     locks = PartitionLocks(engine)
     inbox = Inbox(engine)
     hints = Hints(coalesce=isinstance(broker, StubBroker))
@@ -232,10 +232,11 @@ def register_actors(broker: dramatiq.Broker, engine: Engine, clock: Clock, polic
             process_partition_actor.send(partition)
 
     process_partition_actor = dramatiq.actor(
-        process_partition, broker=broker, actor_name="process_partition", queue_name="inbound",
+        process_partition, broker=broker, actor_name="process_partition",
+        queue_name=f"{queue_prefix}inbound",
         max_retries=20, min_backoff=200, max_backoff=30_000)
     sweep_actor = dramatiq.actor(sweep, broker=broker, actor_name="sweep_inbox",
-                                 queue_name="inbound", max_retries=0)
+                                 queue_name=f"{queue_prefix}inbound", max_retries=0)
     remote = not isinstance(broker, StubBroker)
     return Tasks(broker=broker, process_partition=process_partition_actor, sweep=sweep_actor,
                  hints=hints, one_drainer=one_drainer,

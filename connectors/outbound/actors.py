@@ -70,7 +70,8 @@ def register_outbound_actors(broker: dramatiq.Broker, engine: Engine, clock: Clo
                              settings: OutboundSettings | None = None,
                              transport: Transport | None = None,
                              metrics: OutboundMetrics | None = None,
-                             alerts: AlertHook | None = None) -> OutboundTasks:
+                             alerts: AlertHook | None = None,
+                             queue_prefix: str = "") -> OutboundTasks:
     settings = settings or OutboundSettings()
     registry = registry or SubscriptionRegistry(engine)
     metrics = metrics or OutboundMetrics()
@@ -91,10 +92,10 @@ def register_outbound_actors(broker: dramatiq.Broker, engine: Engine, clock: Clo
             deliver_actor.send(subscription_id)
 
     deliver_actor = dramatiq.actor(
-        deliver, broker=broker, actor_name="outbound_deliver", queue_name=QUEUE,
+        deliver, broker=broker, actor_name="outbound_deliver", queue_name=queue_prefix + QUEUE,
         max_retries=10, min_backoff=500, max_backoff=30_000)
     sweep_actor = dramatiq.actor(sweep, broker=broker, actor_name="outbound_sweep",
-                                 queue_name=QUEUE, max_retries=0)
+                                 queue_name=queue_prefix + QUEUE, max_retries=0)
     return OutboundTasks(broker=broker, deliver=deliver_actor, sweep=sweep_actor,
                          deliverer=deliverer, registry=registry, metrics=metrics)
 
