@@ -33,7 +33,7 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 from hl7apy.factories import datatype_factory
 
-from .errors import MappingError
+from .errors import MappingError, MappingErrorCode
 from .hl7v2_parse import ParsedAdt, normalise_line_endings, parse_adt
 
 AckCode = Literal["AA", "AE", "AR", "CA", "CE", "CR"]
@@ -49,6 +49,25 @@ HL7_ERROR_CODES: dict[str, tuple[str, str]] = {
     "unsupported-event": ("201", "Unsupported event code"),
 }
 INTERNAL_ERROR = ("207", "Application internal error")
+UNSUPPORTED_VERSION = ("203", "Unsupported version id")
+DUPLICATE_KEY = ("205", "Duplicate key identifier")
+
+
+class Hl7Condition(MappingError):
+    """A MappingError answered with a table 0357 condition of its own in ERR-3, one the
+    mapping error codes do not name (203 unsupported version id, 205 duplicate key
+    identifier); stored, like any mapping error, under its ``code``."""
+
+    def __init__(self, condition: tuple[str, str], message: str, *,
+                 location: str | None = None, code: MappingErrorCode = "invalid-value") -> None:
+        super().__init__(code, message, location=location)
+        self.condition = condition
+
+
+def _condition(error: BaseException) -> tuple[str, str]:
+    if isinstance(error, Hl7Condition):
+        return error.condition
+    return HL7_ERROR_CODES[error.code] if isinstance(error, MappingError) else INTERNAL_ERROR
 
 _STRUCTURE_VERSION = "2.5"
 _TOLERANT = VALIDATION_LEVEL.TOLERANT
@@ -125,6 +144,32 @@ def fallback_ack(inbound: str | ParsedAdt | None, code: AckCode,
                     now=now, default_version=default_version)
 
 
+def oversized_answer(head: bytes, size: int, limit: int) -> tuple[str, str | None]:
+    """The answer to an MLLP frame over the size limit, of which only the first bytes were
+    kept, and the MSH-10 it echoes (None when the head does not show it).
+
+    ``AR`` (``CR`` when MSH-15 asks for enhanced mode) with an ERR naming the limit. MSA-2
+    echoes MSH-10 only when the head holds the whole MSH line (a line cut short may have cut
+    MSH-10); otherwise the answer is ``fallback_ack``'s, as for any unreadable header."""
+    error = MappingError("invalid-value", f"the message is {size} bytes, over the "
+                         f"{limit}-byte limit of this listener; it was not stored")
+    text = head.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    ends = [i for i in (text.find("\r"), text.find("\n")) if i >= 0]
+    if not ends:
+        return fallback_ack(None, "AR", error), None
+    line = text[:min(ends)] + "\r"
+    inbound: str | ParsedAdt = line
+    with contextlib.suppress(MappingError):
+        inbound = parse_adt(line)
+    code: AckCode = ("CR" if isinstance(inbound, ParsedAdt) and inbound.accept_ack_type
+                     else "AR")
+    try:
+        header = _header(inbound)
+        return build_ack(inbound, code, error), header.control_id or None
+    except Exception:
+        return fallback_ack(inbound, code, error), None
+
+
 def _by_hand(header: _Header, code: AckCode, error: BaseException | None, *, control_id: str,
              now: datetime | None, default_version: str = "2.4") -> str:
     """What ``_build`` makes of a header without parties, as plain string joins (a test holds
@@ -142,8 +187,7 @@ def _by_hand(header: _Header, code: AckCode, error: BaseException | None, *, con
     segments = [msh, join("MSA", code, _escaped(header.control_id),
                           _escaped(message_text[:80]))]
     if error is not None:
-        hl7_code, hl7_text = (HL7_ERROR_CODES[error.code] if isinstance(error, MappingError)
-                              else INTERNAL_ERROR)
+        hl7_code, hl7_text = _condition(error)
         parts = _location_parts(error.location if isinstance(error, MappingError) else None)
         eld = [*parts[:3], "", "", ""][:3]  # segment^sequence^field^code&text&table
         legacy = ("^".join([*eld, f"{hl7_code}&{hl7_text}&HL70357"])
@@ -214,8 +258,7 @@ def _build(header: _Header, code: AckCode, error: BaseException | None, text: st
 
 
 def _add_err(msg: Message, error: BaseException, *, legacy: bool) -> None:
-    hl7_code, hl7_text = (HL7_ERROR_CODES[error.code] if isinstance(error, MappingError)
-                          else INTERNAL_ERROR)
+    hl7_code, hl7_text = _condition(error)
     location = error.location if isinstance(error, MappingError) else None
     parts = _location_parts(location)
     err = msg.add_segment("ERR")

@@ -146,6 +146,25 @@ class ParsedAdt:
         return self.er7.repetitions(segment, field_no)
 
 
+# MSH-12 versions the hub reads (the contract's v2.3–2.5.1); others are refused (AR, ERR 203).
+SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
+
+
+def comparable(raw: str) -> str:
+    """A message as two sendings of it compare: line endings normalised and MSH-7 (date/time
+    of message, which a sender may renew when it resends) emptied. Cheap string work, for the
+    rare resend; no parse."""
+    text = normalise_line_endings(raw)
+    if not text.startswith("MSH") or len(text) < 4:
+        return text
+    end = text.find("\r")
+    first, rest = (text, "") if end < 0 else (text[:end], text[end:])
+    fields = first.split(text[3])  # [MSH, MSH-2, MSH-3, …]: MSH-7 is [6]
+    if len(fields) > 6:
+        fields[6] = ""
+    return text[3].join(fields) + rest
+
+
 def normalise_line_endings(raw: str) -> str:
     """CRLF and LF to CR (the only segment separator python-hl7 and hl7apy accept)."""
     return raw.strip(_FRAMING).replace("\r\n", "\r").replace("\n", "\r").strip()

@@ -125,7 +125,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
             _print_rows(selected)
             print(f"would replay {len(ids)} message(s)")
             return EXIT_OK
-        requeued = hub.inbox.requeue(ids)
+        requeued = len(hub.inbox.requeue({m["id"]: m["status"] for m in selected
+                                           if m["status"] != "received"}))
         audit_cli_writes(hub.engine, hub.clock, "replay", "inbound-message",
                          [(str(m["id"]), _first(m["person_ids"])) for m in selected])
         print(f"requeued {requeued} message(s)")

@@ -10,6 +10,20 @@ Acknowledgement modes (HL7 v2 chapter 2):
 * enhanced (MSH-15 set): a commit ACK CA / CE / CR when MSH-15 asks for it (AL, ER, SU), then
   an application ACK AA / AE after the worker applied it, when MSH-16 asks for it.
 
+Refused (``AR``, or ``CR`` in enhanced mode, with an ERR naming the problem) and stored
+``rejected``: a frame that is not HL7 v2 or whose sender no source matches (under the
+pseudo-sources ``unparseable`` / ``unknown-sender``, each under a fresh id), and, from a known
+sender, a message that holds a NUL character (raw, or hex-escaped ``\\X00\\``: PostgreSQL
+text and JSON cannot hold one; kept with each NUL as U+FFFD), one of an MSH-12 version outside
+v2.3–2.5.1 (ERR 203), one whose MSH-9 or MSH-10 is longer than the inbox's columns, and one
+that reuses the MSH-10 of a different stored message (ERR 205). Those are kept under the
+source and ``<MSH-10>#<12 hex of the SHA-256 of the message without MSH-7>`` (MSH-10 cut so
+that the id fits the column), so the same refused message sent again is a duplicate, answered
+as the first time, and a corrected one under its own MSH-10 is taken as usual. A resend is the
+same message when it differs at most in MSH-7 and line endings (compared only when the insert
+finds the id taken). Should the database still refuse a row's data, the message is refused
+and kept under ``unstorable`` rather than left without an answer.
+
 An ACK that cannot be built from the sender's header (a bug, an input nobody foresaw) never
 costs the sender its answer: the message is stored all the same and answered with
 ``fallback_ack`` (the same code and MSA-2 echo, without the sender's MSH-3..6), and the failure
@@ -19,8 +33,10 @@ is logged with ids and code locations only, never the payload or an exception's 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -29,17 +45,28 @@ from datetime import datetime
 from functools import partial
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
 
 from mapping.config import SourceMappingConfig
 from mapping.errors import MappingError
 from mapping.hl7v2 import map_adt
-from mapping.hl7v2_ack import AckCode, build_ack, fallback_ack, success_ack
-from mapping.hl7v2_parse import ParsedAdt, parse_adt
+from mapping.hl7v2_ack import (
+    DUPLICATE_KEY,
+    UNSUPPORTED_VERSION,
+    AckCode,
+    Hl7Condition,
+    build_ack,
+    fallback_ack,
+    success_ack,
+)
+from mapping.hl7v2_parse import SUPPORTED_VERSIONS, ParsedAdt, comparable, parse_adt
 from register_core.adapters.inbox import Inbox, Stored
 from register_core.adapters.sources import SourceDefinition, SourceRegistry
+from register_core.adapters.tables import inbox_messages
 from register_core.domain.commands import Command
 from register_core.ports import Clock
 
+from ..inbound_mapper import NUL, NUL_MESSAGE, without_nul
 from ..intake import Intake, Row
 from .server import Reply, failure_summary
 
@@ -57,6 +84,10 @@ def _wants(ack_type: str, success: bool) -> bool:
     kind = (ack_type or "AL").upper()
     return kind == "AL" or (kind == "SU" and success) or (kind == "ER" and not success)
 
+
+# What the inbox's columns hold (PostgreSQL refuses longer values; SQLite would keep them).
+MESSAGE_ID_MAX: int = inbox_messages.c.message_id.type.length  # type: ignore[attr-defined]
+MESSAGE_TYPE_MAX: int = inbox_messages.c.message_type.type.length  # type: ignore[attr-defined]
 
 # Frames up to this size are parsed on the event loop (well under a millisecond); larger ones
 # in a thread, so one huge message does not hold up every other connection and the API.
@@ -99,8 +130,12 @@ class Hl7Receiver:
     def handle(self, payload: bytes) -> Reply:
         """Blocking: parse, map, store (committed), and the reply to send."""
         step = self._prepare(payload)
-        return self._finish(step, self.intake.stored(step.row,
-                                                     self.inbox.store(**step.row.fields)))
+        try:
+            stored = self.inbox.store(**step.row.fields)
+        except DataError as exc:
+            step = self._unstorable(step, exc)
+            stored = self.inbox.store(**step.row.fields)
+        return self._finish(step, self._stored(step.row, stored))
 
     async def handle_async(self, payload: bytes) -> Reply:
         """``handle`` for the event loop: parsing and mapping run here (CPU work that threads
@@ -112,22 +147,53 @@ class Hl7Receiver:
         else:
             step = self._prepare(payload)
         row = step.row
-        return self._finish(step, await self.inbox.store_async(
-            lambda stored: self.intake.stored(row, stored), **row.fields))
+        try:
+            stored = await self.inbox.store_async(
+                lambda stored: self._stored(row, stored), **row.fields)
+        except DataError as exc:
+            step = self._unstorable(step, exc)
+            stored = await self.inbox.store_async(None, **step.row.fields)
+        return self._finish(step, stored)
+
+    def _stored(self, row: Row, stored: Stored) -> Stored:
+        """After the commit: hint a worker (not for a message stored instead, refused)."""
+        return stored if stored.diverted else self.intake.stored(row, stored)
+
+    def _unstorable(self, step: _Step, exc: DataError) -> _Step:
+        """The database refused the row's data (a value nobody foresaw): the message is
+        refused instead of left unanswered, and kept as far as it can be."""
+        fields = step.row.fields
+        log.error("HL7 message could not be stored as it is (%s): answered AR",
+                  failure_summary(exc), extra={"source": fields["source"],
+                                               "message_id": fields["message_id"]})
+        error = MappingError("invalid-value", "the message holds a value the hub cannot "
+                             "store; it was kept aside")
+        return self._reject(without_nul(fields["payload"]), step.parsed, error,
+                            fields["received_at"], source="unstorable")
 
     def _prepare(self, payload: bytes) -> _Step:
         text = _decode(payload)
         received_at = self.clock.now()
+        nul: MappingError | None = None
+        if NUL in text:  # never stored: PostgreSQL text cannot hold it
+            nul = MappingError("invalid-value", NUL_MESSAGE,
+                               location=_location_at(text, text.index(NUL)))
+            text = without_nul(text)
         try:
             parsed = parse_adt(text)
         except MappingError as exc:
-            return self._reject(text, None, exc, received_at, source="unparseable")
+            return self._reject(text, None, nul or exc, received_at, source="unparseable")
         source = self._sender(parsed)
         if source is None:
-            error = MappingError("invalid-value", "no source is configured for sending "
-                                 f"application {parsed.sending_application!r} / facility "
-                                 f"{parsed.sending_facility!r}", location="MSH-3")
+            error = nul or MappingError("invalid-value", "no source is configured for "
+                                        f"sending application {parsed.sending_application!r}"
+                                        f" / facility {parsed.sending_facility!r}",
+                                        location="MSH-3")
             return self._reject(text, parsed, error, received_at, source="unknown-sender")
+        refusal = nul or _refusal(text, parsed)
+        if refusal is not None:
+            return self._reject(text, parsed, refusal, received_at, source=source.source_id,
+                                message_id=_derived_id(parsed.control_id, text))
         enhanced = bool(parsed.accept_ack_type)
         commands: list[Command] = []
         failure: MappingError | None = None
@@ -136,13 +202,16 @@ class Hl7Receiver:
         except MappingError as exc:
             failure = exc
         message_id = parsed.control_id or f"no-control-id:{uuid.uuid4()}"
-        if failure is None:
+        if failure is None or enhanced:
+            # Enhanced mode: CA says stored (and a message that cannot be mapped is stored,
+            # as failed); the application ACK (AE with the ERR) says what became of it. CE
+            # would ask the sender to send it again, and again.
             code: AckCode = "CA" if enhanced else "AA"
             own_id = _ack_control_id()
             ack = _answer(lambda: success_ack(parsed, code, control_id=own_id), parsed, code,
                           None, source.source_id, control_id=own_id)
         else:
-            code = "CE" if enhanced else "AE"
+            code = "AE"
             ack = _answer(lambda: build_ack(parsed, code, failure), parsed, code, failure,
                           source.source_id)
         row = self.intake.accepted_row(
@@ -150,35 +219,59 @@ class Hl7Receiver:
             message_type=f"{parsed.message_type}^{parsed.trigger_event}", payload=text,
             received_at=received_at, commands=commands, error=failure, ack=ack,
             keep_commands=True)
+        row.fields["on_duplicate"] = partial(self._reused_id, text, parsed, source.source_id,
+                                             received_at)
         return _Step(row, ack, parsed, success=failure is None)
+
+    def _reused_id(self, text: str, parsed: ParsedAdt, source: str, received_at: datetime,
+                   stored_payload: str) -> dict[str, object] | None:
+        """Called by the inbox (in its transaction) when this MSH-10 is already stored: None
+        for the same message sent again, else the row to keep this different one as,
+        refused."""
+        if comparable(stored_payload) == comparable(text):
+            return None
+        error = Hl7Condition(DUPLICATE_KEY, f"MSH-10 {parsed.control_id} was already used "
+                             "for a different message", location="MSH-10")
+        return self._reject(text, parsed, error, received_at, source=source,
+                            message_id=_derived_id(parsed.control_id, text)).row.fields
 
     def _finish(self, step: _Step, stored: Stored) -> Reply:
         """The reply once the row is committed (never before: AA means stored) and a worker
         hinted (``Intake.stored``)."""
-        if step.rejected is not None:
-            log.info("HL7 message rejected", extra={"source": step.rejected})
-            return Reply(ack=step.ack.encode())
-        parsed, ack = step.parsed, step.ack
+        parsed = step.parsed
+        if step.rejected is not None or stored.diverted:
+            # (a refusal stored before is a duplicate: answered as the first time)
+            log.info("HL7 message rejected", extra={
+                "source": step.rejected or step.row.fields["source"],
+                "message_id": parsed.control_id if parsed is not None else None})
+            return Reply(ack=((stored.ack if stored.duplicate or stored.diverted else None)
+                              or step.ack).encode())
         assert parsed is not None
-        if stored.duplicate:
-            # Acknowledged again with the first answer, never processed twice.
-            return Reply(ack=(stored.ack or ack).encode())
+        # A duplicate is acknowledged again with the first answer, never processed twice.
+        ack = (stored.ack or step.ack) if stored.duplicate else step.ack
         follow_up = None
         if parsed.accept_ack_type:  # enhanced mode
-            if not _wants(parsed.accept_ack_type, step.success):
-                ack = ""
+            if not _wants(parsed.accept_ack_type, True):  # the accept ACK says: committed
+                ack = ""  # nothing is sent
             if parsed.application_ack_type.upper() != "NE":
+                # For a resend too: the first application ACK may be what was lost.
                 follow_up = self._application_ack(stored.id, parsed)
         return Reply(ack=ack.encode(), follow_up=follow_up)
 
     def _reject(self, text: str, parsed: ParsedAdt | None, error: MappingError,
-                received_at: datetime, source: str) -> _Step:
+                received_at: datetime, source: str, message_id: str | None = None) -> _Step:
+        """Refused and kept ``rejected``: under ``message_id`` (a known sender's, derived
+        from MSH-10 and the content) or, for a pseudo-source, a fresh id."""
         code: AckCode = "CR" if parsed is not None and parsed.accept_ack_type else "AR"
         ack = _answer(lambda: build_ack(parsed or text, code, error), parsed or text, code,
                       error, source)
-        row = self.intake.rejected_row(source=source, message_id=f"{source}:{uuid.uuid4()}",
-                                       channel=CHANNEL, payload=text, received_at=received_at,
-                                       error=error, ack=ack)
+        row = self.intake.rejected_row(
+            source=source, message_id=message_id or f"{source}:{uuid.uuid4()}",
+            channel=CHANNEL, payload=text, received_at=received_at, error=error, ack=ack)
+        if parsed is not None and message_id is not None:
+            message_type = f"{parsed.message_type}^{parsed.trigger_event}"
+            if len(message_type) <= MESSAGE_TYPE_MAX:
+                row.fields["message_type"] = message_type
         return _Step(row, ack, parsed, success=False, rejected=source)
 
     def _sender(self, parsed: ParsedAdt) -> SourceDefinition | None:
@@ -266,6 +359,56 @@ def _stored_error(body: dict[str, object] | None) -> MappingError:
                 "unsupported-message-type", "unsupported-event"):
         return MappingError(code, message, location=str(location) if location else None)  # type: ignore[arg-type]
     return MappingError("invalid-value", message, location=str(location) if location else None)
+
+
+def _refusal(text: str, parsed: ParsedAdt) -> MappingError | None:
+    """Why a known sender's message is refused before mapping, if it is."""
+    escape = parsed.er7.escape
+    if escape and f"{escape}X" in text:
+        found = _hex_nul(text, escape)
+        if found is not None:
+            return MappingError("invalid-value", NUL_MESSAGE + " (hex escape \\X00\\)",
+                                location=_location_at(text, found))
+    if parsed.version not in SUPPORTED_VERSIONS:
+        return Hl7Condition(UNSUPPORTED_VERSION, f"HL7 version {parsed.version} is not "
+                            "supported: this hub reads v2.3 to v2.5.1", location="MSH-12")
+    if len(f"{parsed.message_type}^{parsed.trigger_event}") > MESSAGE_TYPE_MAX:
+        return MappingError("invalid-value", f"MSH-9 message type and trigger event are "
+                            f"longer than {MESSAGE_TYPE_MAX} characters", location="MSH-9")
+    if len(parsed.control_id) > MESSAGE_ID_MAX:
+        return MappingError("invalid-value", f"MSH-10 is longer than {MESSAGE_ID_MAX} "
+                            "characters", location="MSH-10")
+    return None
+
+
+def _hex_nul(text: str, escape: str) -> int | None:
+    """Where the first hex escape (``\\X00\\``, ``\\X4100\\``) that unescapes to a
+    NUL is."""
+    pattern = re.compile(f"{re.escape(escape)}X([0-9A-Fa-f]*){re.escape(escape)}")
+    for match in pattern.finditer(text):
+        digits = match.group(1)
+        if any(digits[i:i + 2] == "00" for i in range(0, len(digits) - 1, 2)):
+            return match.start()
+    return None
+
+
+def _location_at(text: str, index: int) -> str | None:
+    """``PID-5``: the segment and field of a character of the raw message."""
+    line_start = max(text.rfind("\r", 0, index), text.rfind("\n", 0, index)) + 1
+    line = without_nul(text[line_start:index])
+    segment = line[:3]
+    if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", segment):
+        return None
+    separator = text[3] if text.startswith("MSH") and len(text) > 3 else "|"
+    field_no = line.count(separator) + (1 if segment == "MSH" else 0)
+    return f"{segment}-{field_no}" if line.count(separator) else segment
+
+
+def _derived_id(control_id: str, text: str) -> str:
+    """The id a refused message of a known sender is kept under: MSH-10 (cut to fit) and
+    12 hex digits of its content (without MSH-7, as a resend compares)."""
+    digest = hashlib.sha256(comparable(text).encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{control_id[:MESSAGE_ID_MAX - 13]}#{digest[:12]}"
 
 
 def _decode(payload: bytes) -> str:

@@ -10,6 +10,12 @@ ACK rather than fail over the ACK itself). Should a handler still raise (the dat
 the frame may not be stored, so it gets no ACK: the connection is closed and the sender resends,
 which the inbox recognises as a duplicate if the frame was stored after all. Failures are logged
 with the exception type and code locations only: an exception's text may quote the payload.
+
+A reply without an ACK (enhanced mode, when MSH-15 asks for no accept ACK) sends nothing, not
+an empty frame. A frame over the size limit (``framing.MAX_FRAME_BYTES``) is answered here,
+``AR`` with an ERR naming the limit (``oversized_answer``), counted in ``oversized_frames``
+and logged with its ids and size only. It is not stored: the point of the limit is that such
+a body is never held in memory, and the sender keeps it and is told why.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .framing import FrameReader, frame
+from mapping.hl7v2_ack import oversized_answer
+
+from .framing import MAX_FRAME_BYTES, FrameReader, Oversized, frame
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +41,7 @@ class Reply:
     """What the receiver answers a frame with; ``follow_up`` sends a later message (the
     application ACK of enhanced mode) on the same connection."""
 
-    ack: bytes
+    ack: bytes  # empty: nothing to send now
     follow_up: Callable[[], Awaitable[bytes | None]] | None = None
 
 
@@ -52,7 +60,8 @@ AsyncFrameHandler = Callable[[bytes], Awaitable[Reply]]
 class MllpServer:
     def __init__(self, handler: FrameHandler, host: str = "127.0.0.1", port: int = 2575, *,
                  threads: int = 8, idle_timeout: float = 600.0,
-                 handle_async: AsyncFrameHandler | None = None) -> None:
+                 handle_async: AsyncFrameHandler | None = None,
+                 max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self.handler = handler
         self.handle_async = handle_async
         self.host = host
@@ -62,6 +71,8 @@ class MllpServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self.frames_received = 0
+        self.oversized_frames = 0  # answered AR, not stored (see the module's docstring)
+        self.max_frame_bytes = max_frame_bytes
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve_connection, self.host, self.port)
@@ -92,7 +103,7 @@ class MllpServer:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
-        frames = FrameReader()
+        frames = FrameReader(self.max_frame_bytes)
         followers: set[asyncio.Task[None]] = set()
         write_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
@@ -106,8 +117,13 @@ class MllpServer:
                     break
                 if not data:
                     break
-                for payload in frames.feed(data):
+                for payload in frames.feed_events(data):
                     self.frames_received += 1
+                    if isinstance(payload, Oversized):
+                        async with write_lock:
+                            writer.write(frame(self._refuse_oversized(payload, writer)))
+                            await writer.drain()
+                        continue
                     try:
                         if self.handle_async is not None:
                             reply = await self.handle_async(payload)
@@ -118,9 +134,10 @@ class MllpServer:
                         log.error("MLLP frame not handled (%s): connection closed without an "
                                   "ACK so that the sender resends", failure_summary(exc))
                         return
-                    async with write_lock:
-                        writer.write(frame(reply.ack))
-                        await writer.drain()
+                    if reply.ack:
+                        async with write_lock:
+                            writer.write(frame(reply.ack))
+                            await writer.drain()
                     if reply.follow_up is not None:
                         follower = asyncio.create_task(
                             self._send_follow_up(reply.follow_up, writer, write_lock))
@@ -142,6 +159,15 @@ class MllpServer:
                 await writer.wait_closed()
             if task is not None:
                 self._connections.discard(task)
+
+    def _refuse_oversized(self, event: Oversized, writer: asyncio.StreamWriter) -> bytes:
+        self.oversized_frames += 1
+        ack, control_id = oversized_answer(event.head, event.size, self.max_frame_bytes)
+        peer = writer.get_extra_info("peername")
+        log.warning("MLLP frame of %d bytes from %s over the %d-byte limit: answered AR, "
+                    "not stored", event.size, f"{peer[0]}:{peer[1]}" if peer else "?",
+                    self.max_frame_bytes, extra={"message_id": control_id})
+        return ack.encode()
 
     @staticmethod
     async def _send_follow_up(make: Callable[[], Awaitable[bytes | None]],

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,8 +51,13 @@ _INSERT = {"postgresql": _insert_or_nothing(pg_insert),
            "sqlite": _insert_or_nothing(sqlite_insert)}
 _FIRST_STORED = select(_m.id, _m.status, _m.ack).where(
     and_(_m.source == bindparam("source"), _m.message_id == bindparam("message_id")))
+_FIRST_STORED_PAYLOAD = select(_m.id, _m.status, _m.ack, _m.payload).where(
+    and_(_m.source == bindparam("source"), _m.message_id == bindparam("message_id")))
 _COUNT_RESENT = (update(inbox_messages).where(_m.id == bindparam("mid"))
                  .values(resent=_m.resent + 1))
+_REQUEUE = (update(inbox_messages)
+            .where(and_(_m.id == bindparam("mid"), _m.status == bindparam("seen")))
+            .values(status="received", error=None, processed_at=None, commands=None))
 _MARK = (update(inbox_messages).where(_m.id == bindparam("mid"))
          .values(status=bindparam("status"), error=bindparam("error"),
                  person_ids=bindparam("person_ids"), processed_at=bindparam("now"),
@@ -81,6 +86,8 @@ class Stored:
     duplicate: bool
     status: str
     ack: str | None
+    # the id was taken by a different message: this is the row ``on_duplicate`` gave instead
+    diverted: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,16 @@ def store_message(conn: Connection, *, source: str, message_id: str, channel: st
                   message_type: str | None, payload: str, received_at: datetime,
                   partition: int = 0, status: str = "received",
                   error: dict[str, Any] | None = None, ack: str | None = None,
-                  commands: list[Any] | None = None) -> Stored:
-    """Insert in the caller's transaction; on a duplicate return the first one's row."""
+                  commands: list[Any] | None = None,
+                  on_duplicate: Callable[[str], dict[str, Any] | None] | None = None
+                  ) -> Stored:
+    """Insert in the caller's transaction; on a duplicate return the first one's row.
+
+    ``on_duplicate`` (only consulted when the id is taken, so the usual insert costs
+    nothing more) is given the stored payload and says whether this is the same message
+    sent again (None: counted as a resend, the first row returned) or a different one
+    reusing the id: then it returns the fields of a row to store instead (its own id, so
+    nothing is lost), which is stored the same way and returned with ``diverted``."""
     values = {"source": source, "message_id": message_id, "channel": channel,
               "message_type": message_type, "payload": payload, "received_at": received_at,
               "partition": partition, "status": status, "attempts": 0, "resent": 0,
@@ -121,7 +136,16 @@ def store_message(conn: Connection, *, source: str, message_id: str, channel: st
     new_id = conn.execute(_INSERT[conn.dialect.name], values).scalar()
     if new_id is not None:
         return Stored(id=new_id, duplicate=False, status=status, ack=ack)
-    existing = conn.execute(_FIRST_STORED, {"source": source, "message_id": message_id}).one()
+    key = {"source": source, "message_id": message_id}
+    if on_duplicate is None:
+        existing = conn.execute(_FIRST_STORED, key).one()
+    else:
+        existing = conn.execute(_FIRST_STORED_PAYLOAD, key).one()
+        instead = on_duplicate(existing.payload)
+        if instead is not None:
+            other = store_message(conn, **instead)
+            return Stored(id=other.id, duplicate=other.duplicate, status=other.status,
+                          ack=other.ack, diverted=True)
     conn.execute(_COUNT_RESENT, {"mid": existing.id})
     return Stored(id=existing.id, duplicate=True, status=existing.status, ack=existing.ack)
 
@@ -317,16 +341,19 @@ class Inbox:
                 select(_m.partition).where(_m.status == "received")
                 .group_by(_m.partition)).scalars())
 
-    def requeue(self, ids: Sequence[int]) -> int:
+    def requeue(self, seen: Mapping[int, str]) -> list[int]:
         """Replay: put stored messages back to be processed again from their raw payload
-        (the commands mapped on arrival are dropped, so a fixed code map takes effect)."""
-        if not ids:
-            return 0
+        (the commands mapped on arrival are dropped, so a fixed code map takes effect).
+
+        ``seen``: each message id with the status the caller saw; a message whose status
+        moved since (another replay put it back and a worker applied it) is left alone, so
+        two replays at once apply it once. The ids put back."""
+        done: list[int] = []
         with self.engine.begin() as conn:
-            result = conn.execute(update(inbox_messages).where(_m.id.in_(list(ids)))
-                                  .values(status="received", error=None, processed_at=None,
-                                          commands=None))
-            return result.rowcount
+            for message_id, status in seen.items():
+                if conn.execute(_REQUEUE, {"mid": message_id, "seen": status}).rowcount:
+                    done.append(message_id)
+        return done
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

@@ -305,8 +305,10 @@ def replay_message(
     if message["status"] == "applied" and not force:
         raise HttpProblem(409, "conflict", "this message was applied already; replaying it "
                           "appends its facts again — add ?force=true if that is intended")
-    if message["status"] != "received":
-        hub.inbox.requeue([message_id])
+    if message["status"] != "received" and not hub.inbox.requeue(
+            {message_id: message["status"]}):
+        raise HttpProblem(409, "conflict", "the message changed while it was being replayed "
+                          "(another replay, or a worker applying it): look at it again")
     with write_transaction(hub.engine) as conn:
         audit_write(conn, request, principal, "inbound-message", str(message_id),
                     _first(message["person_ids"]))

@@ -50,8 +50,10 @@ def replay_message(request: Request, hub: Hub, principal: Principal, message_id:
     if message["status"] == "applied" and not force:
         raise Refused(409, "This message was applied already; replaying it appends its facts "
                            "again. Tick “replay anyway” if that is intended.")
-    if message["status"] != "received":
-        hub.inbox.requeue([message_id])
+    if message["status"] != "received" and not hub.inbox.requeue(
+            {message_id: message["status"]}):
+        raise Refused(409, "The message changed while it was being replayed (another replay, "
+                           "or a worker applying it): look at it again.")
     person_ids = message["person_ids"]
     with hub.engine.begin() as conn:
         audit_write(conn, request, principal, "inbound-message", str(message_id),

@@ -189,3 +189,17 @@ def test_since_and_until_bound_received_at(world: World,
     assert capsys.readouterr().out.splitlines()[-1] == "would replay 3 message(s)"
     assert run(["--since", "2026-06-02", "--dry-run"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "would replay 0 message(s)"
+
+
+def test_two_replays_at_once_apply_the_message_once(world: World) -> None:
+    """Each replay puts back only a message still as its caller saw it: the second replay
+    of a failed message, arriving after the first was applied, leaves it alone (it would
+    have appended its facts again; concurrency audit, from reading the code)."""
+    failed, box = world.a1, world.box
+    box.fix_code_map(TRUST_A)
+    hub = box.hub
+    assert hub.inbox.requeue({failed: "failed"}) == [failed]  # the first replay
+    drain(hub.engine, make_mapper(hub.sources), hub.clock, hub.policy)
+    assert box.statuses()[failed] == "applied"
+    assert hub.inbox.requeue({failed: "failed"}) == []  # the second, as it saw the message
+    assert box.statuses()[failed] == "applied"
