@@ -149,8 +149,11 @@ def inbound_queues(conn: Connection, now: datetime
                    ) -> tuple[list[tuple[str, str, QueueFigures]], QueueFigures]:
     """Per (source, channel) figures, and the totals over all of them.
 
-    Rejected messages carry the pseudo-sources ``unknown-sender`` / ``unparseable``, so they
-    show as queues of their own: an unknown sender is what an engineer must configure.
+    Messages rejected before they could be attributed carry the pseudo-sources
+    ``unknown-sender`` / ``unparseable`` (and ``unstorable``: data the database refused), so
+    they show as queues of their own: an unknown sender is what an engineer must configure.
+    A known sender's refused messages (a NUL, an unsupported version, a reused MSH-10) count
+    under their source.
     """
     now = utc(now)
 

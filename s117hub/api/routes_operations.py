@@ -299,9 +299,9 @@ def replay_message(
     if message is None:
         raise NotFound(f"no message {message_id}", field="message_id", rule="message-exists")
     if message["status"] == "rejected":
-        raise HttpProblem(409, "conflict", "a rejected message (unknown sender or "
-                          "unparseable) cannot be replayed: configure the source and ask the "
-                          "sender to send it again")
+        raise HttpProblem(409, "conflict", "a rejected message (unknown sender, unparseable, "
+                          "or refused as sent) cannot be replayed: configure the source or "
+                          "have the sender correct it, and ask the sender to send it again")
     if message["status"] == "applied" and not force:
         raise HttpProblem(409, "conflict", "this message was applied already; replaying it "
                           "appends its facts again — add ?force=true if that is intended")
