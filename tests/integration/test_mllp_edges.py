@@ -26,12 +26,12 @@ import hl7
 import pytest
 from sqlalchemy.exc import DataError
 
-from connectors.hl7v2.framing import MAX_FRAME_BYTES, FrameReader, frame
+from connectors.hl7v2.framing import MAX_FRAME_BYTES, frame
 from register_core.adapters import inbox as inbox_module
 from tests.e2e.test_mllp_inbound import NHS, adt
 
 from . import test_mllp_hd_headers as hd
-from .test_mllp_hd_headers import Listener, msa
+from .test_mllp_hd_headers import Listener, frames_on, msa
 
 listener = hd.listener  # the HD tests' listener (async and thread-pool receivers), no worker
 
@@ -42,18 +42,6 @@ def err(ack: hl7.Message) -> tuple[str, str, str]:
     """ERR-2 (location), ERR-3.1 (table 0357 code), ERR-8 (text)."""
     segment = ack.segment("ERR")
     return str(segment[2]), str(segment[3][0][0]), str(segment[8])
-
-
-def frames_on(sock: socket.socket, count: int, *, timeout: float = 10.0) -> list[bytes]:
-    """The next ``count`` frames the hub sends on ``sock`` (an empty frame included)."""
-    sock.settimeout(timeout)
-    reader = FrameReader()
-    frames: list[bytes] = []
-    while len(frames) < count:
-        data = sock.recv(65536)
-        assert data, "connection closed before the replies came"
-        frames.extend(reader.feed(data))
-    return frames
 
 
 def nothing_more(sock: socket.socket, wait: float = 0.6) -> bytes:

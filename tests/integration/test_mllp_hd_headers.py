@@ -57,6 +57,18 @@ def three(message: str, parties: str = THREE) -> str:
     return message.replace(PARTIES, parties)
 
 
+
+def frames_on(sock: socket.socket, count: int, *, timeout: float = 10.0) -> list[bytes]:
+    """The next ``count`` frames the hub sends on ``sock`` (an empty frame included)."""
+    sock.settimeout(timeout)
+    reader = FrameReader()
+    frames: list[bytes] = []
+    while len(frames) < count:
+        data = sock.recv(65536)
+        assert data, "connection closed before the replies came"
+        frames.extend(reader.feed(data))
+    return frames
+
 @dataclass
 class Listener:
     hub: Hub
@@ -69,12 +81,7 @@ class Listener:
     def send_for(self, message: str, replies: int) -> list[hl7.Message]:
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
             sock.sendall(frame(message.encode()))
-            reader = FrameReader()
-            frames: list[bytes] = []
-            while len(frames) < replies:
-                data = sock.recv(65536)
-                assert data, "connection closed before the replies came"
-                frames.extend(reader.feed(data))
+            frames = frames_on(sock, replies)
         return [hl7.parse(f.decode()) for f in frames]
 
     def rows(self) -> list[Any]:
