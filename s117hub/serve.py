@@ -51,6 +51,22 @@ def mllp_server(hub: Hub, host: str | None = None, port: int | None = None) -> M
 async def run_servers(hub: Hub, http: uvicorn.Server | None = None,
                       mllp: MllpServer | None = None, *, with_http: bool = True,
                       with_mllp: bool = True) -> None:
+    # Caught before any server listens: a SIGTERM just after the port opened had found the
+    # default handler still in place and killed the process on the spot.
+    stop = asyncio.Event()
+    caught = _catch_stop_signals(stop)
+    try:
+        await _serve_until_one_stops(http, mllp, stop, with_http=with_http,
+                                     with_mllp=with_mllp, hub=hub)
+    finally:
+        loop = asyncio.get_running_loop()
+        for stop_signal in caught:
+            loop.remove_signal_handler(stop_signal)
+
+
+async def _serve_until_one_stops(http: uvicorn.Server | None, mllp: MllpServer | None,
+                                 stop: asyncio.Event, *, with_http: bool, with_mllp: bool,
+                                 hub: Hub) -> None:
     tasks: list[asyncio.Task[None]] = []
     if with_http:
         http = http or http_server(hub)
@@ -61,7 +77,7 @@ async def run_servers(hub: Hub, http: uvicorn.Server | None = None,
         tasks.append(asyncio.create_task(mllp.serve_forever(), name="mllp"))
     if not tasks:
         raise ValueError("nothing to serve")
-    tasks.append(asyncio.create_task(_stop_signal(), name="signal"))
+    tasks.append(asyncio.create_task(_stopped(stop), name="signal"))
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -76,14 +92,13 @@ async def run_servers(hub: Hub, http: uvicorn.Server | None = None,
         task.result()  # re-raise whatever stopped the first server
 
 
-async def _stop_signal() -> None:
-    """Returns on SIGINT or SIGTERM (docker stop), so that the servers stop gracefully and
+def _catch_stop_signals(stop: asyncio.Event) -> list[signal.Signals]:
+    """SIGINT and SIGTERM (docker stop) set ``stop``, so that the servers stop gracefully and
     ``serve`` returns: the MLLP listener has no uvicorn to catch them, and without this a
     SIGTERM killed it on the spot and Ctrl-C ended in a traceback. (uvicorn catches them
     while it serves, stops, then raises them again: they land here.) Off the main thread
     signals cannot be caught; the servers then stop when their task does."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     caught = []
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -91,12 +106,12 @@ async def _stop_signal() -> None:
             caught.append(stop_signal)
         except (ValueError, RuntimeError, NotImplementedError):
             pass
-    try:
-        await stop.wait()
-        log.info("stopping: signal received")
-    finally:
-        for stop_signal in caught:
-            loop.remove_signal_handler(stop_signal)
+    return caught
+
+
+async def _stopped(stop: asyncio.Event) -> None:
+    await stop.wait()
+    log.info("stopping: signal received")
 
 
 class Pollers:
