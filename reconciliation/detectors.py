@@ -8,9 +8,11 @@ it and returns the findings that should be open exceptions today. The rules, REA
   other partner has acknowledged it (a ``s117-confirmed`` fact from a source other than the one
   that reported the leaving, within this s117 period) within 5 working days of the later of
   the leaving and the hub hearing of it (2.2, 19.2, 19.6): a discharge known only to the trust.
-- ``ended-on-cto``, ``one-sided-ending``, ``ended-during-dispute``, ``source-conflict``: an
-  s117 ending the rules refused (``position.refused_endings``), one finding per exception kind
-  its violations name: on a CTO (16.2); without both sign-offs or reasons, or solely on a
+- ``ended-on-cto``, ``ended-on-s17-leave``, ``one-sided-ending``, ``ended-during-dispute``,
+  ``source-conflict``: an s117 ending the rules refused (``position.refused_endings``), one
+  finding per exception kind its violations name: on a CTO (16.2); on s17 leave, still
+  detained (1.1, 2.2, 8.4); without both sign-offs or reasons, with the council sign-off given
+  for a council that is not the responsible one (16.1, 17.1, 17.2), or solely on a
   forbidden ground (16.1-16.3, 16.6, 16.9); dated while a dispute about ending is open, i.e.
   opened on or before the ending date and not resolved by it (dispute protocol 3, 7: care continues
   throughout; the refusal stands once the dispute is resolved, and an ending recorded on or
@@ -22,14 +24,19 @@ it and returns the findings that should be open exceptions today. The rules, REA
   (16.1: an ending follows a joint recorded review): flagged, the ending stands
   (``position.flagged_endings``).
 - ``review-overdue``: active and ``next_review_due`` (3 months after discharge, then 12 months
-  after the latest review) has passed (14.1; MoU 5).
+  after the latest review) has passed (14.1; MoU 5); or the person moved to another council
+  area after leaving hospital and no review has been held since, 5 working days after the
+  later of the move and the hub hearing of it (14.1: an unscheduled review "whenever the
+  person moves to another local authority area"; ``position.review_prompts``).
 - ``no-named-practitioner``: pending or active with no named practitioner 5 working days after
   the s117 period began (7.3: from admission, for pre-discharge planning).
 - ``no-aftercare-plan``: active with no plan agreed in this s117 period 5 working days after
   leaving hospital (7.2, 19.2: planning starts at admission).
 - ``s117-charge``: a charge recorded against a service under s117 (13.1; cabinet report 11).
-- ``child-12-week-notification``: under 18 at admission, in hospital 12 consecutive weeks, and
-  no Children Act 1989 s85 notification during that detention (6.1).
+- ``child-12-week-notification``: under 18 at admission, in hospital 12 consecutive weeks (84
+  days: due on the same weekday 12 weeks on), or still in and expected to be (an expected end
+  12 weeks or more after the start: 6.1 "likely to be for at least 12 consecutive weeks"),
+  and no Children Act 1989 s85 notification during that detention (6.1).
 - ``source-conflict`` (``source_conflicts.py``): sources disagree on a detention's start,
   section, end or ICB, on the date of death (or tell of events after it), on the council
   of ordinary residence, GP practice or named practitioner from the same date, on the date an
@@ -133,8 +140,8 @@ def _detect(person: Person, position: Position, today: date,
     detectors: list[Callable[[_Context], list[Finding]]] = [_refused_endings, _flagged_endings,
                                                             _charges]
     if not ctx.deceased:
-        detectors += [_missed_entitlement, _review_overdue, _no_named_practitioner,
-                      _no_aftercare_plan, _child_notification]
+        detectors += [_missed_entitlement, _review_overdue, _unscheduled_review,
+                      _no_named_practitioner, _no_aftercare_plan, _child_notification]
     found = [f for detector in detectors for f in detector(ctx)]
     # The precedence the position followed: what it settled is on the register, not raised.
     rules = position.precedence
@@ -242,6 +249,8 @@ def _tells_leaving(fact: Fact, day: date | None) -> bool:
 
 _ENDING_SUMMARY = {
     "ended-on-cto": "recorded while the person is on a CTO (joint policy 16.2)",
+    "ended-on-s17-leave": "recorded while the person is on s17 leave, still detained (joint "
+                          "policy 1.1, 2.2, 8.4)",
     "one-sided-ending": "is not a joint decision with reasons (joint policy 16.1, 16.3, 16.9)",
     "ended-during-dispute": "is dated while a dispute about ending is open: care continues "
                             "throughout (dispute protocol 3, 7)",
@@ -271,6 +280,9 @@ def _refused_endings(ctx: _Context) -> list[Finding]:
                            "icb_signed": cmd.icb_signoff is not None,
                            "grounds": list(cmd.grounds)},
                 "entitlement_status": status, "facts": [refused.fact.cite()]}
+            signed_for = cmd.council_signoff.organisation if cmd.council_signoff else None
+            if signed_for:  # said only when the source named it (not in the contract's shape)
+                detail["ending"]["council_signed_for"] = signed_for
             after = ""
             if kind == "ended-during-dispute":
                 held = [span for span in ctx.position.disputes
@@ -340,6 +352,32 @@ def _review_overdue(ctx: _Context) -> list[Finding]:
          "facts": ctx.explained("entitlement.next_review_due")})]
 
 
+def _unscheduled_review(ctx: _Context) -> list[Finding]:
+    """A move to another council area with no review since (``position.review_prompts``)."""
+    ent = ctx.position.entitlement
+    found = []
+    for prompt in ctx.position.review_prompts:
+        heard = min((f.command.provenance.received_at.date() for f in prompt.facts),
+                    default=prompt.since)
+        due = add_working_days(max(prompt.since, heard),
+                               ctx.policy.unscheduled_review_working_days)
+        if ctx.not_yet_due(due):
+            continue
+        found.append(finding(
+            "review-overdue", ["unscheduled", prompt.trigger, prompt.since, prompt.moved_to],
+            f"The person moved from {prompt.moved_from} to {prompt.moved_to} on "
+            f"{iso(prompt.since)} and no s117 review has been held since; the unscheduled "
+            f"review was due by {iso(due)}",
+            {"rule": "an unscheduled review whenever the person moves to another local "
+                     "authority area (joint policy 14.1); the responsible council does not "
+                     "change with the move (4.3.1, 17.1)",
+             "review": "unscheduled", "trigger": prompt.trigger, "moved": iso(prompt.since),
+             "moved_from": prompt.moved_from, "moved_to": prompt.moved_to, "due": iso(due),
+             "last_review": iso(ent.last_review), "entitlement_start": iso(ent.start),
+             "facts": [f.cite() for f in prompt.facts]}))
+    return found
+
+
 def _no_named_practitioner(ctx: _Context) -> list[Finding]:
     ent = ctx.position.entitlement
     since = ent.pending_since or ent.start
@@ -407,25 +445,35 @@ def _child_notification(ctx: _Context) -> list[Finding]:
     episodes = sorted(ctx.position.detentions, key=lambda ep: ep.start)
     found = []
     for index, ep in enumerate(episodes):
-        if not children.s85_notification_due(birth, ep.start, ep.end, ctx.today):
-            if ep.end is None and children.is_child_on(birth, ep.start):
-                ctx.holds.append(ep.start + children.TWELVE_WEEKS - ONE_DAY)  # still in
+        reached = children.twelve_weeks_on(ep.start)
+        ground = children.s85_notification_ground(birth, ep.start, ep.end, ctx.today,
+                                                  ep.expected_end)
+        if ep.end is None and children.is_child_on(birth, ep.start) and ctx.today < reached:
+            # Still in: the twelfth week (or, when expected, the wording) changes then.
+            ctx.holds.append(reached - ONE_DAY)
+        if ground is None:
             continue
         following = episodes[index + 1].start if index + 1 < len(episodes) else None
         if any(n.command.date >= ep.start and (following is None or n.command.date < following)
                for n in notices):  # type: ignore[attr-defined]
             continue
-        reached = ep.start + children.TWELVE_WEEKS
         age = children.age_on(birth, ep.start)
+        if ground == "reached":
+            what = (f"has been in hospital 12 consecutive weeks or more (reached "
+                    f"{iso(reached)})")
+        else:
+            what = (f"is expected to be detained 12 consecutive weeks or more (to "
+                    f"{iso(ep.expected_end)}; 12 weeks on {iso(reached)})")
         found.append(finding(
             "child-12-week-notification", [ep.ref, ep.start],
-            f"A child (under 18 when admitted on {iso(ep.start)}) has been in hospital 12 "
-            f"consecutive weeks or more (reached {iso(reached)}) with no Children Act 1989 "
-            "s85 notification recorded",
-            {"rule": "a child or young person detained for 12 consecutive weeks or more: the "
-                     "responsible council must be notified (Children Act 1989 s85; joint "
-                     "policy 6.1)",
-             "episode": ep.ref, "detention_start": iso(ep.start), "detention_end": iso(ep.end),
+            f"A child (under 18 when admitted on {iso(ep.start)}) {what} with no Children Act "
+            "1989 s85 notification recorded",
+            {"rule": "a child or young person detained in hospital, likely to be for at least "
+                     "12 consecutive weeks: the responsible council must be notified "
+                     "(Children Act 1989 s85; joint policy 6.1); due once the detention is "
+                     "expected to last 12 weeks, and in any case once it has",
+             "ground": ground, "episode": ep.ref, "detention_start": iso(ep.start),
+             "detention_end": iso(ep.end), "expected_end": iso(ep.expected_end),
              "twelve_weeks_reached": iso(reached), "age_at_admission": age,
              "facts": [f.cite() for f in ep.facts]}))
     return found

@@ -22,6 +22,7 @@ EXCEPTION_KINDS: tuple[str, ...] = (
     "no-named-practitioner", "no-aftercare-plan", "source-conflict", "identity-uncertain",
     "s117-charge", "child-12-week-notification", "delivery-sla-breach",
     "ended-during-dispute", "ended-during-conditional-discharge", "ended-without-review",
+    "ended-on-s17-leave",
 )
 FINGERPRINT_MAX = 200  # register_exceptions.fingerprint is String(200)
 
@@ -38,6 +39,10 @@ class DetectorPolicy:
     named_practitioner_working_days: int = 5
     aftercare_plan_working_days: int = 5
     review_grace_working_days: int = 0
+    # An unscheduled review on a move of council area (joint policy 14.1 says "whenever the
+    # person moves", no deadline): the same window for the review's record to reach the
+    # register, counted from the later of the move and the hub hearing of it.
+    unscheduled_review_working_days: int = 5
     # Fact kinds from another partner that acknowledge an entitlement the trust reported.
     acknowledging_kinds: frozenset[str] = field(
         default_factory=lambda: frozenset({"s117-confirmed"}))

@@ -59,6 +59,10 @@ class Provenance:
 class Signoff:
     by: str
     date: date
+    # The organisation the sign-off was given for (a council's GSS code, an ODS code), when
+    # the source says: a council sign-off counts only for the responsible council (joint
+    # policy 16.1). None: not said (the contract's sign-off is {by, date}), and not judged.
+    organisation: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

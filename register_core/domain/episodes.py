@@ -27,6 +27,9 @@ class Detention:
     responsible_icb: str | None = None
     sections: list[tuple[str, date]] = field(default_factory=list)
     detained_until: date | None = None  # section ended, may stay informally
+    # An end a source dated after ``today``: when the detention is expected to end (the
+    # latest told). It becomes ``end`` on that day; the child rule reads it (6.1: "likely").
+    expected_end: date | None = None
     continuation: bool = False  # re-detained by CTO revocation: not a new detention
     revives: str | None = None  # the source's episode ref a CTO revocation returned to
     end_fact: Fact | None = None  # the fact that says how and when the person left
@@ -131,6 +134,7 @@ def build_detentions(facts: Sequence[Fact], today: date | None = None,
         if isinstance(cmd, RecordDetentionStarted):
             section = normalise_code(cmd.section)
             end = cmd.end if cmd.end and (today is None or cmd.end <= today) else None
+            expected = cmd.end if cmd.end and end is None else None
             existing = next((ep for ep in episodes if _same_detention(ep, cmd, section)), None)
             if existing:
                 existing.facts.append(fact)
@@ -140,11 +144,14 @@ def build_detentions(facts: Sequence[Fact], today: date | None = None,
                 if end and existing.end is None:
                     existing.end, existing.end_reason, existing.end_fact = (
                         end, "left-hospital", fact)
+                if expected and (existing.expected_end is None or expected > existing.expected_end):
+                    existing.expected_end = expected
                 continue
             ep = Detention(ref=cmd.episode_ref or f"detention-{cmd.start.isoformat()}-{section}",
                            section=section, start=cmd.start, provider_ods=cmd.provider_ods,
                            responsible_icb=cmd.responsible_icb,
-                           sections=[(section, cmd.start)], facts=[fact])
+                           sections=[(section, cmd.start)], facts=[fact],
+                           expected_end=expected)
             if end:
                 ep.end, ep.end_reason, ep.end_fact = end, "left-hospital", fact
             episodes.append(ep)

@@ -103,6 +103,19 @@ class FlaggedEnding:
     flags: tuple[ending.Violation, ...]
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReviewPrompt:
+    """An unscheduled review the rules call for that no review on the register has answered
+    yet (joint policy 14.1): today only a move to another council area after leaving
+    hospital (``reviews.UNSCHEDULED_TRIGGERS`` says why the others are not raised)."""
+
+    trigger: str
+    since: date
+    moved_from: str
+    moved_to: str
+    facts: tuple[Fact, ...]
+
+
 @dataclass(kw_only=True)
 class Entitlement:
     status: Status = "none"
@@ -138,6 +151,7 @@ class Position:
     # The person's disputes as the journal tells them (``RecordDisputeOpened``/``Resolved``).
     disputes: list[DisputeSpan] = field(default_factory=list)
     flagged_endings: list[FlaggedEnding] = field(default_factory=list)
+    review_prompts: list[ReviewPrompt] = field(default_factory=list)
 
 
 def compute_position(person: Person, today: date, policy: Policy | None = None) -> Position:
@@ -274,8 +288,9 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
                                   fact.cite()))
         elif what == "ending":
             fact = obj  # type: ignore[assignment]
-            decision, review_fact = _ending_decision(fact, reviews_kept, ent.start, floor)
-            refusal = _ending_refusal(fact, decision, ent, events, disputes)
+            decision, review_fact = _ending_decision(fact, reviews_kept, ent.start, floor,
+                                                     ent.responsible_council)
+            refusal = _ending_refusal(fact, decision, ent, episodes, events, disputes)
             if refusal is not None:
                 refused.append(refusal)
                 continue
@@ -334,6 +349,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     in_hospital = any(ep.end is None for ep in episodes)
     reviews_held = [(f.command.date, f.command.review_kind) for f in kept  # type: ignore[attr-defined]
                     if isinstance(f.command, RecordReviewCompleted)]
+    prompts = _review_prompts(ent, residences, [day for day, _ in reviews_held])
     child = [f.command.date for f in facts if isinstance(f.command, RecordChildNotification)]
     return Position(
         as_of=today, detentions=episodes, legal_status_events=events, entitlement=ent,
@@ -344,7 +360,28 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
         charges_under_s117=[f for f in facts if isinstance(f.command, RecordServiceCharged)
                             and f.command.under_s117],
         refused_endings=refused, child_notified=max(child) if child else None, explain=explain,
-        precedence=policy.precedence, disputes=disputes, flagged_endings=flagged)
+        precedence=policy.precedence, disputes=disputes, flagged_endings=flagged,
+        review_prompts=prompts)
+
+
+def _review_prompts(ent: Entitlement, residences: Sequence[tuple[date, str, Fact]],
+                    held: Sequence[date]) -> list[ReviewPrompt]:
+    """Moves to another council area since the person left hospital with no review held on or
+    after them (14.1: an unscheduled review "whenever the person moves to another local
+    authority area"). Only while active: in hospital the plan waits for the next leaving.
+    A move on the day of leaving is the discharge plan's own placement, which the 3-month
+    review covers; the move does not change the responsible council (4.3.1, 17.1)."""
+    if ent.status != "active" or ent.start is None:
+        return []
+    start = ent.start
+    prompts = []
+    for day, moved_from, moved_to in reviews.moves_of_area([(d, c) for d, c, _ in residences]):
+        if day <= start or reviews.reviewed_since(day, held) is not None:
+            continue
+        told = tuple(f for d, c, f in residences if d == day)
+        prompts.append(ReviewPrompt(trigger="moved-council-area", since=day,
+                                    moved_from=moved_from, moved_to=moved_to, facts=told))
+    return prompts
 
 
 def _explain_settled(explain: dict[str, Explanation], settled: Sequence[Note],
@@ -407,12 +444,15 @@ def _disputes(facts: Sequence[Fact]) -> tuple[list[DisputeSpan], dict[str, list[
 
 
 def _ending_decision(fact: Fact, reviews_kept: Sequence[Fact], start: date | None,
-                     floor: date | None) -> tuple[ending.EndingDecision, Fact | None]:
+                     floor: date | None, responsible_council: str | None,
+                     ) -> tuple[ending.EndingDecision, Fact | None]:
     """The recorded ending as the rules judge it, with the latest review of this entitlement
     on or before its date: held since the person left hospital (``start``: the reviews the
     register counts, 14.1), and in any case after the ending that closed the previous s117
     period (``floor``). Only a review not known to be single-agency is the joint review an
-    ending follows (MoU 5; 16.1): ``joint`` true or unknown (None) counts, false does not."""
+    ending follows (MoU 5; 16.1): ``joint`` true or unknown (None) counts, false does not.
+    ``responsible_council``: the register's on the ending date, which the council sign-off
+    must be given for (16.1) when the sign-off names its organisation."""
     cmd: RecordS117Ended = fact.command  # type: ignore[assignment]
     held = [f for f in reviews_kept if f.command.date <= cmd.date  # type: ignore[attr-defined]
             and (start is None or f.command.date >= start)  # type: ignore[attr-defined]
@@ -430,17 +470,23 @@ def _ending_decision(fact: Fact, reviews_kept: Sequence[Fact], start: date | Non
         icb_signed_on=icb.date if icb else None,
         grounds=cmd.grounds,
         review=review.command.date if review else None,  # type: ignore[attr-defined]
-        single_agency_review=max(single) if single else None), review
+        single_agency_review=max(single) if single else None,
+        council_signed_for=council.organisation if council else None,
+        responsible_council=responsible_council), review
 
 
 def _ending_refusal(fact: Fact, decision: ending.EndingDecision, ent: Entitlement,
-                    events: Sequence[LegalStatusEvent],
+                    episodes: Sequence[Detention], events: Sequence[LegalStatusEvent],
                     disputes: Sequence[DisputeSpan]) -> RefusedEnding | None:
     """Why a recorded ending does not end the entitlement, or None when it may."""
     cmd: RecordS117Ended = fact.command  # type: ignore[assignment]
+    on_leave = on_s17_leave_at(episodes, events, cmd.date)
     violations = ending.ending_violations(decision, on_cto=on_cto_at(events, cmd.date),
-                                          disputes=disputes)
-    if ent.status != "ended" and (ent.status != "active" or (ent.start and cmd.date < ent.start)):
+                                          on_s17_leave=on_leave, disputes=disputes)
+    # On s17 leave is the specific reason an ending finds nothing it may end (with the leave
+    # not starting the entitlement, or the person back on the ward since): said once.
+    if not on_leave and ent.status != "ended" and (
+            ent.status != "active" or (ent.start and cmd.date < ent.start)):
         # Nothing to end on that date (no entitlement, or still in hospital): record it, do not
         # drop it silently, so the disagreement with the other sources is seen.
         violations.append(ending.Violation(
@@ -464,25 +510,13 @@ def _leaving_after(ep: Detention, events: Sequence[LegalStatusEvent], since: dat
             ep.end_reason or "", "left-hospital")
         discharge = (kind, ep.end)
         by_leaving[discharge] = ep.end_fact
-    # The detention's s17 leave periods: out on a leave start, back on the next leave end
-    # (a start while already out, or an end while in, tells nothing new). Same-day order: out
-    # before back, whichever order the sources sent them in.
-    told = sorted((ev for ev in events if ev.kind in ("s17-leave-start", "s17-leave-end")
-                   and any(ev.fact is f for f in ep.facts)),
-                  key=lambda ev: (ev.date, ev.kind == "s17-leave-end", fact_order(ev.fact)))
     leaves: list[tuple[date, date | None]] = []
     back_facts: dict[date, Fact] = {}
-    out: LegalStatusEvent | None = None
-    for ev in told:
-        if ev.kind == "s17-leave-start" and out is None:
-            out = ev
-            by_leaving.setdefault((ev.kind, ev.date), ev.fact)
-        elif ev.kind == "s17-leave-end" and out is not None:
-            leaves.append((out.date, ev.date))
-            back_facts.setdefault(out.date, ev.fact)
-            out = None
-    if out is not None:
-        leaves.append((out.date, None))
+    for out, back in _s17_leaves(ep, events):
+        by_leaving.setdefault((out.kind, out.date), out.fact)
+        leaves.append((out.date, back.date if back else None))
+        if back is not None:
+            back_facts.setdefault(out.date, back.fact)
     found = eligibility.leaving_in_force(
         since, discharge, leaves, s17_leave_counts=policy.s17_leave_starts_entitlement)
     if found is None:
@@ -490,6 +524,49 @@ def _leaving_after(ep: Detention, events: Sequence[LegalStatusEvent], since: dat
     kind, left, back = found
     return (kind, left, by_leaving.get((kind, left)),
             back_facts.get(left) if back is not None else None)
+
+
+def _s17_leaves(ep: Detention, events: Sequence[LegalStatusEvent],
+                ) -> list[tuple[LegalStatusEvent, LegalStatusEvent | None]]:
+    """The detention's s17 leave periods: out on a leave start, back on the next leave end
+    (None while still out; a start while already out, or an end while in, tells nothing
+    new). Same-day order: out before back, whichever order the sources sent them in."""
+    told = sorted((ev for ev in events if ev.kind in ("s17-leave-start", "s17-leave-end")
+                   and any(ev.fact is f for f in ep.facts)),
+                  key=lambda ev: (ev.date, ev.kind == "s17-leave-end", fact_order(ev.fact)))
+    periods: list[tuple[LegalStatusEvent, LegalStatusEvent | None]] = []
+    out: LegalStatusEvent | None = None
+    for ev in told:
+        if ev.kind == "s17-leave-start" and out is None:
+            out = ev
+        elif ev.kind == "s17-leave-end" and out is not None:
+            periods.append((out, ev))
+            out = None
+    if out is not None:
+        periods.append((out, None))
+    return periods
+
+
+def on_s17_leave_at(episodes: Sequence[Detention], events: Sequence[LegalStatusEvent],
+                    day: date) -> bool:
+    """Whether on ``day`` the person is out on s17 leave from a detention under an entitling
+    section that is still in force: out on or before the day, not back on the ward by it,
+    and neither discharged (left hospital, onto a CTO or conditional discharge) nor
+    discharged from the section by it. The day of the return, or of the discharge, is not
+    on leave: the person is back, or no longer detained (8.4: leave that results in
+    discharge ends with it). Leave from an s2 stay is not counted: its discharge starts no
+    duty (3.3)."""
+    for ep in episodes:
+        entitling = ep.entitling
+        if entitling is None or entitling[1] > day:
+            continue
+        if (ep.end is not None and ep.end <= day) or (
+                ep.detained_until is not None and ep.detained_until <= day):
+            continue
+        if any(out.date <= day and (back is None or back.date > day)
+               for out, back in _s17_leaves(ep, events)):
+            return True
+    return False
 
 
 def _responsible_icb(person: Person, facts: Sequence[Fact], episodes: Sequence[Detention],
@@ -649,5 +726,6 @@ def is_detained_code(code: str) -> bool:
 
 
 __all__ = ["Detention", "DisputeSpan", "Entitlement", "Explanation", "FlaggedEnding",
-           "LegalStatusEvent", "Policy", "Position", "RefusedEnding", "build_detentions",
-           "compute_position", "is_entitling", "on_cto_at"]
+           "LegalStatusEvent", "Policy", "Position", "RefusedEnding", "ReviewPrompt",
+           "build_detentions", "compute_position", "is_entitling", "on_cto_at",
+           "on_s17_leave_at"]

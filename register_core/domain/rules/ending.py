@@ -1,15 +1,17 @@
-"""Lawful ending of s117 aftercare (joint policy 16.1–16.3, 16.6, 16.9, 17.1; 5.7, 5.8;
-MoU 4, 5; dispute protocol 3, 4, 7; standards.md section 6).
+"""Lawful ending of s117 aftercare (joint policy 1.1, 2.2, 8.4, 16.1–16.3, 16.6, 16.9, 17.1,
+17.2; 5.7, 5.8; MoU 4, 5; dispute protocol 3, 4, 7; standards.md section 6).
 
-Only a joint decision of council and NHS after a joint recorded review, with reasons, dated no
-earlier than both sign-offs; never on a CTO; never solely on one of the forbidden grounds;
-never while a dispute about ending is open (care continues throughout). Two endings stand but
-are flagged: one during a conditional discharge (the person is liable to recall), and one with
-no review on the register since the person left hospital other than single-agency ones (MoU 5:
-"Reviews will be joint, recorded"). The review is flagged, not required: the hub may not hear
-of every review, and the contract's ``review.completed`` need not say whether a review was
-joint, so a refusal would keep pushing "active" after both partners signed an ending with
-reasons. A review known to be single-agency (``joint`` false) is not the joint review; one whose
+Only a joint decision of the responsible council and the NHS after a joint recorded review,
+with reasons, dated no earlier than both sign-offs; never on a CTO; never while the person is
+on s17 leave (still detained: the duty is owed to those who cease to be detained and leave
+hospital); never solely on one of the forbidden grounds; never while a dispute about ending
+is open (care continues throughout). Two endings stand but are flagged: one during a
+conditional discharge (the person is liable to recall), and one with no review on the
+register since the person left hospital other than single-agency ones (MoU 5: "Reviews will
+be joint, recorded"). The review is flagged, not required: the hub may not hear of every
+review, and the contract's ``review.completed`` need not say whether a review was joint, so a
+refusal would keep pushing "active" after both partners signed an ending with reasons. A
+review known to be single-agency (``joint`` false) is not the joint review; one whose
 ``joint`` is unknown is given the benefit of the doubt.
 """
 
@@ -63,6 +65,10 @@ class EndingDecision:
     # later one (16.1; MoU 4).
     council_signed_on: date | None = None
     icb_signed_on: date | None = None
+    # The organisation (GSS code) the council sign-off was given for, and the register's
+    # responsible council on the ending date; None: not known, and then not judged.
+    council_signed_for: str | None = None
+    responsible_council: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,18 +79,51 @@ class Violation:
     exception_kind: str  # the register exception a recorded breach opens
 
 
-def ending_violations(decision: EndingDecision, *, on_cto: bool,
+def _organisation(code: str | None) -> str | None:
+    """An organisation code as compared: codes are told in either case, maybe padded."""
+    return code.strip().upper() if code and code.strip() else None
+
+
+def signed_by_another_council(decision: EndingDecision) -> bool:
+    """Whether the council sign-off was given for a council that is not the responsible one
+    (both known): it is not the responsible council's sign-off (16.1: "both the responsible
+    Council and" the NHS; 17.1, 17.2: after a move the responsible council keeps the duty
+    and the accountability, whatever it delegates to the council of the area)."""
+    signed_for = _organisation(decision.council_signed_for)
+    responsible = _organisation(decision.responsible_council)
+    return (bool(decision.council_signed_by and decision.council_signed_by.strip())
+            and signed_for is not None and responsible is not None
+            and signed_for != responsible)
+
+
+def ending_violations(decision: EndingDecision, *, on_cto: bool, on_s17_leave: bool = False,
                       disputes: Sequence[DisputeSpan] = ()) -> list[Violation]:
     """Every rule the decision breaks; empty when it may end the entitlement.
 
-    ``disputes``: the person's disputes on the register; one about ending that is open on
-    the ending date (opened on or before it, not resolved by it) holds the ending back.
+    ``on_s17_leave``: on the ending date the person is on s17 leave from a detention that has
+    not ended. ``disputes``: the person's disputes on the register; one about ending that is
+    open on the ending date (opened on or before it, not resolved by it) holds the ending
+    back.
     """
     found: list[Violation] = []
     if on_cto:
         found.append(Violation("no-ending-on-cto", "date",
                                "s117 cannot end while the person is on a CTO (16.2)",
                                "ended-on-cto"))
+    if on_s17_leave:
+        # Leave of absence is not discharge: the person is still detained and may be
+        # recalled to the ward. The duty is owed to people who "cease to be detained and
+        # leave hospital" (1.1, 2.2); the policy applies aftercare during the leave (8.4),
+        # so the need it meets has not been tested outside detention yet, and the discharge
+        # still to come would start the duty again. As on a CTO (16.2), the partners record
+        # the ending once the person is discharged from the detention.
+        found.append(Violation(
+            "no-ending-on-s17-leave", "date",
+            "s117 cannot end while the person is on s17 leave: they are still detained and "
+            "liable to recall, not yet ceased to be detained and left hospital (joint policy "
+            "1.1, 2.2), and aftercare arrangements apply throughout the leave (8.4); as on a "
+            "CTO (16.2), an ending dated on or after the discharge from detention may stand",
+            "ended-on-s17-leave"))
     for dispute in disputes:
         if dispute.kind == "ending" and dispute.open_on(decision.date):
             found.append(Violation(
@@ -100,6 +139,18 @@ def ending_violations(decision: EndingDecision, *, on_cto: bool,
             found.append(Violation("joint-ending", f"{side}_signoff",
                                    f"ending needs both council and ICB sign-off; {side} missing"
                                    " (16.1, 16.3)", "one-sided-ending"))
+    other_council = signed_by_another_council(decision)
+    if other_council:
+        # The joint decision is the responsible council's and the NHS's (16.1): another
+        # council's sign-off (the council of the area the person moved to, say) leaves the
+        # responsible council's missing, so the ending is one-sided.
+        found.append(Violation(
+            "responsible-council-signoff", "council_signoff.organisation",
+            f"the council sign-off was given for {_organisation(decision.council_signed_for)}"
+            f", not the responsible council {_organisation(decision.responsible_council)}: "
+            "only the responsible council and the NHS can end s117 jointly (16.1), and after "
+            "a move the responsible council keeps the duty and the accountability for it "
+            "(17.1, 17.2), so the responsible council has not signed off", "one-sided-ending"))
     # Dated before the later sign-off, the ending would take effect on a day when only one
     # partner had decided: not joint on that date (16.1 "only ... if both"; MoU 4: no
     # unilateral action in cessation). Refused, not moved to the later sign-off date: the
@@ -108,7 +159,8 @@ def ending_violations(decision: EndingDecision, *, on_cto: bool,
     # The partners record the ending again, dated on or after the later sign-off, as they do
     # after a dispute about ending is resolved.
     signed_on = [(on, side) for side, by, on in (
-        ("council", decision.council_signed_by, decision.council_signed_on),
+        ("council", None if other_council else decision.council_signed_by,
+         decision.council_signed_on),
         ("icb", decision.icb_signed_by, decision.icb_signed_on))
         if on is not None and by and by.strip()]
     if signed_on:
@@ -166,10 +218,11 @@ def ending_flags(decision: EndingDecision, *, conditionally_discharged: bool
     return flags
 
 
-def check_ending(decision: EndingDecision, *, on_cto: bool,
+def check_ending(decision: EndingDecision, *, on_cto: bool, on_s17_leave: bool = False,
                  disputes: Sequence[DisputeSpan] = ()) -> None:
     """Raise UnlawfulEnding naming the first broken rule and its field."""
-    violations = ending_violations(decision, on_cto=on_cto, disputes=disputes)
+    violations = ending_violations(decision, on_cto=on_cto, on_s17_leave=on_s17_leave,
+                                   disputes=disputes)
     if violations:
         first = violations[0]
         raise UnlawfulEnding(first.message, field=first.field, rule=first.rule)

@@ -125,11 +125,13 @@ def review(when: str | date, *, kind: str = "scheduled", joint: bool | None = Tr
 def ended(when: str | date, *, reason: str | None = "no longer needs aftercare for the "
           "mental disorder; joint review held", council: bool = True, icb: bool = True,
           grounds: tuple[str, ...] = (), source: str = "council",
-          serial: int = 1) -> RecordS117Ended:
+          council_for: str | None = None, serial: int = 1) -> RecordS117Ended:
+    """``council_for``: the organisation the council sign-off names (None: not said)."""
     day = d(when)
     return RecordS117Ended(
         person=person_ref(serial), provenance=prov(source, day), date=day, reason=reason,
-        council_signoff=Signoff(by="council-officer-1", date=day) if council else None,
+        council_signoff=Signoff(by="council-officer-1", date=day, organisation=council_for)
+        if council else None,
         icb_signoff=Signoff(by="icb-clinician-1", date=day) if icb else None,
         grounds=grounds)
 

@@ -1,6 +1,7 @@
 """Review due dates: within 3 months of discharge, then at least every 12 months.
 
-Seeds: joint policy 14.1; MoU 5 ("within three months of discharge; and at least annually
+Seeds: joint policy 14.1 (scheduled, and unscheduled "whenever the person moves to another
+local authority area"); MoU 5 ("within three months of discharge; and at least annually
 thereafter").
 """
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from register_core.domain.rules import reviews
 
-from .builders import detention, left, legal, position_of, review
+from .builders import detention, left, legal, position_of, residence, review
 
 
 def reference_add_months(day: date, months: int) -> date:
@@ -146,3 +147,61 @@ def test_a_review_recorded_for_a_future_date_does_not_count_yet():
         == date(2026, 6, 1)
     assert position_of(commands, today="2026-05-20").entitlement.next_review_due \
         == date(2027, 5, 20)
+
+
+# -- unscheduled reviews (14.1): "whenever the person moves to another local authority area" --
+
+def test_every_unscheduled_trigger_says_where_it_comes_from_and_whether_it_is_raised():
+    assert set(reviews.UNSCHEDULED_TRIGGERS) == {
+        "moved-council-area", "plan-not-meeting-needs", "requested", "ending-considered",
+        "s17-leave-start"}
+    for trigger, why in reviews.UNSCHEDULED_TRIGGERS.items():
+        assert "14.1" in why, trigger
+    assert "raised" in reviews.UNSCHEDULED_TRIGGERS["moved-council-area"]
+
+
+def test_moves_of_area_are_changes_of_council__joint_policy_14_1():
+    told = [(date(2020, 1, 1), "LA-A"), (date(2026, 6, 10), "la-b"),
+            (date(2026, 7, 1), "LA-B"), (date(2026, 9, 1), "LA-C")]
+    assert reviews.moves_of_area(told) == [(date(2026, 6, 10), "LA-A", "LA-B"),
+                                           (date(2026, 9, 1), "LA-B", "LA-C")]
+    assert reviews.moves_of_area([(date(2026, 6, 10), "LA-B")]) == []  # first known: no move
+
+
+def test_two_councils_told_for_one_date_are_no_move__joint_policy_14_1():
+    told = [(date(2020, 1, 1), "LA-A"), (date(2026, 6, 10), "LA-B"), (date(2026, 6, 10), "LA-C"),
+            (date(2026, 9, 1), "LA-C")]
+    assert reviews.moves_of_area(told) == [(date(2026, 9, 1), "LA-A", "LA-C")]
+
+
+MOVED = [residence("2020-01-01", "LA-A"), detention("2026-01-05"), left("2026-03-02")]
+
+
+def test_a_move_after_leaving_hospital_prompts_an_unscheduled_review__joint_policy_14_1():
+    pos = position_of([*MOVED, residence("2026-06-10", "LA-B")], today="2026-06-11")
+    [prompt] = pos.review_prompts
+    assert (prompt.trigger, prompt.since, prompt.moved_from, prompt.moved_to) == (
+        "moved-council-area", date(2026, 6, 10), "LA-A", "LA-B")
+    assert pos.entitlement.responsible_council == "LA-A"  # the move does not move it (4.3.1)
+
+
+@pytest.mark.parametrize("held", ["2026-06-10", "2026-06-12"])
+def test_a_review_on_or_after_the_move_answers_it__joint_policy_14_1(held):
+    pos = position_of([*MOVED, residence("2026-06-10", "LA-B"), review(held, kind="unscheduled")],
+                      today="2026-06-20")
+    assert pos.review_prompts == []
+
+
+def test_a_review_before_the_move_does_not_answer_it__joint_policy_14_1():
+    pos = position_of([*MOVED, review("2026-06-01"), residence("2026-06-10", "LA-B")],
+                      today="2026-06-20")
+    assert [p.since for p in pos.review_prompts] == [date(2026, 6, 10)]
+
+
+def test_a_move_on_leaving_hospital_or_while_in_hospital_prompts_nothing__joint_policy_14_1():
+    # Placed in another area on discharge: the discharge plan's move, reviewed at 3 months.
+    assert position_of([*MOVED, residence("2026-03-02", "LA-B")],
+                       today="2026-03-20").review_prompts == []
+    in_hospital = [residence("2020-01-01", "LA-A"), detention("2026-01-05"),
+                   residence("2026-02-01", "LA-B")]
+    assert position_of(in_hospital, today="2026-03-20").review_prompts == []

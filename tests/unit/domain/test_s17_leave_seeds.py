@@ -1,11 +1,13 @@
 """s17 leave and the s117 position, as the joint policy tells it (seeds audit).
 
 8.4: "During any period of section 17 leave from hospital, then section 117 aftercare
-arrangements will apply" (2.2: the policy covers patients granted s17 leave). 14.1: reviews
-"within 3 months of discharge from hospital", then at least every 12 months. 19.2: on the
-register from admission. A leave the person came back from is over: back on the ward they are
-in hospital again (as after a re-detention: pending, the start kept), no community duty runs,
-and the review clock waits for the leaving in force, the discharge (or a leave still running).
+arrangements will apply" (2.2: the policy covers patients granted s17 leave; 1.1, 2.2: it is
+for people who "cease to be detained and leave hospital", so no ending while still on the
+leave). 14.1: reviews "within 3 months of discharge from hospital", then at least every 12
+months. 19.2: on the register from admission. A leave the person came back from is over:
+back on the ward they are in hospital again (as after a re-detention: pending, the start
+kept), no community duty runs, and the review clock waits for the leaving in force, the
+discharge (or a leave still running).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .builders import (
     confirmed,
     d,
     detention,
+    ended,
     left,
     legal,
     plan,
@@ -199,3 +202,89 @@ def test_the_order_the_leave_was_told_in_does_not_matter__property(data):
         got = compute_position(record_all(shuffled), d(today)).entitlement
         assert (got.status, got.start, got.next_review_due) == (
             want.status, want.start, want.next_review_due)
+
+
+# -- an ending recorded while the person is on the leave -------------------------------------
+# 1.1, 2.2: the duty is owed to people detained under s3 (and the other entitling sections)
+# who "then cease to be detained and leave hospital"; 8.4: "During any period of section 17
+# leave from hospital, then section 117 aftercare arrangements will apply". On leave the person
+# is still detained and may be recalled: like a CTO (16.2), no ending stands then.
+
+ON_LEAVE = [*BEFORE_LEAVE, legal("s17-leave-start", "2026-04-01"), plan("2026-03-30"),
+            confirmed("2026-04-01"), review("2026-05-11")]
+
+
+def _refusal_rules(pos: Position) -> list[tuple[str, str]]:
+    return [(v.rule, v.exception_kind) for r in pos.refused_endings for v in r.violations]
+
+
+def test_an_ending_while_on_s17_leave_is_refused__joint_policy_1_1_2_2_8_4():
+    pos, kinds = seen([*ON_LEAVE, ended("2026-05-20")], TODAY)
+    ent = pos.entitlement
+    assert (ent.status, ent.start, ent.ended) == ("active", date(2026, 4, 1), None)
+    assert _refusal_rules(pos) == [("no-ending-on-s17-leave", "ended-on-s17-leave")]
+    [violation] = pos.refused_endings[0].violations
+    assert violation.field == "date"
+    assert "still detained" in violation.message and "8.4" in violation.message
+    assert "not end it" in pos.explain["entitlement.status"].rule
+    assert kinds == ["ended-on-s17-leave"]
+
+
+def test_an_ending_on_the_first_day_of_the_leave_is_refused__joint_policy_2_2_8_4():
+    pos, _ = seen([*ON_LEAVE, ended("2026-04-01")], TODAY)
+    assert pos.entitlement.status == "active"
+    assert _refusal_rules(pos) == [("no-ending-on-s17-leave", "ended-on-s17-leave")]
+
+
+def test_an_ending_dated_the_day_of_the_discharge_from_the_leave_may_stand__8_4_16_1():
+    """8.4: leave "that will directly result in discharge": discharged on 22 May, no longer
+    detained that day, so the joint ending of that day stands (the day before, it did not)."""
+    out = [*ON_LEAVE, left(DISCHARGED)]
+    pos, _ = seen([*out, ended(DISCHARGED)], TODAY)
+    assert (pos.entitlement.status, pos.refused_endings) == ("ended", [])
+    pos, _ = seen([*out, ended("2026-05-21")], TODAY)
+    assert pos.entitlement.status == "active"
+    assert _refusal_rules(pos) == [("no-ending-on-s17-leave", "ended-on-s17-leave")]
+
+
+def test_an_ending_dated_during_a_leave_the_person_came_back_from_names_the_leave__8_4():
+    # Out 2-4 January and on the ward since: the ending of 3 January is refused for the leave
+    # alone (not also as "nothing active to end": the leave is why).
+    pos, kinds = seen([*BEFORE_LEAVE, *LEAVE, ended("2026-01-03")], "2026-02-01")
+    assert pos.entitlement.status == "pending"
+    assert _refusal_rules(pos) == [("no-ending-on-s17-leave", "ended-on-s17-leave")]
+    assert kinds == ["ended-on-s17-leave"]
+
+
+def test_an_ending_dated_back_on_the_ward_is_refused_as_before__19_2():
+    pos, kinds = seen([*BEFORE_LEAVE, *LEAVE, ended(BACK)], "2026-02-01")
+    assert _refusal_rules(pos) == [("ending-needs-active-entitlement", "source-conflict")]
+    assert kinds == ["source-conflict"]
+
+
+def test_an_ending_on_leave_is_refused_whatever_the_local_leave_choice__standards_6():
+    """With s17 leave not starting the entitlement (CXF), the person on leave is pending: the
+    ending is refused for the leave, the reason that holds under either choice."""
+    pos, _ = seen([*ON_LEAVE, ended("2026-05-20")], TODAY, NO_LEAVE_START)
+    assert pos.entitlement.status == "pending"
+    assert _refusal_rules(pos) == [("no-ending-on-s17-leave", "ended-on-s17-leave")]
+
+
+def test_once_the_section_is_discharged_on_leave_an_ending_may_stand__1_1_2_2():
+    """Discharged from the section while out on leave: no longer detained (1.1: "cease to be
+    detained"), so the leave no longer holds an ending back."""
+    commands = [*ON_LEAVE, legal("detention-ended", "2026-05-15"), ended("2026-05-20")]
+    pos, _ = seen(commands, TODAY)
+    assert (pos.entitlement.status, pos.refused_endings) == ("ended", [])
+
+
+def test_leave_from_an_s2_stay_after_discharge_from_s3_does_not_hold_an_ending__3_3():
+    """An s2 readmission does not make the s3 entitlement pending, and its discharge starts no
+    duty (3.3): leave from it is not the entitling detention's leave."""
+    commands = [residence("2020-01-01", COUNCIL_A), detention("2025-06-02", "03"),
+                left("2025-08-01"), confirmed("2025-08-01"), review("2025-10-01"),
+                detention("2026-02-02", "02", episode="ep-2"),
+                legal("s17-leave-start", "2026-03-02", episode="ep-2"),
+                ended("2026-03-10")]
+    pos, _ = seen(commands, "2026-03-20")
+    assert (pos.entitlement.status, pos.refused_endings) == ("ended", [])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 from reconciliation.detectors import DetectorPolicy
 
 from ..domain.builders import (
+    COUNCIL_A,
+    COUNCIL_B,
     charge,
     child_notified,
     confirmed,
@@ -17,6 +20,8 @@ from ..domain.builders import (
     legal,
     plan,
     practitioner,
+    prov,
+    residence,
     review,
 )
 from .helpers import confirmed_by, council_detention, found, heard_late, kinds, of_kind, run
@@ -143,6 +148,46 @@ def test_a_review_grace_can_be_configured():
     assert kinds(KEPT, "2026-06-10", policy=policy) == ["review-overdue"]
 
 
+# An unscheduled review "whenever the person moves to another local authority area" (14.1):
+# raised as review-overdue once 5 working days pass after the move with no review since.
+REVIEWED = [residence("2020-01-01", COUNCIL_A), *KEPT, review("2026-05-20")]
+MOVED = [*REVIEWED, residence("2026-06-10", COUNCIL_B)]  # Wednesday; due Wednesday 17 June
+
+
+def test_a_move_with_no_review_since_is_an_overdue_unscheduled_review__joint_policy_14_1():
+    assert kinds(MOVED, "2026-06-17") == []
+    [overdue] = found(MOVED, "2026-06-18")
+    assert overdue.kind == "review-overdue"
+    assert (overdue.detail["review"], overdue.detail["trigger"], overdue.detail["due"]) == (
+        "unscheduled", "moved-council-area", "2026-06-17")
+    assert (overdue.detail["moved_from"], overdue.detail["moved_to"]) == (COUNCIL_A, COUNCIL_B)
+    assert "14.1" in overdue.detail["rule"] and overdue.detail["facts"]
+    assert overdue.fingerprint != found(KEPT, "2026-06-03")[0].fingerprint  # not the 3-month
+
+
+def test_a_review_after_the_move_settles_it__joint_policy_14_1():
+    assert kinds([*MOVED, review("2026-06-22", kind="unscheduled")], "2026-06-30") == []
+
+
+def test_a_move_the_hub_hears_of_late_counts_from_hearing__joint_policy_14_1_19_6():
+    late = replace(residence("2026-06-10", COUNCIL_B),
+                   provenance=prov("council", date(2026, 7, 1)))
+    assert kinds([*REVIEWED, late], "2026-07-08") == []
+    assert kinds([*REVIEWED, late], "2026-07-09") == ["review-overdue"]
+
+
+def test_the_unscheduled_review_window_can_be_configured__joint_policy_14_1():
+    policy = DetectorPolicy(unscheduled_review_working_days=10)
+    assert kinds(MOVED, "2026-06-24", policy=policy) == []
+    assert kinds(MOVED, "2026-06-25", policy=policy) == ["review-overdue"]
+
+
+def test_no_move_prompt_for_the_same_council_told_again_or_when_in_hospital__14_1():
+    assert kinds([*REVIEWED, residence("2026-06-10", COUNCIL_A)], "2026-07-01") == []
+    readmitted = [*MOVED, detention("2026-06-12", episode="ep-2")]
+    assert "review-overdue" not in kinds(readmitted, "2026-07-01")
+
+
 # -- no-named-practitioner: joint policy 7.3 ------------------------------------------------
 
 def test_a_named_practitioner_is_due_from_admission_after_the_grace():
@@ -246,6 +291,41 @@ def test_a_notification_for_an_earlier_detention_does_not_cover_a_later_one():
     later = [detention("2026-01-05", "02")]
     assert len(of_kind(found([*earlier, *later], "2026-04-01", birth=CHILD),
                        "child-12-week-notification")) == 1
+
+
+def test_a_child_expected_to_be_detained_12_weeks_is_raised_at_once__joint_policy_6_1():
+    """6.1: "detained in hospital and that is likely to be for at least 12 consecutive
+    weeks": an expected end 12 weeks on (30 March, 84 days) makes it due from admission."""
+    stay = [detention("2026-01-05", "03", end="2026-03-30"),
+            practitioner("worker-1", "2026-01-05")]
+    [child] = found(stay, "2026-01-05", birth=CHILD)
+    assert child.kind == "child-12-week-notification"
+    assert (child.detail["ground"], child.detail["expected_end"]) == ("expected", "2026-03-30")
+    assert "expected to be detained 12 consecutive weeks" in child.summary
+    assert "likely" in child.detail["rule"]
+    # Once the 12 weeks have passed it is the same exception (one fingerprint), now a fact.
+    [later] = found(stay, "2026-03-30", birth=CHILD)
+    assert later.fingerprint == child.fingerprint and later.detail["ground"] == "reached"
+
+
+def test_a_day_short_of_12_weeks_expected_is_not_raised__joint_policy_6_1():
+    stay = [detention("2026-01-05", "03", end="2026-03-29"),
+            practitioner("worker-1", "2026-01-05")]
+    for today in ("2026-01-05", "2026-03-28", "2026-03-29", "2026-06-01"):
+        assert of_kind(found(stay, today, birth=CHILD), "child-12-week-notification") == [], today
+
+
+def test_a_notification_answers_the_expected_12_weeks__joint_policy_6_1():
+    stay = [detention("2026-01-05", "03", end="2026-04-30"),
+            practitioner("worker-1", "2026-01-05"), child_notified("2026-01-07")]
+    assert of_kind(found(stay, "2026-01-08", birth=CHILD), "child-12-week-notification") == []
+
+
+def test_discharged_either_side_of_12_weeks__joint_policy_6_1():
+    stay = [detention("2026-01-05", "02"), practitioner("worker-1", "2026-01-05")]
+    assert kinds([*stay, left("2026-03-29")], "2026-06-01", birth=CHILD) == []
+    assert kinds([*stay, left("2026-03-30")], "2026-06-01", birth=CHILD) == [
+        "child-12-week-notification"]
 
 
 # -- the person has died --------------------------------------------------------------------

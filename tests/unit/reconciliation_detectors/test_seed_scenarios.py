@@ -116,3 +116,44 @@ def test_a_discharge_known_only_to_the_trust__2_2_19_6():
                          plan("2025-02-28"), left("2025-03-03")], "2025-03-20")
     assert pos.entitlement.status == "active"  # the register knows: it is entitled
     assert [f.kind for f in findings] == ["missed-entitlement"]
+
+
+def test_ending_while_on_s17_leave__joint_policy_1_1_2_2_8_4():
+    """Still detained on leave (1.1, 2.2: aftercare is for those who "cease to be detained and
+    leave hospital"; 8.4: it applies during the leave): the ending is refused, as on a CTO."""
+    findings, pos = run([detention("2025-01-06"), practitioner("worker-17", "2025-01-07"),
+                         plan("2025-02-28"), legal("s17-leave-start", "2025-03-03"),
+                         confirmed("2025-03-03"), review("2025-05-20"),
+                         ended("2025-06-02")], "2025-06-10")
+    assert (pos.entitlement.status, pos.on_cto) == ("active", False)
+    [refused] = findings
+    assert refused.kind == "ended-on-s17-leave"
+    assert "s17 leave" in refused.summary and "2025-06-02" in refused.summary
+    assert [v["rule"] for v in refused.detail["violations"]] == ["no-ending-on-s17-leave"]
+
+
+def test_ending_signed_by_the_council_the_person_moved_to__joint_policy_16_1_17_1_17_2():
+    """16.1: both "the responsible Council" and the NHS; after a move the original council
+    stays responsible (17.1) and accountable (17.2): the other council's sign-off is not its."""
+    journey = [*_moved(re_detained=False), ended("2024-11-01", council_for=COUNCIL_B)]
+    findings, pos = run(journey, "2024-11-10")
+    assert (pos.entitlement.status, pos.entitlement.responsible_council) == ("active", COUNCIL_A)
+    [refused] = findings
+    assert refused.kind == "one-sided-ending"
+    assert refused.detail["ending"]["council_signed_for"] == COUNCIL_B
+    assert [v["rule"] for v in refused.detail["violations"]] == ["responsible-council-signoff"]
+    # Signed for the responsible council, the same ending stands.
+    findings, pos = run([*_moved(re_detained=False), ended("2024-11-01", council_for=COUNCIL_A)],
+                        "2024-11-10")
+    assert (pos.entitlement.status, findings) == ("ended", [])
+
+
+def test_a_move_prompts_an_unscheduled_review__joint_policy_14_1():
+    """14.1: unscheduled reviews "whenever the person moves to another local authority area":
+    the seed journey held one a fortnight after the move; without it, a prompt."""
+    journey = [j for j in _moved(re_detained=False) if j.kind != "review-completed"
+               or j.date != date(2024, 9, 15)]  # type: ignore[attr-defined]
+    findings, _ = run(journey, "2024-09-20")
+    assert [(f.kind, f.detail["review"], f.detail["moved_to"]) for f in findings] == [
+        ("review-overdue", "unscheduled", COUNCIL_B)]
+    assert run(_moved(re_detained=False), "2024-09-20")[0] == []

@@ -65,7 +65,11 @@ def _recipe(kind: str, offset: int, extra: int, flag: bool) -> list[Command]:
         "plan": lambda: [plan(day)],
         "practitioner": lambda: [practitioner("worker-1", day if flag else None)],
         "confirmed": lambda: [confirmed(day)],
-        "ended": lambda: [ended(day, icb=flag)],
+        "ended": lambda: [ended(day, icb=flag,
+                                council_for=(COUNCIL_A, COUNCIL_B, None)[extra % 3])],
+        # s17 leave, back on the ward later or not: an ending while out is refused.
+        "leave": lambda: [legal("s17-leave-start", day),
+                          *([legal("s17-leave-end", later)] if flag else [])],
         # A dispute about ending (resolved later, or not yet) holds back endings it covers.
         "dispute": lambda: [dispute_opened(day, dispute=f"d{offset}"),
                             *([dispute_resolved(later, dispute=f"d{offset}")] if flag else [])],
@@ -77,7 +81,7 @@ def _recipe(kind: str, offset: int, extra: int, flag: bool) -> list[Command]:
 
 _KINDS = ["detention", "council-detention", "regrade", "cto", "cto-end", "conditional", "left",
           "review", "plan", "practitioner", "confirmed", "ended", "child-notified", "residence",
-          "death", "dispute"]
+          "death", "dispute", "leave"]
 
 journeys = st.lists(
     st.tuples(st.sampled_from(_KINDS), st.integers(0, 500), st.integers(1, 200),
