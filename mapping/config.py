@@ -127,6 +127,9 @@ class SourceMappingConfig(BaseModel):
     source_id: str = Field(min_length=1)
     kind: SourceKind
     display_name: str | None = None
+    # The partner's own organisation (ODS for a trust, GSS for a council): a council source's
+    # sign-off of an ending is given for its council (joint policy 16.1: the responsible one).
+    organisation_code: str | None = None
     code_map: dict[str, str] = Field(default_factory=dict)
     legal_status_location: LegalStatusLocation = Field(default_factory=LegalStatusLocation)
     default_provider_ods: str | None = None

@@ -152,8 +152,10 @@ def _confirmed(event: S117Confirmed, person: PersonRef, prov: Provenance,
     return [RecordS117Confirmed(person=person, provenance=prov, start=event.data.start)]
 
 
-def _signoff(model: SignoffModel | None) -> Signoff | None:
-    return Signoff(by=model.by, date=model.date) if model is not None else None
+def _signoff(model: SignoffModel | None, organisation: str | None = None) -> Signoff | None:
+    if model is None:
+        return None
+    return Signoff(by=model.by, date=model.date, organisation=organisation)
 
 
 def _ended(event: S117Ended, person: PersonRef, prov: Provenance,
@@ -161,7 +163,10 @@ def _ended(event: S117Ended, person: PersonRef, prov: Provenance,
     data = event.data
     return [RecordS117Ended(
         person=person, provenance=prov, date=data.date, reason=data.reason,
-        council_signoff=_signoff(data.council_signoff), icb_signoff=_signoff(data.icb_signoff),
+        # A council's case system signs for its own council (its source's organisation code),
+        # so a sign-off from a council that is not the responsible one is seen as such.
+        council_signoff=_signoff(data.council_signoff, config.organisation_code),
+        icb_signoff=_signoff(data.icb_signoff),
         grounds=tuple(data.grounds))]
 
 

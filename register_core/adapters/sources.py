@@ -34,7 +34,6 @@ class PollSettings(BaseModel):
 class SourceDefinition(SourceMappingConfig):
     """A source as the API and the config file describe it (id is ``source_id``)."""
 
-    organisation_code: str | None = None
     enabled: bool = True
     poll: PollSettings | None = None
     csv: CsvColumnMap = Field(default_factory=CsvColumnMap)

@@ -287,3 +287,41 @@ def test_received_at_is_the_hub_clock(council: Council) -> None:
     received = row.received_at
     assert isinstance(received, datetime)
     assert received.replace(tzinfo=None) == council.hub.clock.now().replace(tzinfo=None)
+
+
+def test_an_ending_signed_for_another_council_does_not_end_it(council: Council) -> None:
+    """Joint policy 16.1, 17.1: the ending is the responsible council's decision with the
+    NHS; a council case system signs for its own council (its source's organisation code)."""
+    now = council.hub.clock.now()
+    for source_id, gss in (("council-resp", "E10000034"), ("council-other", "E06000019")):
+        council.hub.sources.save(SourceDefinition(source_id=source_id, kind="council-rest",
+                                                  organisation_code=gss), now)
+        council.tokens[source_id] = TokenStore(council.hub.engine, council.hub.clock).create(
+            "source-system", source=source_id)[1]
+    story = [
+        event("r-1", "ordinary-residence.changed", NHS_C,
+              {"council_code": "E10000034", "date": "2020-01-01"}),
+        event("r-2", "detention.notified", NHS_C, {"section": "03", "start": "2026-01-05",
+                                                   "end": "2026-03-01"}),
+        event("r-3", "review.completed", NHS_C, {"date": "2026-05-15", "kind": "unscheduled",
+                                                 "joint": True}),
+    ]
+    ending = {"date": "2026-05-20", "reason": "Needs met after joint review",
+              "council_signoff": {"by": "AMHP lead", "date": "2026-05-20"},
+              "icb_signoff": {"by": "ICB S117 lead", "date": "2026-05-20"}}
+    for body in story:
+        assert council.post(body, token="council-resp", source="council-resp"
+                            ).status_code == 202
+    response = council.post(event("o-1", "s117.ended", NHS_C, ending),
+                            token="council-other", source="council-other")
+    assert response.status_code == 202, response.text
+    council.drain()
+    record = council.person(NHS_C)
+    assert record["entitlement"]["status"] == "active"
+    assert record["entitlement"]["responsible_council"] == "E10000034"
+    assert "one-sided-ending" in {e["kind"] for e in record["open_exceptions"]}
+
+    assert council.post(event("r-4", "s117.ended", NHS_C, ending), token="council-resp",
+                        source="council-resp").status_code == 202
+    council.drain()
+    assert council.person(NHS_C)["entitlement"]["status"] == "ended"
