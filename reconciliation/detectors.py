@@ -55,7 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from register_core.domain.calendar import add_working_days
+from register_core.domain.calendar import add_working_days, england_date
 from register_core.domain.commands import (
     RecordAftercarePlanAgreed,
     RecordChildNotification,
@@ -185,7 +185,7 @@ def _missed_entitlement(ctx: _Context) -> list[Finding]:
     # and a council's record of it, or its s117 confirmation) mean both sides do.
     if len(set(reporters) | acknowledging) > 1:
         return []
-    heard = min(f.command.provenance.received_at.date() for f in leaving)
+    heard = min(england_date(f.command.provenance.received_at) for f in leaving)
     due = add_working_days(max(ent.start, heard), ctx.policy.confirmation_working_days)
     if ctx.not_yet_due(due):
         return []
@@ -357,7 +357,7 @@ def _unscheduled_review(ctx: _Context) -> list[Finding]:
     ent = ctx.position.entitlement
     found = []
     for prompt in ctx.position.review_prompts:
-        heard = min((f.command.provenance.received_at.date() for f in prompt.facts),
+        heard = min((england_date(f.command.provenance.received_at) for f in prompt.facts),
                     default=prompt.since)
         due = add_working_days(max(prompt.since, heard),
                                ctx.policy.unscheduled_review_working_days)

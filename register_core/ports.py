@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Protocol
 
+from .domain.calendar import england_date
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -17,7 +19,7 @@ class SystemClock:
         return datetime.now(UTC)
 
     def today(self) -> date:
-        return self.now().date()
+        return england_date(self.now())
 
 
 class FixedClock:
@@ -30,4 +32,4 @@ class FixedClock:
         return self.at
 
     def today(self) -> date:
-        return self.at.date()
+        return england_date(self.at)

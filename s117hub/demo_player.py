@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from connectors.hl7v2.framing import FrameReader, frame
 from register_core.adapters.inbox import Inbox
 from register_core.adapters.tables import outbound_deliveries
+from register_core.domain.calendar import england_date
 from register_core.services.outbound import enqueue_on_change
 from register_core.services.reconcile import sweep
 
@@ -67,7 +68,7 @@ class TravellingClock:
         return datetime.now(UTC) - self._offset
 
     def today(self) -> date:
-        return self.now().date()
+        return england_date(self.now())
 
     def travel_to(self, moment: datetime) -> None:
         with self._lock:

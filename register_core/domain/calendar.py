@@ -5,15 +5,26 @@ The ``holidays`` package is a pure table of dates (no I/O), so the domain may us
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import holidays
+
+ENGLAND = ZoneInfo("Europe/London")
 
 
 @lru_cache(maxsize=64)
 def _bank_holidays(year: int) -> frozenset[date]:
     return frozenset(holidays.country_holidays("GB", subdiv="ENG", years=year).keys())
+
+
+def england_date(moment: datetime) -> date:
+    """The calendar date in England at ``moment`` (naive: UTC). Due dates and "today" are
+    English days: at 00:30 BST it is already tomorrow, while UTC still says today."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ENGLAND).date()
 
 
 def is_bank_holiday(day: date) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from .calendar import england_date
 from .commands import RecordDetentionStarted, RecordLeftHospital, RecordLegalStatusChanged
 from .legal_status import DETAINED_CODES, normalise_code
 from .model import Fact
@@ -53,7 +54,7 @@ class LegalStatusEvent:
 def fact_day(fact: Fact) -> date:
     """When a fact takes effect; an undated one (a practitioner set at the console) when the
     hub received it, so a later undated change is not outranked by an older dated one."""
-    return fact.effective or fact.command.provenance.received_at.date()
+    return fact.effective or england_date(fact.command.provenance.received_at)
 
 
 def _rank(fact: Fact) -> int:

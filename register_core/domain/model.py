@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from . import legal_status, nhs_number
+from .calendar import england_date
 from .commands import (
     CancelEvent,
     Command,
@@ -208,7 +209,7 @@ def validate_command(command: Command, person: Person | None = None) -> None:
     if isinstance(command, RecordS117Ended):
         for side, signoff in (("council_signoff", command.council_signoff),
                               ("icb_signoff", command.icb_signoff)):
-            if signoff is not None and signoff.date > command.provenance.received_at.date():
+            if signoff is not None and signoff.date > england_date(command.provenance.received_at):
                 raise ImpossibleDates(f"{side} is dated in the future", field=f"{side}.date",
                                       rule="signoff-not-in-future")
 

@@ -5,7 +5,7 @@ The 5-working-day duty (joint policy 19.6) and the dispute stages count in them.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 
 from register_core.domain.calendar import (
     add_working_days,
+    england_date,
     is_bank_holiday,
     is_working_day,
     working_days_between,
 )
+from register_core.ports import FixedClock
 
 CHRISTMAS_2026 = [date(2026, 12, 25), date(2026, 12, 28)]  # Fri; Mon substitute for Boxing Day
 
@@ -110,3 +112,16 @@ def test_working_days_between_counts_weekdays_that_are_not_bank_holidays__proper
                    if (start + timedelta(days=i)).weekday() < 5
                    and not is_bank_holiday(start + timedelta(days=i)))
     assert working_days_between(start, end) == expected
+
+
+@pytest.mark.parametrize(("moment", "day"), [
+    # Summer: London is UTC+1, so 23:30 UTC on 30 June is already 1 July in England.
+    (datetime(2027, 6, 30, 23, 30, tzinfo=UTC), date(2027, 7, 1)),
+    (datetime(2027, 6, 30, 22, 59, tzinfo=UTC), date(2027, 6, 30)),
+    # Winter: London is on UTC.
+    (datetime(2026, 12, 31, 23, 30, tzinfo=UTC), date(2026, 12, 31)),
+    (datetime(2027, 6, 30, 23, 30), date(2027, 7, 1)),  # naive: taken as UTC
+])
+def test_today_is_the_date_in_england(moment: datetime, day: date) -> None:
+    assert england_date(moment) == day
+    assert FixedClock(moment).today() == day
