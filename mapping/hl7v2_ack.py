@@ -17,6 +17,10 @@ ignore parts it does not expect (the same reading the sender matching uses). Cha
 sender escaped as hex (``\\X0D\\``) come back as hex escapes: a raw CR or an MLLP framing byte
 must never reach the ACK. ``fallback_ack`` is the last resort when the ACK cannot be built from
 the sender's header: the same ACK without the sender's MSH-3..6.
+
+A sender that names a character set the hub decodes (MSH-18, ``HL7_CHARSETS``) is answered in
+it: the ACK echoes MSH-18 and ``ack_bytes`` encodes it so. Otherwise (MSH-18 empty, unknown,
+or the message unparseable) the ACK has no MSH-18 and goes out as UTF-8, as it always did.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from hl7apy.core import Message
 from hl7apy.factories import datatype_factory
 
 from .errors import MappingError, MappingErrorCode
-from .hl7v2_parse import ParsedAdt, normalise_line_endings, parse_adt
+from .hl7v2_parse import HL7_CHARSETS, ParsedAdt, normalise_line_endings, parse_adt
 
 AckCode = Literal["AA", "AE", "AR", "CA", "CE", "CR"]
 ACK_CODES: frozenset[str] = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
@@ -85,6 +89,7 @@ class _Header:
     control_id: str = ""
     version: str = ""
     processing_id: str = ""
+    charset: str = ""  # MSH-18 to echo: a value of HL7_CHARSETS, else ""
 
 
 def build_ack(inbound: str | ParsedAdt | None, code: AckCode,
@@ -139,7 +144,8 @@ def fallback_ack(inbound: str | ParsedAdt | None, code: AckCode,
     except Exception:
         header = _Header()
     bare = _Header(trigger=header.trigger, control_id=header.control_id,
-                   version=header.version, processing_id=header.processing_id)
+                   version=header.version, processing_id=header.processing_id,
+                   charset=header.charset)
     return _by_hand(bare, code, error, control_id=control_id or uuid.uuid4().hex[:20],
                     now=now, default_version=default_version)
 
@@ -160,7 +166,8 @@ def oversized_answer(head: bytes, size: int, limit: int) -> tuple[str, str | Non
     line = text[:min(ends)] + "\r"
     inbound: str | ParsedAdt = line
     with contextlib.suppress(MappingError):
-        inbound = parse_adt(line)
+        # answered as UTF-8 without MSH-18: the head was not decoded by its MSH-18
+        inbound = replace(parse_adt(line), charset="")
     code: AckCode = ("CR" if isinstance(inbound, ParsedAdt) and inbound.accept_ack_type
                      else "AR")
     try:
@@ -182,7 +189,8 @@ def _by_hand(header: _Header, code: AckCode, error: BaseException | None, *, con
 
     msh = "MSH|^~\\&|" + join("", "", "", "", (now or datetime.now(UTC)).strftime(
         "%Y%m%d%H%M%S"), "", f"ACK^{trigger}^ACK" if trigger else "ACK",
-        _escaped(control_id), _plain(header.processing_id) or "P", version)
+        _escaped(control_id), _plain(header.processing_id) or "P", version,
+        "", "", "", "", "", header.charset)
     message_text = _message_of(error) if error is not None else ""
     segments = [msh, join("MSA", code, _escaped(header.control_id),
                           _escaped(message_text[:80]))]
@@ -246,6 +254,8 @@ def _build(header: _Header, code: AckCode, error: BaseException | None, text: st
     msh.msh_10 = _st(control_id or uuid.uuid4().hex[:20])
     msh.msh_11 = _plain(header.processing_id) or "P"
     msh.msh_12 = _plain(version)
+    if header.charset:
+        msh.msh_18 = header.charset
     msg.msa.msa_1 = code
     if header.control_id:
         msg.msa.msa_2 = _st(header.control_id)
@@ -314,7 +324,15 @@ def _header(inbound: str | ParsedAdt | None) -> _Header:
         return tuple(p.value(msh, field_no, 1, c) for c in (1, 2, 3))
 
     return _Header(hd(3), hd(4), hd(5), hd(6), p.trigger_event, p.control_id, p.version,
-                   p.processing_id)
+                   p.processing_id, p.charset if p.charset in HL7_CHARSETS else "")
+
+
+def ack_bytes(ack: str, inbound: ParsedAdt | None) -> bytes:
+    """An ACK built for ``inbound``, as bytes: in the charset its MSH-18 echoes, else UTF-8.
+    A character the charset cannot hold (an ASCII sender told of a value it did not send)
+    becomes ``?`` rather than cost the sender its answer."""
+    codec = HL7_CHARSETS.get(inbound.charset) if inbound is not None else None
+    return ack.encode(codec or "utf-8", "replace")
 
 
 def _salvage(raw: str) -> _Header:

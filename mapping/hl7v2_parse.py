@@ -10,6 +10,11 @@ into repetitions, components and sub-components only when the mapping reads it. 
 test holds every value equal to what ``hl7.parse`` gives (tests/unit/mapping/test_hl7v2_parse.py).
 Line endings are normalised first (python-hl7 sees one segment given LF separators) and
 ``value()`` never raises.
+
+Bytes become text before any of this, in the MLLP receiver, by the character set MSH-18
+names (``HL7_CHARSETS``; ``declared_charset`` reads MSH-18 from the bytes). Every charset the
+hub decodes is a superset of ASCII, so the MSH line, MSH-18 included, reads the same before
+decoding as after.
 """
 
 from __future__ import annotations
@@ -122,6 +127,7 @@ class ParsedAdt:
     message_datetime: str  # MSH-7.1, raw TS
     er7: Er7 = field(repr=False, compare=False)
     index: dict[str, list[Segment]] = field(repr=False, compare=False)
+    charset: str = ""  # MSH-18 (first repetition), upper-cased; empty: not said
 
     def segment(self, segment_id: str) -> Segment | None:
         found = self.index.get(segment_id)
@@ -148,6 +154,48 @@ class ParsedAdt:
 
 # MSH-12 versions the hub reads (the contract's v2.3–2.5.1); others are refused (AR, ERR 203).
 SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
+
+# MSH-18 values (HL7 table 0211) the hub decodes, and their Python codecs. Each is a superset of
+# ASCII, so the delimiters and the MSH line mean the same in every one. Left out on purpose:
+# UTF-16/32 (MLLP framing and MSH would not be ASCII), the multi-byte Asian sets (a trail byte
+# may be ``|`` or ``^``), ISO 2022 sets (switched by escape sequences) and the deprecated
+# ``UNICODE`` (it names no encoding). A value not here is refused (ERR 103 at MSH-18).
+HL7_CHARSETS: dict[str, str] = {
+    "ASCII": "ascii",
+    "ISO IR6": "ascii",  # table 0211's other name for ASCII
+    "8859/1": "latin-1",
+    **{f"8859/{n}": f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 15)},
+    "UNICODE UTF-8": "utf-8",
+}
+
+
+def declared_charset(payload: bytes) -> str:
+    """MSH-18 as the bytes of a frame say it, before any decoding: the first repetition's
+    first component, stripped and upper-cased; "" when the message does not say (or does not
+    start with MSH). Only the MSH line is looked at (a find and a bounded split: the hot path
+    pays this for every frame)."""
+    if not payload.startswith(b"MSH"):
+        payload = payload.lstrip(b"\x0b\x1c\r\n\t ")  # rare: leading blank lines
+        if not payload.startswith(b"MSH"):
+            return ""
+    separator = payload[3:4]
+    if not separator or separator in b"\r\n":
+        return ""
+    end = payload.find(b"\r")
+    newline = payload.find(b"\n", 0, end if end >= 0 else len(payload))
+    if newline >= 0:
+        end = newline
+    if end < 0:
+        end = len(payload)
+    if payload.count(separator, 0, end) < 17:  # the usual case: no MSH-18, nothing split
+        return ""
+    fields = payload[:end].split(separator, 18)
+    value = fields[17]  # [0] "MSH", [1] MSH-2, [n - 1] MSH-n
+    for delimiter in fields[1][:2] + fields[1][3:4]:  # component, repetition, sub-component
+        cut = value.find(delimiter)
+        if cut >= 0:
+            value = value[:cut]
+    return value.decode("ascii", "replace").strip().upper()
 
 
 def comparable(raw: str) -> str:
@@ -188,7 +236,7 @@ def parse_adt(raw: str) -> ParsedAdt:
         index.setdefault(seg[0].strip().upper(), []).append(seg)
     msh = index["MSH"][0]
     read = er7.read
-    header = {n: read(msh, n) for n in (3, 4, 5, 6, 7, 10, 11, 12, 15, 16)}
+    header = {n: read(msh, n) for n in (3, 4, 5, 6, 7, 10, 11, 12, 15, 16, 18)}
     parsed = ParsedAdt(
         control_id=header[10], sending_application=header[3], sending_facility=header[4],
         receiving_application=header[5], receiving_facility=header[6],
@@ -198,7 +246,7 @@ def parse_adt(raw: str) -> ParsedAdt:
                        or read((index.get("EVN") or [None])[0], 1)).upper(),
         version=header[12], processing_id=header[11], accept_ack_type=header[15].upper(),
         application_ack_type=header[16].upper(), message_datetime=header[7],
-        er7=er7, index=index)
+        er7=er7, index=index, charset=header[18].upper())
     for value, where, what in ((parsed.message_type, "MSH-9.1", "message type"),
                                (parsed.trigger_event, "MSH-9.2", "trigger event"),
                                (parsed.control_id, "MSH-10", "message control id"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import dramatiq
 from sqlalchemy import Engine
 
+from connectors.hl7v2.server import ListenerStats
 from connectors.inbound_mapper import make_mapper
 from connectors.outbound.actors import OutboundTasks, register_outbound_actors
 from connectors.outbound.settings import OutboundSettings
@@ -36,6 +37,8 @@ class Hub:
     subscriptions: SubscriptionRegistry
     outbound: OutboundTasks
     file_config: FileConfig = field(default_factory=FileConfig)
+    # The MLLP listener's counters, shared by the listener this process runs and /metrics.
+    mllp_stats: ListenerStats = field(default_factory=ListenerStats)
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)

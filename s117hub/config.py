@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     broker_url: str = "stub://"
     http: str = "127.0.0.1:8117"
     mllp: str = "127.0.0.1:2575"
+    # MLLP connections served at once; one more is closed on accept (a leaking sender must
+    # not exhaust file descriptors). Trusts hold a handful each.
+    mllp_max_connections: int = Field(default=256, ge=1)
     config_file: Path | None = None
     log_level: str = "INFO"
     log_json: bool = True

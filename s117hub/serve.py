@@ -45,7 +45,9 @@ def mllp_server(hub: Hub, host: str | None = None, port: int | None = None) -> M
     receiver = Hl7Receiver(hub.engine, hub.sources, hub.clock, hub.notify)
     return MllpServer(receiver.handle, host or default_host,
                       default_port if port is None else port,
-                      handle_async=receiver.handle_async)
+                      handle_async=receiver.handle_async,
+                      max_connections=hub.settings.mllp_max_connections,
+                      stats=hub.mllp_stats)
 
 
 async def run_servers(hub: Hub, http: uvicorn.Server | None = None,

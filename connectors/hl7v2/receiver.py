@@ -24,6 +24,18 @@ same message when it differs at most in MSH-7 and line endings (compared only wh
 finds the id taken). Should the database still refuse a row's data, the message is refused
 and kept under ``unstorable`` rather than left without an answer.
 
+Bytes become text here, by the character set MSH-18 names (``HL7_CHARSETS``: ASCII, 8859/1 to
+8859/15, UNICODE UTF-8); with MSH-18 empty, UTF-8, else Latin-1 (the hub's default). Reading
+MSH-18 from the bytes is a find and a bounded split of the MSH line. The stored payload is that
+text, so encoding it in the charset gives back the bytes received (bar a NUL, see above). An
+MSH-18 the hub does not decode (ERR 103) or bytes not valid in the charset named (ERR 102 where
+the first such byte is) is refused like the other refusals above, the text decoded the default
+way. The ACK goes back in the sender's charset, echoing MSH-18 (``ack_bytes``).
+
+An unknown sender is ERR 103 (table value not found: MSH-3/MSH-4 are values of the user tables
+0361/0362, here the configured sources) at MSH-3, or at MSH-4 when some source would take the
+sending application and it is the facility that matches none.
+
 An ACK that cannot be built from the sender's header (a bug, an input nobody foresaw) never
 costs the sender its answer: the message is stored all the same and answered with
 ``fallback_ack`` (the same code and MSA-2 echo, without the sender's MSH-3..6), and the failure
@@ -55,11 +67,19 @@ from mapping.hl7v2_ack import (
     UNSUPPORTED_VERSION,
     AckCode,
     Hl7Condition,
+    ack_bytes,
     build_ack,
     fallback_ack,
     success_ack,
 )
-from mapping.hl7v2_parse import SUPPORTED_VERSIONS, ParsedAdt, comparable, parse_adt
+from mapping.hl7v2_parse import (
+    HL7_CHARSETS,
+    SUPPORTED_VERSIONS,
+    ParsedAdt,
+    comparable,
+    declared_charset,
+    parse_adt,
+)
 from register_core.adapters.inbox import Inbox, Stored
 from register_core.adapters.sources import SourceDefinition, SourceRegistry
 from register_core.adapters.tables import inbox_messages
@@ -172,7 +192,7 @@ class Hl7Receiver:
                             fields["received_at"], source="unstorable")
 
     def _prepare(self, payload: bytes) -> _Step:
-        text = _decode(payload)
+        text, undecodable = _decode(payload)
         received_at = self.clock.now()
         nul: MappingError | None = None
         if NUL in text:  # never stored: PostgreSQL text cannot hold it
@@ -182,15 +202,17 @@ class Hl7Receiver:
         try:
             parsed = parse_adt(text)
         except MappingError as exc:
-            return self._reject(text, None, nul or exc, received_at, source="unparseable")
+            return self._reject(text, None, nul or undecodable or exc, received_at,
+                                source="unparseable")
         source = self._sender(parsed)
         if source is None:
-            error = nul or MappingError("invalid-value", "no source is configured for "
-                                        f"sending application {parsed.sending_application!r}"
-                                        f" / facility {parsed.sending_facility!r}",
-                                        location="MSH-3")
+            # Told first (a NUL aside, as before): whatever else is wrong, no source takes it.
+            error = nul or MappingError(
+                "unknown-code", "no source is configured for sending application "
+                f"{parsed.sending_application!r} / facility {parsed.sending_facility!r}",
+                location=self._unknown_party(parsed))
             return self._reject(text, parsed, error, received_at, source="unknown-sender")
-        refusal = nul or _refusal(text, parsed)
+        refusal = nul or undecodable or _refusal(text, parsed)
         if refusal is not None:
             return self._reject(text, parsed, refusal, received_at, source=source.source_id,
                                 message_id=_derived_id(parsed.control_id, text))
@@ -244,8 +266,8 @@ class Hl7Receiver:
             log.info("HL7 message rejected", extra={
                 "source": step.rejected or step.row.fields["source"],
                 "message_id": parsed.control_id if parsed is not None else None})
-            return Reply(ack=((stored.ack if stored.duplicate or stored.diverted else None)
-                              or step.ack).encode())
+            return Reply(ack=ack_bytes((stored.ack if stored.duplicate or stored.diverted
+                                        else None) or step.ack, parsed))
         assert parsed is not None
         # A duplicate is acknowledged again with the first answer, never processed twice.
         ack = (stored.ack or step.ack) if stored.duplicate else step.ack
@@ -256,7 +278,7 @@ class Hl7Receiver:
             if parsed.application_ack_type.upper() != "NE":
                 # For a resend too: the first application ACK may be what was lost.
                 follow_up = self._application_ack(stored.id, parsed)
-        return Reply(ack=ack.encode(), follow_up=follow_up)
+        return Reply(ack=ack_bytes(ack, parsed), follow_up=follow_up)
 
     def _reject(self, text: str, parsed: ParsedAdt | None, error: MappingError,
                 received_at: datetime, source: str, message_id: str | None = None) -> _Step:
@@ -273,6 +295,21 @@ class Hl7Receiver:
             if len(message_type) <= MESSAGE_TYPE_MAX:
                 row.fields["message_type"] = message_type
         return _Step(row, ack, parsed, success=False, rejected=source)
+
+    def _unknown_party(self, parsed: ParsedAdt) -> str:
+        """Where an unknown sender's ERR points: MSH-4 when some enabled HL7 source would
+        take this sending application (by its namespace or universal id, or configured with
+        none) and so the facility is what matches nothing; else MSH-3."""
+        msh = parsed.segment("MSH")
+        applications = {parsed.sending_application, parsed.value(msh, 3, 1, 2)} - {""}
+        for source in self.sources.list():
+            if source.kind != "hl7v2-mllp" or not source.enabled:
+                continue
+            app, facility = source.hl7_sending_application, source.hl7_sending_facility
+            if (app is None and facility is not None) or (app is not None
+                                                          and app in applications):
+                return "MSH-4"
+        return "MSH-3"
 
     def _sender(self, parsed: ParsedAdt) -> SourceDefinition | None:
         """The source that sent this message.
@@ -316,8 +353,8 @@ class Hl7Receiver:
                         return None
                     error = None if success else _stored_error(entry.error)
                     code: AckCode = "AA" if success else "AE"
-                    return _answer(partial(build_ack, parsed, code, error), parsed, code,
-                                   error, entry.source).encode()
+                    return ack_bytes(_answer(partial(build_ack, parsed, code, error),
+                                             parsed, code, error, entry.source), parsed)
                 await asyncio.sleep(0.1)
             return None
 
@@ -411,9 +448,32 @@ def _derived_id(control_id: str, text: str) -> str:
     return f"{control_id[:MESSAGE_ID_MAX - 13]}#{digest[:12]}"
 
 
-def _decode(payload: bytes) -> str:
-    """HL7 v2 is ASCII by default; senders that say nothing sometimes send Latin-1."""
+_CHARSET_NAMES = ", ".join(HL7_CHARSETS)
+
+
+def _decode(payload: bytes) -> tuple[str, MappingError | None]:
+    """A frame's text, by the character set MSH-18 names, and the error to refuse it with
+    when the hub cannot decode it so (the text then decoded the default way)."""
+    charset = declared_charset(payload)
+    error: MappingError | None = None
+    if charset:
+        codec = HL7_CHARSETS.get(charset)
+        if codec is not None:
+            try:
+                return payload.decode(codec), None
+            except UnicodeDecodeError as exc:
+                # Where, and which byte: never the text around it (it may be a name).
+                where = _location_at(payload.decode("latin-1"), exc.start)
+                error = MappingError(
+                    "invalid-value", f"byte 0x{payload[exc.start]:02X} at offset {exc.start}"
+                    f"{' (' + where + ')' if where else ''} is not valid {charset}, the "
+                    "character set MSH-18 names", location=where or "MSH-18")
+        else:
+            error = MappingError("unknown-code", f"MSH-18 character set {charset[:40]!r} is "
+                                 f"not one this hub reads ({_CHARSET_NAMES})",
+                                 location="MSH-18")
+    # HL7 v2 says ASCII when MSH-18 is empty; senders that say nothing send UTF-8 or Latin-1.
     try:
-        return payload.decode("utf-8")
+        return payload.decode("utf-8"), error
     except UnicodeDecodeError:
-        return payload.decode("latin-1")
+        return payload.decode("latin-1"), error

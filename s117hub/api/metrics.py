@@ -10,6 +10,11 @@ Like every endpoint but ``/healthz`` it needs a bearer token (architecture secti
 integration engineers and auditors. Prometheus sends one with
 ``authorization: {type: Bearer, credentials_file: …}`` in its scrape config.
 
+The MLLP listener's own counters (``s117hub_mllp_*``: frames, oversized frames, connections
+open, accepted and refused over the limit) come from the listener this process runs
+(``Hub.mllp_stats``), like the process metrics: they are absent where no listener runs (an
+API-only process; a separate ``s117hub mllp`` serves no HTTP).
+
 If the database does not answer, the scrape still succeeds with ``s117hub_database_up 0``
 and the process metrics, so the alert fires on the figure rather than on a failed scrape.
 """
@@ -30,11 +35,12 @@ from prometheus_client import (
     CollectorRegistry,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
+from connectors.hl7v2.server import ListenerStats
 from register_core.adapters.metrics_queries import HubFigures, QueueRow, hub_figures
 from register_core.adapters.security import Principal, Role
 from s117hub.bootstrap import Hub
@@ -74,6 +80,35 @@ class DatabaseCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []  # no describe-time query: registering must not touch the database
+
+
+class ListenerCollector(Collector):
+    """The MLLP listener's counters, as they stand at scrape time (no database)."""
+
+    def __init__(self, stats: ListenerStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self.stats
+        if not stats.listening:
+            return
+        for name, documentation, value in (
+                ("frames_received", "MLLP frames received (whole frames, oversized "
+                 "included).", stats.frames_received),
+                ("oversized_frames", "MLLP frames over the size limit: answered AR, not "
+                 "stored.", stats.oversized_frames),
+                ("connections_accepted", "MLLP connections served.",
+                 stats.connections_accepted),
+                ("connections_refused", "MLLP connections closed on accept: over "
+                 "S117HUB_MLLP_MAX_CONNECTIONS.", stats.refused_connections)):
+            yield CounterMetricFamily(f"{PREFIX}_mllp_{name}", documentation, value=value)
+        yield _gauge("mllp_open_connections", "MLLP connections open now.", [],
+                     stats.open_connections)
+        yield _gauge("mllp_max_connections", "MLLP connections served at once at most.", [],
+                     stats.max_connections)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
 
 
 def _gauge(name: str, documentation: str, labels: list[str], value: float | None = None
@@ -138,6 +173,7 @@ def metrics_registry(request: Request, hub: Hub) -> CollectorRegistry:
         if registry is None:
             registry = CollectorRegistry(auto_describe=False)
             registry.register(DatabaseCollector(hub))
+            registry.register(ListenerCollector(hub.mllp_stats))
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 registry.register(collector)
             state.metrics_registry = registry
@@ -149,7 +185,8 @@ router = APIRouter(tags=["operations"], responses=PROBLEM_RESPONSES)
 
 @router.get(
     "/metrics", response_class=Response,
-    summary="Prometheus metrics: inbox, outbox, ACKs, SLA breaches, exceptions, process",
+    summary="Prometheus metrics: inbox, outbox, ACKs, SLA breaches, exceptions, MLLP "
+            "listener, process",
     description=(__doc__ or "").split("\n\n", 1)[-1],
     responses={200: {"description": "Prometheus text exposition format",
                      "content": {"text/plain": {"schema": {"type": "string"},

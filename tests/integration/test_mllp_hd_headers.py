@@ -152,9 +152,27 @@ def test_an_unknown_three_component_sender_gets_ar_and_is_kept(listener: Listene
     ack = listener.send(stranger)
     assert msa(ack) == ("AR", "HD-STRANGER")
     assert parties(ack) == [HUB_APP, HUB, "OTHER^1.2^ISO", "ZZZ^3.4^ISO"]
+    # 103 table value not found: MSH-3/MSH-4 are values of user tables 0361/0362, here the
+    # configured sources; no source has this application, so MSH-3
     assert str(ack.segment("ERR")[2]) == "MSH^1^3"
+    assert str(ack.segment("ERR")[3]) == "103^Table value not found^HL70357"
     [row] = listener.rows()
     assert (row.source, row.status, row.payload) == ("unknown-sender", "rejected", stranger)
+    assert (row.error["code"], row.error["location"]) == ("unknown-code", "MSH-3")
+
+
+def test_a_known_application_from_an_unknown_facility_is_err_103_at_msh_4(
+        listener: Listener) -> None:
+    """EPR is trust-a's application; the facility is what no source has, so ERR-2 points
+    there."""
+    for control_id, senders in (("HD-FAC1", f"|{EPR}|ZZZ^3.4^ISO|"), ("HD-FAC2", "|EPR|ZZZ|")):
+        stranger = three(adt("A01", control_id), f"{senders}{HUB_APP}|{HUB}|")
+        ack = listener.send(stranger)
+        assert msa(ack) == ("AR", control_id)
+        assert str(ack.segment("ERR")[2]) == "MSH^1^4"
+        assert str(ack.segment("ERR")[3]).startswith("103^")
+    assert [(r.source, r.error["location"]) for r in listener.rows()] == [
+        ("unknown-sender", "MSH-4")] * 2
 
 
 def test_the_namespace_id_must_match_not_just_the_universal_id(listener: Listener) -> None:
