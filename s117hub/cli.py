@@ -120,10 +120,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_mllp(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_mllp(settings: Settings, args: argparse.Namespace) -> int:
     from .serve import serve
 
-    serve(_hub(settings), with_http=False, with_mllp=True, with_pollers=False)
+    serve(_hub(settings), with_http=args.metrics, with_mllp=True, with_pollers=False,
+          metrics_only=True)
     return EXIT_OK
 
 
@@ -158,8 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-poll", action="store_true",
                        help="do not run the FHIR and council pollers")
     serve.set_defaults(handler=cmd_serve)
-    commands.add_parser("mllp", help="the MLLP listener only (S117HUB_MLLP)"
-                        ).set_defaults(handler=cmd_mllp)
+    mllp = commands.add_parser("mllp", help="the MLLP listener only (S117HUB_MLLP)")
+    mllp.add_argument("--metrics", action="store_true",
+                      help="also serve /healthz and /metrics (the listener's counters) on "
+                           "S117HUB_HTTP; no other endpoint")
+    mllp.set_defaults(handler=cmd_mllp)
     worker = commands.add_parser("worker", help="dramatiq workers only (S117HUB_BROKER_URL); "
                                  "scale out by running more")
     worker.add_argument("--threads", type=int, default=4)

@@ -35,6 +35,7 @@ class HubProcess:
     broker_url: str = "stub://"
     extra_env: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
+    command: str = "serve"  # or "mllp": the listener alone
     http_port: int = field(default_factory=free_port)
     mllp_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -57,7 +58,7 @@ class HubProcess:
     def start(self, timeout: float = 30.0) -> None:
         log = open(self.workdir / "hub.log", "ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "s117hub.cli", "serve", *self.args], env=self.env(),
+            [sys.executable, "-m", "s117hub.cli", self.command, *self.args], env=self.env(),
             stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

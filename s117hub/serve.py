@@ -21,17 +21,20 @@ from connectors.outbound.actors import OutboundSweeper
 from register_core.services.outbound import enqueue_on_change
 from register_core.services.reconcile import SweepReport, sweep
 
-from .api.app import create_app
+from .api.app import create_app, create_metrics_app
 from .bootstrap import Hub
 from .worker import Sweeper, start_worker
 
 log = logging.getLogger(__name__)
 
 
-def http_server(hub: Hub, host: str | None = None, port: int | None = None) -> uvicorn.Server:
+def http_server(hub: Hub, host: str | None = None, port: int | None = None, *,
+                metrics_only: bool = False) -> uvicorn.Server:
+    """The API on S117HUB_HTTP; ``metrics_only``: just /healthz and /metrics (``s117hub mllp
+    --metrics``: a listener's counters live in its own process)."""
     default_host, default_port = hub.settings.http_bind
     config = uvicorn.Config(
-        create_app(hub), host=host or default_host,
+        (create_metrics_app if metrics_only else create_app)(hub), host=host or default_host,
         port=default_port if port is None else port,
         # Our own logging (configure_logging) carries uvicorn's records, JSON and redacted.
         # No access log: its request line holds the query string, and an NHS number there
@@ -179,10 +182,11 @@ class RegisterSweeper(threading.Thread):
 
 def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
           with_worker: bool | None = None, worker_threads: int = 2,
-          with_pollers: bool = True) -> None:
+          with_pollers: bool = True, metrics_only: bool = False) -> None:
     """``with_worker`` defaults to True for the in-process broker (the embedded default) and
     False for RabbitMQ/Redis, where ``s117hub worker`` processes do the work. The register
-    sweep runs with the pollers, whatever the broker."""
+    sweep runs with the pollers, whatever the broker. ``metrics_only``: the HTTP server
+    serves /healthz and /metrics alone."""
     if with_worker is None:
         with_worker = hub.settings.broker_url.startswith("stub")
     worker = sweeper = outbound_sweeper = pollers = None
@@ -202,11 +206,13 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
         register_sweeper = RegisterSweeper(hub, hub.settings.reconcile_every_hours * 3600)
         register_sweeper.start()
     if with_http:
-        log.info("serving HTTP on %s:%s", *hub.settings.http_bind)
+        log.info("serving HTTP%s on %s:%s", " (/healthz, /metrics)" if metrics_only else "",
+                 *hub.settings.http_bind)
     if with_mllp:
         log.info("serving MLLP on %s:%s", *hub.settings.mllp_bind)
     try:
-        asyncio.run(run_servers(hub, with_http=with_http, with_mllp=with_mllp))
+        http = http_server(hub, metrics_only=True) if with_http and metrics_only else None
+        asyncio.run(run_servers(hub, http, with_http=with_http, with_mllp=with_mllp))
     finally:
         if register_sweeper is not None:
             register_sweeper.stop()

@@ -57,3 +57,17 @@ def create_app(hub: Hub) -> FastAPI:
         return request.app.openapi()  # type: ignore[no-any-return]
 
     return app
+
+
+def create_metrics_app(hub: Hub) -> FastAPI:
+    """/healthz and /metrics alone, for a process that serves no API (``s117hub mllp
+    --metrics``): its listener's counters can be scraped only from the process itself."""
+    app = FastAPI(title="S117 Hub MLLP listener", version="0.1.0", openapi_url=None,
+                  docs_url=None, redoc_url=None)
+    app.state.hub = hub
+    app.state.tokens = TokenStore(hub.engine, hub.clock)
+    app.state.audit = AuditLog(hub.clock)
+    install_error_handlers(app)
+    app.include_router(health)
+    app.include_router(metrics_router)
+    return app
