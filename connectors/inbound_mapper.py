@@ -22,7 +22,13 @@ from typing import Any
 
 from mapping.council import map_council_event, map_csv_row
 from mapping.errors import MappingError
-from mapping.fhir_r4 import map_bundle, map_encounter, map_episode_of_care, map_patient
+from mapping.fhir_r4 import (
+    OutsideReference,
+    map_bundle,
+    map_encounter,
+    map_episode_of_care,
+    map_patient,
+)
 from mapping.hl7v2 import map_adt
 from mapping.hl7v2_parse import parse_adt
 from register_core.adapters.inbox import InboxEntry
@@ -104,7 +110,10 @@ def map_hl7(entry: InboxEntry, source: SourceDefinition) -> list[Command]:
     return map_adt(parse_adt(entry.payload), source.mapping_config(), entry.received_at)
 
 
-def map_fhir(entry: InboxEntry, source: SourceDefinition) -> list[Command]:
+def map_fhir(entry: InboxEntry, source: SourceDefinition, *,
+             outside: list[OutsideReference] | None = None) -> list[Command]:
+    """``outside``: where to report patient references to records not in the message (the
+    FHIR edge checks them against the register before it answers)."""
     resource = _json(entry)
     if not isinstance(resource, dict):
         raise MappingError("unparseable", "a FHIR resource must be a JSON object")
@@ -112,13 +121,17 @@ def map_fhir(entry: InboxEntry, source: SourceDefinition) -> list[Command]:
     config = source.mapping_config()
     kind = resource.get("resourceType")
     if kind == "Bundle":
-        return map_bundle(resource, config, entry.received_at, source_ref=entry.message_id)
-    single = {"Patient": map_patient, "Encounter": map_encounter,
+        return map_bundle(resource, config, entry.received_at, source_ref=entry.message_id,
+                          outside=outside)
+    if kind == "Patient":
+        return map_patient(resource, config, entry.received_at, source_ref=entry.message_id)
+    single = {"Encounter": map_encounter,
               "EpisodeOfCare": map_episode_of_care}.get(str(kind))
     if single is None:
         raise MappingError("unsupported-message-type", f"resourceType {kind!r} is not taken",
                            location="resourceType")
-    return single(resource, config, entry.received_at, source_ref=entry.message_id)
+    return single(resource, config, entry.received_at, source_ref=entry.message_id,
+                  outside=outside)
 
 
 def map_council(entry: InboxEntry, source: SourceDefinition) -> list[Command]:

@@ -14,12 +14,20 @@ fhir.resources does not check coded values, so the codes we rely on (Encounter.s
 EpisodeOfCare.status, the legal-status context and classification) are checked here.
 Validation errors become MappingError with a FHIRPath-like location
 (``Bundle.entry[2].resource.period.start``).
+
+Who an Encounter/EpisodeOfCare is about: a Patient of the same Bundle (by fullUrl or
+``Patient/<id>``), or an NHS number (``subject.identifier``), or — a literal ``Patient/<id>``
+that is not in the Bundle — the source's own record ``<id>``. Only the register knows whether
+that record exists, so the mapping reports such references (``outside``) for the edge to check;
+it never decides it alone. A reference that names no Patient at all is an
+``UnresolvedReference``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -77,14 +85,40 @@ ENCOUNTER_STATUSES = frozenset({"planned", "arrived", "triaged", "in-progress", 
 EPISODE_STATUSES = frozenset({"planned", "waitlist", "active", "onhold", "finished",
                               "cancelled", "entered-in-error"})
 BUNDLE_TYPES = frozenset({"transaction", "batch", "collection"})
+MAPPED_TYPES = ("Patient", "Encounter", "EpisodeOfCare")
+# Read for what other entries refer to (an ODS code), never recorded on its own.
+CONTEXT_TYPES = ("Organization",)
+BUNDLE_ENTRY_TYPES = frozenset(MAPPED_TYPES + CONTEXT_TYPES)
 _VERIFIED = "01"  # UK Core NHS number verification status: number present and verified
 _PATIENT_REF = re.compile(r"(?:^|/)(Patient/[A-Za-z0-9\-.]{1,64})(?:/_history/.*)?$")
 
 
+class UnresolvedReference(MappingError):
+    """A patient reference that names no Patient the hub can find (FHIR issue ``not-found``).
+
+    Stored with the code ``missing-field`` (the Patient it needs is absent), as before."""
+
+    def __init__(self, message: str, *, location: str) -> None:
+        super().__init__("missing-field", message, location=location)
+
+
+@dataclass(frozen=True)
+class OutsideReference:
+    """A literal ``Patient/<id>`` outside the Bundle: mapped as the source's record ``<id>``,
+    which only the register (or a Patient still waiting in the inbox) can vouch for."""
+
+    location: str  # ``Bundle.entry[1].resource.subject.reference``
+    reference: str  # as sent
+    local_id: str
+
+
 def map_bundle(bundle_json: dict[str, Any], config: SourceMappingConfig,
                received_at: datetime, recorded_by: str = "system", *,
-               source_ref: str | None = None) -> list[Command]:
-    """Map a transaction/batch Bundle: Patients first resolve, then every entry in order."""
+               source_ref: str | None = None,
+               outside: list[OutsideReference] | None = None) -> list[Command]:
+    """Map a transaction/batch Bundle: Patients first resolve, then every entry in order.
+
+    ``outside`` collects the patient references to records not in the Bundle."""
     precheck_bundle(bundle_json)
     try:
         bundle = Bundle.model_validate(bundle_json)
@@ -115,11 +149,11 @@ def map_bundle(bundle_json: dict[str, Any], config: SourceMappingConfig,
         elif kind == "Encounter":
             commands += map_encounter(resource, config, received_at, recorded_by,
                                       source_ref=entry_ref, location=where, patients=patients,
-                                      organisations=organisations)
+                                      organisations=organisations, outside=outside)
         elif kind == "EpisodeOfCare":
             commands += map_episode_of_care(resource, config, received_at, recorded_by,
                                             source_ref=entry_ref, location=where,
-                                            patients=patients)
+                                            patients=patients, outside=outside)
     return commands
 
 
@@ -140,13 +174,14 @@ def map_encounter(resource: dict[str, Any] | Encounter, config: SourceMappingCon
                   received_at: datetime, recorded_by: str = "system", *,
                   source_ref: str | None = None, location: str = "Encounter",
                   patients: Mapping[str, PersonRef] | None = None,
-                  organisations: Mapping[str, str] | None = None) -> list[Command]:
+                  organisations: Mapping[str, str] | None = None,
+                  outside: list[OutsideReference] | None = None) -> list[Command]:
     encounter = validated(Encounter, resource, location)
     if encounter.status not in ENCOUNTER_STATUSES:
         raise MappingError("unknown-code", f"Encounter.status {encounter.status!r} is not an "
                            "R4 encounter status", location=f"{location}.status")
     statuses = _legal_statuses(encounter, config, location)
-    person = _subject(encounter.subject, patients or {}, f"{location}.subject")
+    person = _subject(encounter.subject, patients or {}, f"{location}.subject", outside)
     prov = provenance(config, source_ref or resource_ref(None, encounter), received_at,
                       recorded_by)
     episode = (encounter.identifier[0].value if encounter.identifier else None) or encounter.id
@@ -193,7 +228,8 @@ def map_episode_of_care(resource: dict[str, Any] | EpisodeOfCare,
                         config: SourceMappingConfig, received_at: datetime,
                         recorded_by: str = "system", *, source_ref: str | None = None,
                         location: str = "EpisodeOfCare",
-                        patients: Mapping[str, PersonRef] | None = None) -> list[Command]:
+                        patients: Mapping[str, PersonRef] | None = None,
+                        outside: list[OutsideReference] | None = None) -> list[Command]:
     episode = validated(EpisodeOfCare, resource, location)
     if episode.status not in EPISODE_STATUSES:
         raise MappingError("unknown-code", f"EpisodeOfCare.status {episode.status!r} is not "
@@ -201,7 +237,7 @@ def map_episode_of_care(resource: dict[str, Any] | EpisodeOfCare,
     if not any(c.system == EPISODE_TYPE_SYSTEM and c.code == S117_EPISODE_CODE
                for concept in episode.type or [] for c in concept.coding or []):
         return []  # another kind of episode (CPA, a team caseload): not ours to map
-    person = _subject(episode.patient, patients or {}, f"{location}.patient")
+    person = _subject(episode.patient, patients or {}, f"{location}.patient", outside)
     prov = provenance(config, source_ref or resource_ref(None, episode), received_at,
                       recorded_by)
     period = episode.period
@@ -323,8 +359,10 @@ def _preferred(items: list[Any] | None, uses: tuple[str, ...]) -> Any | None:
     return items[0] if items else None
 
 
-def _subject(reference: Any, patients: Mapping[str, PersonRef], location: str) -> PersonRef:
-    """The Patient an Encounter/EpisodeOfCare is about: in the Bundle, by identifier, or by id."""
+def _subject(reference: Any, patients: Mapping[str, PersonRef], location: str,
+             outside: list[OutsideReference] | None = None) -> PersonRef:
+    """The Patient an Encounter/EpisodeOfCare is about: in the Bundle, by identifier, or by id
+    (reported in ``outside``: whether the source's record exists is the register's to say)."""
     if reference is None:
         raise MappingError("missing-field", "no patient reference", location=location)
     literal = reference.reference or ""
@@ -338,9 +376,13 @@ def _subject(reference: Any, patients: Mapping[str, PersonRef], location: str) -
         return PersonRef(nhs_number=valid_nhs_number(ident.value,
                                                      f"{location}.identifier.value"))
     if match:  # a Patient the sender holds but did not include: its logical id is local
-        return PersonRef(local_id=match.group(1).split("/", 1)[1])
-    raise MappingError("missing-field", f"cannot resolve patient reference {literal!r}",
-                       location=f"{location}.reference")
+        local_id = match.group(1).split("/", 1)[1]
+        if outside is not None:
+            outside.append(OutsideReference(f"{location}.reference", literal, local_id))
+        return PersonRef(local_id=local_id)
+    raise UnresolvedReference(f"cannot resolve patient reference {literal!r}: not a Patient "
+                              "in this Bundle, a Patient/<id>, or an NHS number identifier",
+                              location=f"{location}.reference")
 
 
 def _organisations(entries: list[tuple[int, Any]]) -> dict[str, str]:
@@ -367,6 +409,7 @@ def _ods_of(reference: Any, organisations: Mapping[str, str]) -> str | None:
     return organisations.get(literal)
 
 
-__all__ = ["EPISODE_TYPE_SYSTEM", "LEGAL_STATUS_EXTENSION", "NHS_NUMBER_SYSTEM",
-           "S117_EPISODE_CODE", "location_of", "map_bundle", "map_encounter",
-           "map_episode_of_care", "map_patient"]
+__all__ = ["BUNDLE_ENTRY_TYPES", "CONTEXT_TYPES", "EPISODE_TYPE_SYSTEM",
+           "LEGAL_STATUS_EXTENSION", "MAPPED_TYPES", "NHS_NUMBER_SYSTEM", "S117_EPISODE_CODE",
+           "OutsideReference", "UnresolvedReference", "location_of", "map_bundle",
+           "map_encounter", "map_episode_of_care", "map_patient"]

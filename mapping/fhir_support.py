@@ -67,6 +67,11 @@ def precheck_bundle(bundle_json: Any) -> None:
                                location=f"Bundle.entry[{index}].resource.resourceType")
 
 
+def known_type(kind: str) -> bool:
+    """Whether ``kind`` is an R4 resource type at all (as against one the hub maps)."""
+    return _known_type(kind)
+
+
 def _known_type(kind: str) -> bool:
     try:
         get_fhir_model_class(kind)

@@ -11,18 +11,33 @@ from .search import RESOURCE_TYPE, SEARCH_PARAMETER
 from .submission import SUPPORTED_TYPES
 
 FHIR_VERSION = "4.0.1"
+SUBJECT_DOCUMENTATION = (
+    " The patient ({element}) is a Patient in the same Bundle, an NHS number identifier "
+    "(https://fhir.nhs.uk/Id/nhs-number), or Patient/<id> of a record the register already "
+    "holds for this source (or a Patient <id> it sent on its own that waits to be applied); "
+    "anything else is refused, 422 OperationOutcome not-found (the message is kept).")
 DOCUMENTATION = {
     "Patient": "NHS number (https://fhir.nhs.uk/Id/nhs-number) with UK Core verification "
                "status, local identifiers, name, birth date, address, GP practice (ODS).",
     "Encounter": "Inpatient stay; the legal status comes from the UK Core extension "
                  "Extension-UKCore-LegalStatus (admission/discharge context; England codes, "
-                 "or Wales codes mapped by the source's code map).",
+                 "or Wales codes mapped by the source's code map)."
+                 + SUBJECT_DOCUMENTATION.format(element="subject"),
     "EpisodeOfCare": "Submitted: only type urn:s117hub:episode-type#s117-aftercare is mapped "
                      "(S117 aftercare confirmed / ended); other episodes are accepted and "
                      "ignored. Read and searched: the register's S117 entitlements, one per "
                      "person whose status is not none, exactly as pushed to fhir-r4 "
-                     "subscribers, with the person's register id as the logical id.",
+                     "subscribers, with the person's register id as the logical id."
+                     + SUBJECT_DOCUMENTATION.format(element="patient"),
 }
+BUNDLE_DOCUMENTATION = (
+    "A transaction or batch Bundle is stored and applied as one message, all or nothing "
+    "(a batch too): an entry the hub cannot apply refuses the whole Bundle with one "
+    "OperationOutcome whose expression names the entry. Entries may be Patient, Encounter "
+    "and EpisodeOfCare (POST or PUT), and Organization, read only for the ODS code other "
+    "entries refer to (answered 200 OK with an informational outcome: nothing is stored). "
+    "Any other resource type is 422 not-supported at Bundle.entry[i].resource.resourceType "
+    "(kept, not replayable: send the Bundle again without it).")
 SEARCH_DOCUMENTATION = (
     "One identifier of the patient: https://fhir.nhs.uk/Id/nhs-number|<NHS number> (or the "
     "bare number), urn:s117hub:register-id|<register id>, or <a source's local identifier "
@@ -66,7 +81,8 @@ def capability_statement(base_url: str, now: datetime, software_version: str = "
                              "same resource version) is answered again and applied once. "
                              "Read and search EpisodeOfCare (the S117 register) as a "
                              "register-owner or auditor; each episode served is audited. "
-                             "Errors are OperationOutcome with a 4xx status.",
+                             "Errors are OperationOutcome with a 4xx status. "
+                             + BUNDLE_DOCUMENTATION,
             "security": {
                 "description": "Authorization: Bearer <token>: source-system (bound to one "
                                "source) to submit, register-owner or auditor to read; 401 "

@@ -2,6 +2,7 @@
 
     structure error (not JSON, not a resource, fails fhir.resources validation) → 400
     business rule or code we cannot accept (MappingError after validation)      → 422
+    a patient reference the hub cannot find (``UnresolvedReference``)           → 422 not-found
     authentication / authorisation                                            → 401 / 403
 
 ``issue.expression`` carries the FHIRPath-like location of the MappingError
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from mapping.errors import MappingError
+from mapping.fhir_r4 import UnresolvedReference
 
 FHIR_JSON = "application/fhir+json"
 MAPPING_ERROR_SYSTEM = "urn:s117hub:mapping-error"
@@ -49,8 +51,11 @@ def operation_outcome(code: str, diagnostics: str, *, expression: str | None = N
 
 
 def outcome_for_error(error: MappingError) -> dict[str, Any]:
-    return operation_outcome(ISSUE_CODES.get(error.code, "invalid"), error.message,
-                             expression=error.location, detail_code=error.code)
+    # A patient reference the hub cannot find is FHIR's not-found (stored as missing-field).
+    code = ("not-found" if isinstance(error, UnresolvedReference)
+            else ISSUE_CODES.get(error.code, "invalid"))
+    return operation_outcome(code, error.message, expression=error.location,
+                             detail_code=error.code)
 
 
 def status_for_error(error: MappingError, *, structural: bool) -> int:

@@ -23,7 +23,22 @@ resource PUT again under the same id is a new message, and an identical re-post 
 under the same id and version is not taken for a duplicate of the refused one.
 
 A batch is stored and applied as one message, like a transaction: one bad entry refuses the
-whole Bundle (with the entry's location), it is never half-applied.
+whole Bundle (with the entry's location), it is never half-applied. The hub never answers
+``201``/``200`` for what it will not apply:
+
+* an entry of a resource type the hub does not map (an Observation; anything but Patient,
+  Encounter, EpisodeOfCare and Organization, which is read only for the ODS code other
+  entries refer to) refuses the Bundle: 422 ``not-supported`` at
+  ``Bundle.entry[i].resource.resourceType``, stored ``rejected`` (no code-map fix makes it
+  apply: send the Bundle again without it); a POST/PUT entry without a resource, 400
+  ``required`` at ``Bundle.entry[i].resource``, the same way;
+* an Encounter/EpisodeOfCare whose patient is not in the Bundle, not an NHS number, and not a
+  record the register holds for this source (``connectors.fhir.patients``) refuses the
+  submission, Bundle or single resource: 422 ``not-found`` at ``….subject.reference`` (or
+  ``….patient.reference``), stored ``failed`` and replayable once the patient is on the
+  register — applied now, it would have started a person known by nothing but that id;
+* an Organization entry is answered ``200 OK`` with an informational outcome, no location:
+  nothing is created for it.
 """
 
 from __future__ import annotations
@@ -40,7 +55,14 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
 from mapping.errors import MappingError
-from mapping.fhir_support import precheck_bundle
+from mapping.fhir_r4 import (
+    BUNDLE_ENTRY_TYPES,
+    CONTEXT_TYPES,
+    MAPPED_TYPES,
+    OutsideReference,
+    UnresolvedReference,
+)
+from mapping.fhir_support import known_type, precheck_bundle
 from register_core.adapters.inbox import InboxEntry, Stored
 from register_core.adapters.sources import SourceDefinition
 from register_core.domain.commands import Command
@@ -48,10 +70,11 @@ from register_core.ports import Clock
 
 from ..inbound_mapper import map_fhir, may_hold_nul, nul_error, nul_location, without_nul
 from ..intake import Intake
-from .outcome import outcome_for_error, status_for_error
+from .outcome import operation_outcome, outcome_for_error, status_for_error
+from .patients import PatientDirectory
 
 CHANNEL = "fhir-r4"
-SUPPORTED_TYPES = ("Patient", "Encounter", "EpisodeOfCare")
+SUPPORTED_TYPES = MAPPED_TYPES  # POST/PUT [base]/{type}
 BUNDLE_TYPES = ("transaction", "batch")
 OTHER_BUNDLE_TYPES = frozenset({"document", "message", "history", "searchset", "collection",
                                 "transaction-response", "batch-response"})
@@ -117,6 +140,7 @@ def body_hash(raw: bytes) -> str:
 class FhirSubmissions:
     intake: Intake
     clock: Clock
+    patients: PatientDirectory  # vouches for ``Patient/<id>`` references outside the message
 
     def submit(self, source: SourceDefinition, raw: bytes, *, interaction: Interaction,
                resource_type: str | None = None, resource_id: str | None = None
@@ -157,7 +181,10 @@ class FhirSubmissions:
         commands: list[Command] = []
         error: MappingError | None = None
         try:
-            commands = map_fhir(_as_entry(source, message_id, text, received_at), source)
+            outside: list[OutsideReference] = []
+            commands = map_fhir(_as_entry(source, message_id, text, received_at), source,
+                                outside=outside)
+            self._check_patients(source, outside)
             answer = _success(resource, interaction, message_id, source.source_id)
         except MappingError as exc:
             error = exc
@@ -168,6 +195,26 @@ class FhirSubmissions:
             message_type=message_type, payload=text, received_at=received_at,
             commands=commands, error=error, ack=answer.to_ack())
         return _submission(stored, answer)
+
+    def _check_patients(self, source: SourceDefinition,
+                        outside: list[OutsideReference]) -> None:
+        """Refuse (``UnresolvedReference``) a patient reference the worker would turn into a
+        new person known by that id alone; the first is named, with how many more."""
+        known: dict[str, bool] = {}  # one look-up per record id, however often named
+        for ref in outside:
+            if ref.local_id not in known:
+                known[ref.local_id] = self.patients.knows(source, ref.local_id)
+        unknown = [ref for ref in outside if not known[ref.local_id]]
+        if not unknown:
+            return
+        first = unknown[0]
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise UnresolvedReference(
+            f"{first.reference!r} is not in this submission and the register holds no "
+            f"patient with {source.source_id}'s record id {first.local_id!r}{more}: include "
+            "the Patient in the same transaction, send it first, or name the patient by NHS "
+            "number (identifier); the message is kept and can be replayed once the patient "
+            "is on the register", location=first.location)
 
     def reject(self, source: SourceDefinition, raw: bytes, message: str, *, status: int = 400,
                outcome: dict[str, Any] | None = None, text: str | None = None,
@@ -282,8 +329,11 @@ def _check_endpoint(resource: dict[str, Any], interaction: Interaction,
 
 
 def _check_requests(bundle: dict[str, Any]) -> None:
+    """Each entry asks for something the hub does: refused as sent otherwise (a Bundle is
+    all or nothing, so one such entry refuses it whole; the first is named)."""
     entries = bundle.get("entry")
-    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+    entries = entries if isinstance(entries, list) else []
+    for index, entry in enumerate(entries):
         request = entry.get("request") if isinstance(entry, dict) else None
         method = request.get("method") if isinstance(request, dict) else None
         if method is not None and method not in ("POST", "PUT"):
@@ -291,6 +341,30 @@ def _check_requests(bundle: dict[str, Any]) -> None:
                 "unsupported-event", f"request.method {method!r} is not supported; "
                 "entries are created (POST) or updated (PUT)",
                 location=f"Bundle.entry[{index}].request.method"))
+        if isinstance(entry, dict) and entry.get("resource") is None:
+            # Nothing to create or update: it would have been answered 201 for nothing.
+            raise _Refused(400, MappingError(
+                "missing-field", f"a {method or 'POST'} entry needs a resource",
+                location=f"Bundle.entry[{index}].resource"))
+        kind = _untaken_type(entry)
+        if kind is not None:
+            more = sum(1 for later in entries[index + 1:] if _untaken_type(later))
+            raise _Refused(422, MappingError(
+                "unsupported-message-type", f"a {kind} is not taken here"
+                + (f" (and {more} more entries the hub does not take)" if more else "")
+                + f"; a Bundle may hold {', '.join(MAPPED_TYPES)}, and Organization for "
+                "the ODS code other entries refer to: send it again without them",
+                location=f"Bundle.entry[{index}].resource.resourceType"))
+
+
+def _untaken_type(entry: Any) -> str | None:
+    """The entry's resource type when it is an R4 type the hub does not take. A type R4
+    does not know, or a malformed entry, is the mapping's to refuse (400, its location)."""
+    resource = entry.get("resource") if isinstance(entry, dict) else None
+    kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    if isinstance(kind, str) and kind not in BUNDLE_ENTRY_TYPES and known_type(kind):
+        return kind
+    return None
 
 
 def _success(resource: dict[str, Any], interaction: Interaction, message_id: str,
@@ -312,6 +386,12 @@ def _response_bundle(bundle: dict[str, Any], message_id: str,
         request = entry.get("request") or {}
         method = request.get("method") or "POST"
         kind = resource.get("resourceType", "Resource")
+        if kind in CONTEXT_TYPES:
+            # Read for the ODS code other entries refer to; nothing is created for it.
+            entries.append({"response": {"status": "200 OK", "outcome": operation_outcome(
+                "informational", f"not stored: the hub keeps no {kind}; the entries that "
+                "refer to it carry its ODS code", severity="information")}})
+            continue
         if method == "PUT" and _text(request.get("url")):
             location = str(request["url"]).split("?", 1)[0]
         else:

@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.fhir.capability import capability_statement
 from connectors.fhir.outcome import FHIR_JSON, operation_outcome, outcome_for_http
+from connectors.fhir.patients import RegisterPatients
 from connectors.fhir.search import (
     SEARCH_PARAMETER,
     SearchError,
@@ -107,13 +108,19 @@ def _fhir_example(example: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {FHIR_JSON: {"example": example}}}
 
 _ANSWERS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "OperationOutcome: not JSON, not FHIR, or fails R4 validation"},
+    400: {"description": "OperationOutcome: not JSON, not FHIR, fails R4 validation, or a "
+                         "Bundle entry to POST/PUT without a resource"},
     401: {"description": "OperationOutcome: no valid token"},
     403: {"description": "OperationOutcome: not a source-system token of a fhir-r4 source"},
     404: {"description": "OperationOutcome: not a resource type the hub takes"},
     413: {"description": "OperationOutcome (too-costly): a body over 10 MiB (not stored), or "
                          "a Bundle of more than 1,000 entries (stored, rejected)"},
-    422: {"description": "OperationOutcome: a code or business rule the hub cannot accept"},
+    422: {"description": "OperationOutcome: a code or business rule the hub cannot accept; "
+                         "a Bundle entry of a type the hub does not take (`not-supported`, "
+                         "the whole Bundle: transaction and batch are all or nothing); an "
+                         "Encounter/EpisodeOfCare whose patient is neither in the Bundle, an "
+                         "NHS number, nor a record the register holds for the source "
+                         "(`not-found`, kept and replayable)"},
 }
 
 
@@ -255,7 +262,8 @@ async def _submit(request: Request, submitter: Submitter, interaction: Interacti
             "too-costly", f"the body is over {MAX_BODY_BYTES} bytes; send at most "
             f"{MAX_BODY_BYTES} bytes (split a large Bundle)"), status_code=413)
     hub: Hub = request.app.state.hub
-    submissions = FhirSubmissions(request.app.state.intake, hub.clock)
+    submissions = FhirSubmissions(request.app.state.intake, hub.clock,
+                                  RegisterPatients(hub.engine))
     media = _media_type(request)
 
     def store_and_audit() -> Submission:

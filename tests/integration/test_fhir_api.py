@@ -366,6 +366,212 @@ def test_unsupported_type_and_bundle_type(app_client: TestClient, trust: dict[st
     assert issue_of(response)["expression"] == ["Bundle.type"]
 
 
+# --- never answered as applied when it will not be ------------------------------------------
+
+def observation() -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "code": {"text": "synthetic"}}
+
+
+def people_count(hub: Hub) -> int:
+    with hub.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(persons)).scalar() or 0)
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_an_entry_of_a_type_the_hub_does_not_take_refuses_the_bundle(
+        app_client: TestClient, trust: dict[str, str], hub: Hub, kind: str) -> None:
+    """It was answered 201 Created and silently dropped. A Bundle is one message, all or
+    nothing (a batch too): 422 not-supported naming the entry, kept rejected, never applied
+    (no code-map fix makes an Observation apply, so a replay is refused)."""
+    sent = bundle(patient(NHS_1, "MRN-1"), detention(), observation(), observation(),
+                  kind=kind, identifier=f"TX-OBS-{kind}")
+    response = app_client.post("/fhir/r4", json=sent, headers=trust)
+    assert response.status_code == 422
+    issue = issue_of(response)
+    assert issue["code"] == "not-supported"
+    assert issue["expression"] == ["Bundle.entry[2].resource.resourceType"]
+    assert "Observation" in issue["diagnostics"] and "1 more" in issue["diagnostics"]
+    [row] = inbox_rows(hub)
+    assert (row.status, json.loads(row.payload)) == ("rejected", sent)  # kept as sent
+    assert row.error["location"] == "Bundle.entry[2].resource.resourceType"
+    process(hub)
+    assert people_count(hub) == 0
+    replay = app_client.post(f"/api/v1/messages/{row.id}/replay",
+                             headers=token(hub, Role.INTEGRATION_ENGINEER))
+    assert replay.status_code == 409
+    # Sent again without the Observations (same identifier): not a duplicate, and applied.
+    again = bundle(patient(NHS_1, "MRN-1"), detention(), kind=kind,
+                   identifier=f"TX-OBS-{kind}")
+    assert app_client.post("/fhir/r4", json=again, headers=trust).status_code == 200
+    process(hub)
+    assert record_of(hub, NHS_1)["detentions"][0]["section"] == "03"
+
+
+def test_an_entry_without_a_resource_refuses_the_bundle(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    sent = bundle(patient(NHS_1, "MRN-1"), identifier="TX-EMPTY")
+    sent["entry"].append({"request": {"method": "POST", "url": "Encounter"}})
+    response = app_client.post("/fhir/r4", json=sent, headers=trust)
+    assert response.status_code == 400
+    issue = issue_of(response)
+    assert (issue["code"], issue["expression"]) == ("required", ["Bundle.entry[1].resource"])
+    assert inbox_rows(hub)[0].status == "rejected"
+
+
+def test_an_organization_is_read_for_its_ods_code_and_not_answered_as_created(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    organisation = {"resourceType": "Organization", "id": "org-9",
+                    "identifier": [{"system": ODS_SYSTEM, "value": "RX9"}]}
+    stay = detention()
+    stay["serviceProvider"] = {"reference": "Organization/org-9"}
+    response = app_client.post("/fhir/r4", json=bundle(patient(NHS_1, "MRN-1"), organisation,
+                                                        stay, identifier="TX-ORG"),
+                               headers=trust)
+    assert response.status_code == 200
+    answer = response.json()
+    Bundle.model_validate(answer)
+    assert [e["response"]["status"] for e in answer["entry"]] == [
+        "201 Created", "200 OK", "201 Created"]
+    context = answer["entry"][1]["response"]
+    assert "location" not in context
+    [issue] = context["outcome"]["issue"]
+    assert (issue["severity"], issue["code"]) == ("information", "informational")
+    process(hub)
+    assert record_of(hub, NHS_1)["detentions"][0]["provider_ods"] == "RX9"
+
+
+def unknown_patient_stay(reference: str = "Patient/pat-5") -> dict[str, Any]:
+    stay = detention()
+    stay["subject"] = {"reference": reference}
+    return stay
+
+
+def test_a_patient_neither_in_the_bundle_nor_on_the_register_is_422_not_found(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    """It was answered 201 and applied to a new person known by nothing but "pat-5". Now
+    refused, kept failed, and replayed once the Patient is on the register: it lands on that
+    person, and no one else is created."""
+    response = app_client.post("/fhir/r4", json=bundle(unknown_patient_stay(),
+                                                        identifier="TX-ORPHAN"), headers=trust)
+    assert response.status_code == 422
+    issue = issue_of(response)
+    assert issue["code"] == "not-found"
+    assert issue["expression"] == ["Bundle.entry[0].resource.subject.reference"]
+    assert "'Patient/pat-5'" in issue["diagnostics"] and "replayed" in issue["diagnostics"]
+    [refused] = inbox_rows(hub)
+    assert refused.status == "failed"
+    assert refused.error["location"] == "Bundle.entry[0].resource.subject.reference"
+    process(hub)
+    assert people_count(hub) == 0
+
+    # The trust sends the Patient (NHS number only: its record id is its logical id).
+    only_nhs = patient(NHS_1, "unused", logical_id="pat-5")
+    only_nhs["identifier"] = only_nhs["identifier"][:1]
+    assert app_client.put("/fhir/r4/Patient/pat-5", json=only_nhs,
+                          headers=trust).status_code == 200
+    process(hub)
+    replay = app_client.post(f"/api/v1/messages/{refused.id}/replay",
+                             headers=token(hub, Role.INTEGRATION_ENGINEER))
+    assert replay.status_code == 202
+    process(hub)
+    assert people_count(hub) == 1
+    assert [d["section"] for d in record_of(hub, NHS_1)["detentions"]] == ["03"]
+
+
+def test_every_unknown_patient_is_counted_and_the_first_named(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    second = unknown_patient_stay("Patient/pat-9")
+    second["identifier"] = [{"value": "V9002"}]
+    episode = s117_episode()
+    episode["patient"] = {"reference": "Patient/pat-5"}  # named twice: one look-up, one count
+    response = app_client.post("/fhir/r4", json=bundle(
+        unknown_patient_stay(), second, episode, identifier="TX-ORPHANS"), headers=trust)
+    assert response.status_code == 422
+    issue = issue_of(response)
+    assert issue["expression"] == ["Bundle.entry[0].resource.subject.reference"]
+    assert "'Patient/pat-5'" in issue["diagnostics"]
+    assert "(and 2 more)" in issue["diagnostics"]
+
+
+def test_a_patient_the_register_holds_for_the_source_is_resolved(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    only_nhs = patient(NHS_2, "unused", logical_id="pat-6")
+    only_nhs["identifier"] = only_nhs["identifier"][:1]
+    app_client.put("/fhir/r4/Patient/pat-6", json=only_nhs, headers=trust)
+    process(hub)
+    response = app_client.post("/fhir/r4", json=bundle(unknown_patient_stay("Patient/pat-6"),
+                                                        identifier="TX-KNOWN"), headers=trust)
+    assert response.status_code == 200
+    assert response.json()["entry"][0]["response"]["status"] == "201 Created"
+    process(hub)
+    assert people_count(hub) == 1
+    assert record_of(hub, NHS_2)["detentions"][0]["section"] == "03"
+
+
+def test_a_patient_sent_just_before_and_still_waiting_is_resolved(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    """POST the Patient, then at once its Encounter on its own: the Patient is not applied
+    yet, but it is applied first (same person, same partition), so the Encounter is taken."""
+    only_nhs = patient(NHS_3, "unused", logical_id="pat-7")
+    only_nhs["identifier"] = only_nhs["identifier"][:1]
+    assert app_client.post("/fhir/r4/Patient", json=only_nhs, headers=trust).status_code == 201
+    stay = unknown_patient_stay("Patient/pat-7")
+    stay["id"] = "enc-7"
+    response = app_client.post("/fhir/r4/Encounter", json=stay, headers=trust)
+    assert response.status_code == 201, response.text
+    assert [r.status for r in inbox_rows(hub)] == ["received", "received"]
+    process(hub)
+    assert people_count(hub) == 1
+    assert record_of(hub, NHS_3)["detentions"][0]["section"] == "03"
+
+
+def test_a_waiting_patient_known_by_another_record_id_does_not_vouch(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    """Patient pat-8 carries an MRN: the register will know it as MRN-8, so an Encounter
+    naming Patient/pat-8 would still land on a new person. Refused, per resource too."""
+    app_client.put("/fhir/r4/Patient/pat-8", json=patient(NHS_1, "MRN-8", logical_id="pat-8"),
+                   headers=trust)
+    stay = unknown_patient_stay("Patient/pat-8")
+    response = app_client.post("/fhir/r4/Encounter", json=stay, headers=trust)
+    assert response.status_code == 422
+    issue = issue_of(response)
+    assert (issue["code"], issue["expression"]) == ("not-found",
+                                                    ["Encounter.subject.reference"])
+    episode = s117_episode()
+    episode["patient"] = {"reference": "Patient/pat-8"}
+    response = app_client.post("/fhir/r4/EpisodeOfCare", json=episode, headers=trust)
+    assert response.status_code == 422
+    assert issue_of(response)["expression"] == ["EpisodeOfCare.patient.reference"]
+    process(hub)
+    assert people_count(hub) == 1  # the Patient alone
+    assert record_of(hub, NHS_1)["detentions"] == []
+
+
+def test_a_patient_named_by_nhs_number_alone_is_taken(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    """The NHS number is the register's own key: the detention is recorded on that person,
+    found or started by the number, as for any source naming someone by NHS number."""
+    stay = detention()
+    stay["subject"] = {"identifier": {"system": NHS_SYSTEM, "value": NHS_2}}
+    response = app_client.post("/fhir/r4", json=bundle(stay, identifier="TX-NHS"),
+                               headers=trust)
+    assert response.status_code == 200
+    process(hub)
+    assert record_of(hub, NHS_2)["detentions"][0]["section"] == "03"
+
+
+def test_a_bundle_reference_to_no_entry_is_422_not_found(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    response = app_client.post("/fhir/r4", json=bundle(
+        patient(NHS_1, "MRN-1"), unknown_patient_stay("urn:uuid:0b5a2c1e-0000-4000-8000-999"),
+        identifier="TX-DANGLING"), headers=trust)
+    assert response.status_code == 422
+    issue = issue_of(response)
+    assert (issue["code"], issue["expression"]) == (
+        "not-found", ["Bundle.entry[1].resource.subject.reference"])
+    assert inbox_rows(hub)[0].status == "failed"
+
+
 # --- who may ------------------------------------------------------------------------------
 
 def test_missing_token_is_401_operation_outcome(app_client: TestClient, hub: Hub) -> None:

@@ -10,7 +10,14 @@ import pytest
 
 from mapping.config import SourceMappingConfig
 from mapping.errors import MappingError
-from mapping.fhir_r4 import map_bundle, map_encounter, map_episode_of_care, map_patient
+from mapping.fhir_r4 import (
+    OutsideReference,
+    UnresolvedReference,
+    map_bundle,
+    map_encounter,
+    map_episode_of_care,
+    map_patient,
+)
 from register_core.domain.commands import (
     CancelEvent,
     Command,
@@ -96,6 +103,41 @@ def test_subject_by_patient_id_and_by_identifier(fhir_trust: SourceMappingConfig
     elsewhere = encounter(subject={"reference": "https://ehr.example/fhir/Patient/ext-9"})
     started, *_ = mapped(s.bundle(elsewhere), fhir_trust)
     assert started.person.local_id == "ext-9"
+
+
+def test_references_outside_the_bundle_are_reported_for_the_edge_to_check(
+        fhir_trust: SourceMappingConfig) -> None:
+    """Only a literal Patient/<id> the Bundle does not carry: the register must vouch for it
+    (connectors.fhir.patients). In the Bundle or by NHS number, the mapping settles it."""
+    patient = {**copy.deepcopy(s.PATIENT), "id": "pat-1"}
+    outside: list[OutsideReference] = []
+    mapped_with = map_bundle(s.bundle(patient, encounter(subject={"reference": "Patient/pat-1"}),
+                                      encounter(subject={"identifier": {
+                                          "system": s.NHS_SYSTEM, "value": s.NHS_2}})),
+                             fhir_trust, RECEIVED, outside=outside)
+    assert mapped_with and outside == []
+    elsewhere = {**copy.deepcopy(s.EPISODE_S117), "patient": {
+        "reference": "https://ehr.example/fhir/Patient/ext-9/_history/2"}}
+    map_bundle(s.bundle(encounter(subject={"reference": "Patient/pat-8"}), elsewhere),
+               fhir_trust, RECEIVED, outside=outside)
+    assert outside == [
+        OutsideReference("Bundle.entry[0].resource.subject.reference", "Patient/pat-8",
+                         "pat-8"),
+        OutsideReference("Bundle.entry[1].resource.patient.reference",
+                         "https://ehr.example/fhir/Patient/ext-9/_history/2", "ext-9")]
+    single: list[OutsideReference] = []
+    map_encounter(encounter(subject={"reference": "Patient/pat-8"}), fhir_trust, RECEIVED,
+                  outside=single)
+    assert single == [OutsideReference("Encounter.subject.reference", "Patient/pat-8",
+                                       "pat-8")]
+
+
+def test_a_reference_to_no_patient_is_unresolved(fhir_trust: SourceMappingConfig) -> None:
+    error = error_of(s.bundle(s.PATIENT, encounter(subject={"reference": "urn:uuid:nobody"})),
+                     fhir_trust)
+    assert isinstance(error, UnresolvedReference)  # FHIR not-found at the edge
+    assert (error.code, error.location) == ("missing-field",
+                                            "Bundle.entry[1].resource.subject.reference")
 
 
 def test_service_provider_organisation_in_the_bundle(fhir_trust: SourceMappingConfig) -> None:
