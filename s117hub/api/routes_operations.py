@@ -19,6 +19,7 @@ from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.sources import SourceDefinition
 from register_core.domain.errors import InvalidValue, NotFound
+from register_core.services.replay import ReplayRefusal, ReplayRefused, requeue_one
 from s117hub.bootstrap import Hub
 
 from .auth import audit_read, audit_write, require_roles
@@ -218,6 +219,18 @@ class MessagePage(BaseModel):
     total: int
 
 
+# The API's wording of each refusal ``register_core.services.replay`` decides (409).
+REPLAY_REFUSALS: dict[ReplayRefusal, str] = {
+    "rejected": "a rejected message (unknown sender, unparseable, or refused as sent) cannot "
+                "be replayed: configure the source or have the sender correct it, and ask "
+                "the sender to send it again",
+    "applied": "this message was applied already; replaying it appends its facts again — "
+               "add ?force=true if that is intended",
+    "changed": "the message changed while it was being replayed (another replay, or a "
+               "worker applying it): look at it again",
+}
+
+
 class ReplayAccepted(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"id": 42,
                                                               "status": "received"}]})
@@ -294,21 +307,10 @@ def replay_message(
     unless `force=true`, because re-applying it appends its facts to the register again.
     A message still `received` is only hinted again.
     """
-    with hub.engine.connect() as conn:
-        message = message_store.get(conn, message_id)
-    if message is None:
-        raise NotFound(f"no message {message_id}", field="message_id", rule="message-exists")
-    if message["status"] == "rejected":
-        raise HttpProblem(409, "conflict", "a rejected message (unknown sender, unparseable, "
-                          "or refused as sent) cannot be replayed: configure the source or "
-                          "have the sender correct it, and ask the sender to send it again")
-    if message["status"] == "applied" and not force:
-        raise HttpProblem(409, "conflict", "this message was applied already; replaying it "
-                          "appends its facts again — add ?force=true if that is intended")
-    if message["status"] != "received" and not hub.inbox.requeue(
-            {message_id: message["status"]}):
-        raise HttpProblem(409, "conflict", "the message changed while it was being replayed "
-                          "(another replay, or a worker applying it): look at it again")
+    try:
+        message = requeue_one(hub.inbox, message_id, force=force)
+    except ReplayRefused as refused:
+        raise HttpProblem(409, "conflict", REPLAY_REFUSALS[refused.reason]) from None
     with write_transaction(hub.engine) as conn:
         audit_write(conn, request, principal, "inbound-message", str(message_id),
                     _first(message["person_ids"]))

@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
-from register_core.adapters import message_store, outbox
+from register_core.adapters import outbox
 from register_core.adapters.security import Principal
 from register_core.domain.errors import InvalidValue, NotFound
+from register_core.services.replay import ReplayRefusal, ReplayRefused, requeue_one
 from s117hub.api.auth import audit_write
 from s117hub.api.corrections import CorrectionIn
 from s117hub.api.routes_exceptions import assign_and_audit, close_and_audit
@@ -37,23 +38,24 @@ _DATE_FIELD = {"s117.confirmed": "start"}
 _corrections: TypeAdapter[Any] = TypeAdapter(CorrectionIn)
 
 
+# The console's wording of each refusal ``register_core.services.replay`` decides (409).
+REPLAY_REFUSALS: dict[ReplayRefusal, str] = {
+    "rejected": "A rejected message (unknown sender or unparseable) cannot be replayed: "
+                "configure the source and ask the sender to send it again.",
+    "applied": "This message was applied already; replaying it appends its facts again. "
+               "Tick “replay anyway” if that is intended.",
+    "changed": "The message changed while it was being replayed (another replay, or a "
+               "worker applying it): look at it again.",
+}
+
+
 def replay_message(request: Request, hub: Hub, principal: Principal, message_id: int, *,
                    force: bool) -> None:
     """``POST /api/v1/messages/{id}/replay``: back to ``received``, and a worker is hinted."""
-    with hub.engine.connect() as conn:
-        message = message_store.get(conn, message_id)
-    if message is None:
-        raise NotFound(f"no message {message_id}", field="message_id", rule="message-exists")
-    if message["status"] == "rejected":
-        raise Refused(409, "A rejected message (unknown sender or unparseable) cannot be "
-                           "replayed: configure the source and ask the sender to send it again.")
-    if message["status"] == "applied" and not force:
-        raise Refused(409, "This message was applied already; replaying it appends its facts "
-                           "again. Tick “replay anyway” if that is intended.")
-    if message["status"] != "received" and not hub.inbox.requeue(
-            {message_id: message["status"]}):
-        raise Refused(409, "The message changed while it was being replayed (another replay, "
-                           "or a worker applying it): look at it again.")
+    try:
+        message = requeue_one(hub.inbox, message_id, force=force)
+    except ReplayRefused as refused:
+        raise Refused(409, REPLAY_REFUSALS[refused.reason]) from None
     person_ids = message["person_ids"]
     with hub.engine.begin() as conn:
         audit_write(conn, request, principal, "inbound-message", str(message_id),

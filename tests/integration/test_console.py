@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from connectors.inbound_mapper import make_mapper
 from register_core.adapters.security import TokenStore
@@ -301,6 +301,43 @@ def test_replay_through_the_console_applies_the_message_after_the_fix(console: C
     page = client.get(path).text
     assert "entitlement" in page and "No register value changed" not in page
     assert console.count(audit_log, audit_log.c.request == f"POST {path}/replay") == 1
+
+
+def test_replay_refusals_are_pages_with_the_consoles_wording(
+        console: Console, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules ``register_core.services.replay`` shares with the API, in the console's
+    words: applied without "replay anyway", a worker moving the message meanwhile, rejected,
+    and no such message. Nothing is requeued and nothing audited."""
+    hub, world = console.hub, console.world
+    client = console.login(ENGINEER)
+    path = f"/ui/messages/{world.failed_message}"
+    with hub.engine.begin() as conn:
+        conn.execute(update(inbox_messages).values(status="applied", error=None))
+    answer = client.post(f"{path}/replay", data={"csrf_token": console.csrf(path)})
+    assert answer.status_code == 409 and "replay anyway" in answer.text
+
+    requeue = hub.inbox.requeue
+
+    def worker_first(seen: dict[int, str]) -> list[int]:
+        with hub.engine.begin() as conn:
+            conn.execute(update(inbox_messages).values(status="applied"))
+        return requeue(seen)
+
+    with hub.engine.begin() as conn:
+        conn.execute(update(inbox_messages).values(status="failed"))
+    monkeypatch.setattr(hub.inbox, "requeue", worker_first)
+    answer = client.post(f"{path}/replay", data={"csrf_token": console.csrf(path)})
+    assert answer.status_code == 409 and "changed while it was being replayed" in answer.text
+    monkeypatch.undo()
+
+    with hub.engine.begin() as conn:
+        conn.execute(update(inbox_messages).values(status="rejected"))
+    answer = client.post(f"{path}/replay", data={"csrf_token": console.csrf(path)})
+    assert answer.status_code == 409 and "rejected message" in answer.text
+    answer = client.post("/ui/messages/999999/replay", data={"csrf_token": console.csrf(path)})
+    assert answer.status_code == 404
+    assert console.count(inbox_messages, inbox_messages.c.status == "received") == 0
+    assert console.count(audit_log, audit_log.c.action == "write") == 0
 
 
 def test_retry_now_puts_a_failed_delivery_back_to_pending(console: Console) -> None:

@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.inbound_mapper import make_mapper
 from register_core.adapters.security import ROLES, Role, TokenStore
 from register_core.adapters.sources import SourceDefinition
-from register_core.adapters.tables import audit_log
+from register_core.adapters.tables import audit_log, inbox_messages
 from register_core.domain.nhs_number import make_synthetic
 from register_core.ports import FixedClock
 from register_core.services.inbound import drain
@@ -396,6 +396,28 @@ def test_replay_refuses_rejected_and_unforced_applied(ops: Ops, stored: Stored) 
                              params={"force": "true"}, headers=ops.auth())
     assert forced.status_code == 202
     assert _ids(ops, status="received") == [stored.council, stored.applied_a]
+
+
+def test_replay_is_409_when_a_worker_moved_the_message_after_it_was_read(
+        ops: Ops, stored: Stored, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compare-and-set in ``register_core.services.replay``: read as ``failed``, applied
+    by a worker before the requeue: refused, not applied twice, and nothing audited."""
+    requeue = ops.hub.inbox.requeue
+
+    def worker_first(seen: dict[int, str]) -> list[int]:
+        with ops.hub.engine.begin() as conn:
+            conn.execute(update(inbox_messages).where(inbox_messages.c.id == stored.failed)
+                         .values(status="applied", error=None))
+        return requeue(seen)
+
+    monkeypatch.setattr(ops.hub.inbox, "requeue", worker_first)
+    response = ops.client.post(f"/api/v1/messages/{stored.failed}/replay", headers=ops.auth())
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "conflict", "message": "the message changed while it was being replayed "
+        "(another replay, or a worker applying it): look at it again"}
+    assert {m["id"]: m["status"] for m in ops.items()}[stored.failed] == "applied"
+    assert not [r for r in _audit(ops.hub) if r["action"] == "write"]
 
 
 def test_queues_count_per_source_and_channel(ops: Ops) -> None:
