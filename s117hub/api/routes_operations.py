@@ -241,7 +241,7 @@ class ReplayAccepted(BaseModel):
 @router.get("/messages", response_model=MessagePage,
             summary="Search the inbound message store (newest first)")
 def search_messages(
-    hub: HubDep, _principal: OpsReader,
+    request: Request, hub: HubDep, principal: OpsReader,
     source: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Status | None, Query()] = None,
     channel: Annotated[str | None, Query(max_length=20, examples=["hl7v2-mllp"])] = None,
@@ -261,8 +261,14 @@ def search_messages(
     wanted = message_store.MessageFilter(
         source=source, statuses=[status] if status else None, channel=channel, since=since,
         until=until, control_id=control_id, person_id=person_id)
-    with hub.engine.connect() as conn:
+    with write_transaction(hub.engine) as conn:
         total, items = message_store.search(conn, wanted, limit=limit, offset=offset)
+        for item in items:
+            # An error may quote a value of the message ("'19800231' is not an HL7 date"):
+            # showing it is a read of that person's data, as the payload is.
+            if item.get("error"):
+                audit_read(conn, request, principal, "inbound-message", str(item["id"]),
+                           _first(item["person_ids"]))
     return {"items": items, "total": total}
 
 

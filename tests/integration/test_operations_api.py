@@ -307,6 +307,17 @@ def test_messages_list_newest_first_with_the_summary_fields(ops: Ops, stored: St
     assert failed["person_ids"] == []
 
 
+def test_listing_messages_audits_those_whose_error_is_shown(ops: Ops, stored: Stored) -> None:
+    """An error may quote a value of the message (a birth date, a code typed into the wrong
+    field): listing it is a read of that message, as its detail is."""
+    before = len(_audit(ops.hub))
+    assert ops.get("/api/v1/messages", role="auditor").status_code == 200
+    rows = _audit(ops.hub)[before:]
+    assert sorted((r["action"], r["resource"], r["resource_id"]) for r in rows) == sorted(
+        ("read", "inbound-message", str(message_id))
+        for message_id in (stored.failed, stored.rejected))
+
+
 def test_messages_filter_by_each_field(ops: Ops, stored: Stored) -> None:
     start = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
     assert _ids(ops, source="trust-a") == [stored.failed, stored.applied_b, stored.applied_a]
@@ -343,6 +354,7 @@ def test_bad_message_filters_are_422(ops: Ops, params: dict[str, Any], field: st
 
 def test_message_detail_has_the_payload_and_the_read_is_audited(ops: Ops,
                                                                 stored: Stored) -> None:
+    before = len(_audit(ops.hub))  # the fixture's listing audited its failed and rejected
     response = ops.get(f"/api/v1/messages/{stored.applied_a}", role="auditor")
     assert response.status_code == 200
     message = response.json()
@@ -352,11 +364,11 @@ def test_message_detail_has_the_payload_and_the_read_is_audited(ops: Ops,
     failed = ops.get(f"/api/v1/messages/{stored.failed}").json()
     assert "ZLS|XX" in failed["payload"] and "MSA|AE" in failed["ack"]
     assert [(r["action"], r["resource"], r["resource_id"], r["person_id"], r["role"])
-            for r in _audit(ops.hub)] == [
+            for r in _audit(ops.hub)[before:]] == [
         ("read", "inbound-message", str(stored.applied_a), stored.person_a, "auditor"),
         ("read", "inbound-message", str(stored.failed), None, "integration-engineer")]
     assert ops.get("/api/v1/messages/999999").status_code == 404
-    assert len(_audit(ops.hub)) == 2
+    assert len(_audit(ops.hub)) == before + 2
 
 
 def test_replay_after_fixing_the_code_map_applies_the_detention(ops: Ops,
