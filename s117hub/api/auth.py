@@ -9,7 +9,7 @@ write of a person's record.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -89,6 +89,17 @@ def audit_read(conn: Connection, request: Request, principal: Principal, resourc
                resource_id: str, person_id: str | None) -> None:
     audit(conn, request, principal, action="read", resource=resource,
           resource_id=resource_id, person_id=person_id)
+
+
+def audit_listed_errors(conn: Connection, request: Request, principal: Principal,
+                        messages: list[dict[str, Any]]) -> None:
+    """A listed inbound message whose error is shown is a read of it, as its detail is: an
+    error may quote a value of the message ("'19800231' is not an HL7 date")."""
+    for message in messages:
+        if message.get("error"):
+            person_ids = message["person_ids"]
+            audit_read(conn, request, principal, "inbound-message", str(message["id"]),
+                       person_ids[0] if person_ids else None)
 
 
 def audit_write(conn: Connection, request: Request, principal: Principal, resource: str,

@@ -22,7 +22,7 @@ from register_core.domain.errors import InvalidValue, NotFound
 from register_core.services.replay import ReplayRefusal, ReplayRefused, requeue_one
 from s117hub.bootstrap import Hub
 
-from .auth import audit_read, audit_write, require_roles
+from .auth import audit_listed_errors, audit_read, audit_write, require_roles
 from .errors import HttpProblem
 from .routes_register import (
     PROBLEM_RESPONSES,
@@ -263,12 +263,7 @@ def search_messages(
         until=until, control_id=control_id, person_id=person_id)
     with write_transaction(hub.engine) as conn:
         total, items = message_store.search(conn, wanted, limit=limit, offset=offset)
-        for item in items:
-            # An error may quote a value of the message ("'19800231' is not an HL7 date"):
-            # showing it is a read of that person's data, as the payload is.
-            if item.get("error"):
-                audit_read(conn, request, principal, "inbound-message", str(item["id"]),
-                           _first(item["person_ids"]))
+        audit_listed_errors(conn, request, principal, items)
     return {"items": items, "total": total}
 
 

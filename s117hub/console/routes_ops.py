@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from register_core.adapters import console_reads, message_store, outbox
 from register_core.adapters.outbox import STATUSES as DELIVERY_STATUSES
 from register_core.domain.errors import InvalidValue, NotFound
-from s117hub.api.auth import audit_read
+from s117hub.api.auth import audit_listed_errors, audit_read
 
 from . import actions, figures
 from .web import (
@@ -91,8 +91,9 @@ def messages_page(request: Request, user: Reader, source: Text = "", status: Tex
         since=_midnight(first) if first else None,
         until=_midnight(last) + timedelta(days=1) if last else None,  # the whole last day
         control_id=control_id.strip() or None, person_id=person_id.strip() or None)
-    with hub.engine.connect() as conn:
+    with read_and_audit(hub) as conn:
         total, items = message_store.search(conn, wanted, limit=PAGE_SIZE, offset=offset)
+        audit_listed_errors(conn, request, user.principal, items)
         sources = sorted({q[0] for q in message_store.inbound_queues(conn, hub.clock.now())[0]})
     form = {"source": source, "status": status, "since": since, "until": until,
             "control_id": control_id, "person_id": person_id}

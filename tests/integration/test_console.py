@@ -289,6 +289,14 @@ def test_looking_up_a_person_by_nhs_number_is_a_post_that_redirects(console: Con
     assert answer.headers["location"] == console.path("/ui/people/{conflict_person}")
 
 
+def test_the_message_list_audits_the_errors_it_shows(console: Console) -> None:
+    """An error may quote a value of the message: listing it is a read, as in the API."""
+    client = console.login(ENGINEER)
+    assert client.get("/ui/messages").status_code == 200
+    assert console.count(audit_log, audit_log.c.request == "GET /ui/messages",
+                         audit_log.c.resource_id == str(console.world.failed_message)) == 1
+
+
 def test_replay_through_the_console_applies_the_message_after_the_fix(console: Console) -> None:
     hub, world = console.hub, console.world
     fix_code_map(hub)
