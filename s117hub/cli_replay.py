@@ -24,6 +24,7 @@ from typing import Any
 from connectors.inbound_mapper import make_mapper
 from register_core.adapters import message_store
 from register_core.services.inbound import drain
+from register_core.services.replay import refusal_for
 
 from .cli_audit import audit_cli_writes
 from .config import Settings
@@ -81,12 +82,14 @@ def _unreplayable_ids(conn: Any, args: argparse.Namespace) -> str | None:
     missing = sorted(set(args.id) - set(found))
     if missing:
         return f"no stored message with id {', '.join(map(str, missing))}"
-    rejected = sorted(i for i, m in found.items() if m["status"] == "rejected")
+    # The rule the API and the console follow (register_core.services.replay).
+    refused = {i: refusal_for(m["status"], force=args.force) for i, m in found.items()}
+    rejected = sorted(i for i, why in refused.items() if why == "rejected")
     if rejected:
         return (f"message {', '.join(map(str, rejected))} was rejected (unknown sender or "
                 "unparseable) and cannot be replayed")
-    applied = sorted(i for i, m in found.items() if m["status"] == "applied")
-    if applied and not args.force:
+    applied = sorted(i for i, why in refused.items() if why == "applied")
+    if applied:
         return (f"message {', '.join(map(str, applied))} was applied already; replaying "
                 "appends its facts again: add --force")
     return None
