@@ -11,8 +11,10 @@ Sync rules, per person, on every detection:
 - A live exception whose finding is gone is resolved by ``system``.
 - A live exception whose finding is still there keeps its status; its summary and detail are
   refreshed when they changed.
-- Kinds no detector raises (``identity-uncertain``, opened by identity matching) are left
-  alone: only a person's decision closes them.
+- Kinds no detector raises are left alone: only a person's decision closes them.
+  ``identity-uncertain`` is opened by identity matching; ``delivery-sla-breach`` by the
+  outbound SLA clock, and a missed five-working-day deadline stays a fact however the
+  delivery ends (delivered late, superseded, cancelled), so no detector run may close it.
 - A person's decision sticks until the facts change: a dismissed exception, or one a person
   resolved, is not reopened for the same fingerprint; a new fingerprint (the facts behind it
   changed) opens a new exception. An exception the system resolved does not hold anything
@@ -21,7 +23,7 @@ Sync rules, per person, on every detection:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +38,8 @@ AUTO_RESOLVE_DECISION = "resolved"
 AUTO_RESOLVE_REASON = "condition no longer holds"
 DUPLICATE_REASON = "duplicate of another open exception for the same finding"
 
-# Decisions a person may record when resolving (``accept-source:<source id>`` besides).
+# Decisions a person may record when resolving (``accept-source:<source id>`` besides, on a
+# source-conflict only, naming one of the sources in the conflict).
 DECISIONS: tuple[str, ...] = ("resolved", "corrected", "dismiss")
 # On an identity-uncertain exception only: merge the two records, or keep them apart (and
 # remember the pair, so the same two are not asked about again).
@@ -44,10 +47,13 @@ SAME_PERSON, DIFFERENT_PEOPLE = "same-person", "different-people"
 IDENTITY_DECISIONS: tuple[str, ...] = (SAME_PERSON, DIFFERENT_PEOPLE)
 IDENTITY_KIND = "identity-uncertain"
 ACCEPT_SOURCE = "accept-source:"
+SOURCE_CONFLICT_KIND = "source-conflict"
+BREACH_KIND = "delivery-sla-breach"
 MAX_REASON = 2000
-# Raised by identity matching in the write path, not by a detector: the sync neither closes
-# them (no detector finds them) nor counts them; a register owner's decision closes them.
-NOT_FROM_DETECTORS: frozenset[str] = frozenset({"identity-uncertain"})
+# Raised outside the detectors (identity matching in the write path; the outbound SLA clock):
+# the sync neither closes them (no detector finds them, so "gone" means nothing) nor counts
+# them; a register owner's decision closes them.
+NOT_FROM_DETECTORS: frozenset[str] = frozenset({IDENTITY_KIND, BREACH_KIND})
 
 
 class ExceptionClosed(InvalidValue):
@@ -145,12 +151,34 @@ def check_reason(reason: str) -> str:
     return text
 
 
-def closing_status(decision: str, *, correcting: bool, kind: str | None = None) -> str:
+def conflict_sources(detail: Mapping[str, Any] | None) -> set[str]:
+    """The sources a source-conflict names: every ``source`` value in its detail (the
+    competing ``values``, the ending or death tellers…), wherever the finding put them."""
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key == "source" and isinstance(value, str):
+                    found.add(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list | tuple):
+            for item in node:
+                walk(item)
+
+    walk(detail)
+    return found
+
+
+def closing_status(decision: str, *, correcting: bool, kind: str | None = None,
+                   detail: Mapping[str, Any] | None = None) -> str:
     """The status a decision closes with; refuses decisions the workflow does not know.
 
     ``resolved``: dealt with (outside the hub, or by the correction given);
     ``corrected``: the register was corrected here (a correction is required);
-    ``accept-source:<source>``: a source conflict settled in that source's favour;
+    ``accept-source:<source>``: a source conflict settled in that source's favour (only on a
+    ``source-conflict``, naming one of the sources its ``detail`` names when it is given);
     ``dismiss``: not a real problem (no correction allowed);
     ``same-person`` / ``different-people`` (identity-uncertain only): the two records are
     merged (resolved) / kept apart (dismissed); neither takes a correction.
@@ -164,9 +192,7 @@ def closing_status(decision: str, *, correcting: bool, kind: str | None = None) 
                                field="apply", rule="exception-correction")
         return "resolved" if decision == SAME_PERSON else "dismissed"
     if decision.startswith(ACCEPT_SOURCE):
-        if not decision.removeprefix(ACCEPT_SOURCE).strip():
-            raise InvalidValue("accept-source needs a source id, e.g. accept-source:trust-a",
-                               field="decision", rule="exception-decision")
+        _check_accepted_source(decision.removeprefix(ACCEPT_SOURCE).strip(), kind, detail)
         return "resolved"
     if decision not in DECISIONS:
         raise InvalidValue(f"unknown decision {decision!r}; use one of "
@@ -182,3 +208,24 @@ def closing_status(decision: str, *, correcting: bool, kind: str | None = None) 
                                "or resolve instead", field="apply", rule="exception-correction")
         return "dismissed"
     return "resolved"
+
+
+def _check_accepted_source(source: str, kind: str | None,
+                           detail: Mapping[str, Any] | None) -> None:
+    """``accept-source`` settles a disagreement between sources: on any other kind it would
+    record a decision that means nothing (the audit found one accepted on a breach)."""
+    if not source:
+        raise InvalidValue("accept-source needs a source id, e.g. accept-source:trust-a",
+                           field="decision", rule="exception-decision")
+    if kind != SOURCE_CONFLICT_KIND:
+        raise InvalidValue(f"accept-source settles a {SOURCE_CONFLICT_KIND} exception only; "
+                           f"this one is {kind or 'of another kind'}: resolve or dismiss it",
+                           field="decision", rule="exception-decision")
+    if detail is None:
+        return  # the caller did not give the conflict: the kind is all that can be checked
+    named = conflict_sources(detail)
+    if source not in named:
+        choices = ", ".join(f"{ACCEPT_SOURCE}{s}" for s in sorted(named)) or "none"
+        raise InvalidValue(f"source {source!r} is not in this conflict; accept one of "
+                           f"the sources in it: {choices}",
+                           field="decision", rule="exception-decision")

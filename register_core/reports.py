@@ -57,10 +57,14 @@ rule set aside, where two sources told one review differently: the register's re
     whenever raised.
 
 ``deliveries`` (the outbox, one row per status change and subscriber)
-    ``total``: deliveries whose notice the hub received in period; of those
-    ``delivered_within_sla`` (delivered at or before the five-working-day due time),
-    ``delivered_late`` (delivered after it), ``cancelled``, ``superseded`` (not sent: a newer
-    change reached the partner first). ``open``: not delivered now
+    ``total``: deliveries whose notice the hub received in period; of those, by what became
+    of them, ``delivered_within_sla`` (delivered at or before the five-working-day due time,
+    no breach recorded), ``delivered_late`` (delivered after it, or with a breach recorded),
+    ``cancelled``, ``superseded`` (not sent: a newer change reached the partner first); and,
+    across those, ``breached``: the ones that missed their due time whatever became of them
+    since — a breach recorded, delivered late, still open and past due at ``now``, or
+    superseded or cancelled only after the due time (a later change reaching the partner,
+    or an engineer closing it, does not undo a missed deadline). ``open``: not delivered now
     (pending, sending, retrying or failed), whenever received; ``open_breached``: open and
     past due at ``now`` (whether or not the sweeper has recorded the breach yet).
 
@@ -76,7 +80,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, and_, case, func, not_, or_, select
 
 from register_core.adapters.register_pages import read_page
 from register_core.adapters.tables import (
@@ -303,16 +307,25 @@ def _deliveries(conn: Connection, now: datetime, period_from: datetime) -> dict[
     d = outbound_deliveries.c
     in_period = d.received_at >= period_from
     delivered = and_(in_period, d.status == "delivered", d.delivered_at.is_not(None))
-    total, on_time, late, cancelled, superseded = conn.execute(select(
-        _count_if(in_period), _count_if(and_(delivered, d.delivered_at <= d.due_at)),
-        _count_if(and_(delivered, d.delivered_at > d.due_at)),
+    # A breach recorded is final (outbox module docstring): it outweighs the final status.
+    late = or_(d.delivered_at > d.due_at, d.breached_at.is_not(None))
+    missed = or_(
+        d.breached_at.is_not(None),
+        and_(d.status == "delivered", d.delivered_at > d.due_at),
+        and_(d.status.in_(OPEN_DELIVERY), d.due_at < now),
+        # closed unsent after the due time, before a sweep recorded the breach
+        and_(d.status.in_(("cancelled", "superseded")), d.updated_at > d.due_at))
+    total, on_time, late_count, cancelled, superseded, breached_any = conn.execute(select(
+        _count_if(in_period), _count_if(and_(delivered, not_(late))),
+        _count_if(and_(delivered, late)),
         _count_if(and_(in_period, d.status == "cancelled")),
-        _count_if(and_(in_period, d.status == "superseded")))).one()
+        _count_if(and_(in_period, d.status == "superseded")),
+        _count_if(and_(in_period, missed)))).one()
     still_open, breached = conn.execute(select(
         func.count(), _count_if(d.due_at < now)).where(d.status.in_(OPEN_DELIVERY))).one()
     return {"total": int(total), "delivered_within_sla": int(on_time),
-            "delivered_late": int(late), "cancelled": int(cancelled),
-            "superseded": int(superseded),
+            "delivered_late": int(late_count), "cancelled": int(cancelled),
+            "superseded": int(superseded), "breached": int(breached_any),
             "open": int(still_open), "open_breached": int(breached)}
 
 

@@ -10,6 +10,14 @@ States of a delivery::
     pending, retrying, failed ──a later one of the person delivered──▶ superseded
     pending, retrying, failed ──removed subscriber, or by hand──▶ cancelled
 
+A breach (``breached_at``) is recorded once, when an open delivery passes its due time or one
+is delivered after it, and is never cleared: a delivery later superseded or cancelled still
+missed its deadline, and the SLA figures count it so.
+
+A disabled subscriber's deliveries are queued all the same and wait (no worker claims them)
+until it is enabled again; their SLA clock runs meanwhile: the five-working-day duty is the
+hub's, whatever the reason the partner was not told.
+
 When a delivery is delivered, the partner holds a state newer than any earlier delivery of
 the same subscriber and person that is still open (normally a dead letter: earlier ones go
 first): those are closed as ``superseded`` (``superseded_by`` the delivered one), so they
@@ -42,7 +50,12 @@ from sqlalchemy import (
 )
 
 from .database import as_utc as utc
-from .tables import outbound_changes, outbound_deliveries, register_exceptions
+from .tables import (
+    outbound_changes,
+    outbound_deliveries,
+    register_exceptions,
+    subscriptions,
+)
 
 d = outbound_deliveries
 WAITING = ("pending", "retrying")
@@ -130,10 +143,15 @@ def claim(conn: Connection, subscription_id: str, *, now: datetime, lease_until:
     if conn.dialect.name == "postgresql":
         heads = heads.with_for_update(skip_locked=True, of=d)
     token = uuid.uuid4().hex
+    # The transport follows the subscription's kind: a row queued just before a kind change
+    # is sent in the new format, and says so from its first attempt on.
+    current_kind = (select(subscriptions.c.kind)
+                    .where(subscriptions.c.id == d.c.subscription_id).scalar_subquery())
     claimed = conn.execute(
         update(d).where(d.c.id.in_(heads.scalar_subquery()))
         .values(status="sending", claim=token, lease_until=lease_until,
-                attempts=d.c.attempts + 1, updated_at=now)
+                attempts=d.c.attempts + 1, updated_at=now,
+                kind=func.coalesce(current_kind, d.c.kind))
         .returning(d.c.id, d.c.person_id, d.c.kind, d.c.idempotency_key, d.c.attempts,
                    d.c.change_id, d.c.due_at)).all()
     if not claimed:
@@ -223,6 +241,15 @@ def cancel_open(conn: Connection, subscription_id: str, now: datetime) -> int:
                                              d.c.status.in_(OPEN)))
                         .values(status="cancelled", claim=None, lease_until=None,
                                 updated_at=now)).rowcount
+
+
+def relabel_open(conn: Connection, subscription_id: str, kind: str, now: datetime) -> int:
+    """A subscriber whose ``kind`` changed is sent everything not yet delivered in the new
+    format (the transport follows the subscription): its open deliveries say so. Closed
+    ones keep the kind they were sent, or closed, as."""
+    return conn.execute(update(d).where(and_(d.c.subscription_id == subscription_id,
+                                             d.c.status.in_(OPEN), d.c.kind != kind))
+                        .values(kind=kind, updated_at=now)).rowcount
 
 
 # -- operations ------------------------------------------------------------------------------
@@ -326,8 +353,25 @@ def aware(value: datetime) -> datetime:
 
 # -- SLA -------------------------------------------------------------------------------------
 
+def sla_totals(conn: Connection) -> dict[str, int]:
+    """``open_total``: not delivered yet; ``breached_total``: every delivery whose breach was
+    recorded, whatever became of it since (delivered late, superseded, cancelled: a missed
+    deadline stays missed); ``open_breached_total``: of those, the ones still open."""
+    is_open = d.c.status.in_(OPEN)
+    breached = d.c.breached_at.is_not(None)
+    open_total, breached_total, open_breached = conn.execute(select(
+        func.coalesce(func.sum(case((is_open, 1), else_=0)), 0),
+        func.count(d.c.breached_at),
+        func.coalesce(func.sum(case((and_(is_open, breached), 1), else_=0)), 0))).one()
+    return {"open_total": int(open_total), "breached_total": int(breached_total),
+            "open_breached_total": int(open_breached)}
+
+
 def open_by_due(conn: Connection, *, limit: int, offset: int = 0,
                 breached: bool | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """Open deliveries, soonest due first (``breached``: only those whose breach was
+    recorded, or only those not); the total is of open ones only (``sla_totals`` counts
+    closed breaches too)."""
     conditions = [d.c.status.in_(OPEN)]
     if breached is not None:
         conditions.append(d.c.breached_at.is_not(None) if breached

@@ -71,7 +71,7 @@ def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, deci
     store = ExceptionStore(uow.connection)
     row = _live_row(store, exception_id)
     status = closing_status(decision.strip(), correcting=correction is not None,
-                            kind=row["kind"])
+                            kind=row["kind"], detail=row["detail"])
     reason = check_reason(reason)
     person_id = row["person_id"]
     if decision.strip() == SAME_PERSON:

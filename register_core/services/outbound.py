@@ -16,7 +16,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 
 from mapping.outbound import (
     Ended,
@@ -31,7 +31,7 @@ from register_core.adapters.subscriptions import (
     SubscriptionDefinition,
     load_all,
 )
-from register_core.adapters.tables import persons
+from register_core.adapters.tables import persons, subscriptions
 from register_core.domain.calendar import add_working_days
 from register_core.domain.position import Position
 
@@ -71,9 +71,9 @@ def status_changes(changes: Sequence[Change]) -> list[Change]:
 def wanted_by(sub: SubscriptionDefinition, changes: Sequence[Change],
               position: Position | None) -> bool:
     """Whether the subscriber asked for this change (fields, and council / ICB before or
-    after the change)."""
-    if not sub.enabled:
-        return False
+    after the change). A disabled subscriber is asked too: its deliveries are queued and wait
+    until it is enabled again (no worker claims them meanwhile), so pausing a partner loses
+    nothing; their SLA clock runs all the same (``outbox`` module docstring)."""
     names = {name for name, _, _ in status_changes(changes)}
     if not names or (sub.changes.fields and not names & set(sub.changes.fields)):
         return False
@@ -130,6 +130,12 @@ def enqueue_status_changes(conn: Connection, applied: Applied, received_at: date
     wanted = [s for s in subs if wanted_by(s, changes, applied.position)]
     if not wanted:
         return []
+    # The definitions may have been read before this transaction locked anything (or from a
+    # cache): keep those still there, with their kind as it stands now.
+    current = _held_subscriptions(conn, [s.subscription_id for s in wanted])
+    wanted = [s for s in wanted if current.get(s.subscription_id) is not None]
+    if not wanted:
+        return []
     received_at = outbox.aware(received_at).astimezone(UTC)  # SQLite hands back naive UTC
     change = snapshot(conn, applied.person_id, applied.position, changes, received_at, now)
     due = due_time(received_at)
@@ -138,9 +144,50 @@ def enqueue_status_changes(conn: Connection, applied: Applied, received_at: date
         changes=[c.model_dump(mode="json") for c in change.changes],
         document=change.model_dump(mode="json", exclude={"change_id"}),
         received_at=received_at, now=now,
-        deliveries=[outbox.NewDelivery(subscription_id=s.subscription_id, kind=s.kind,
+        deliveries=[outbox.NewDelivery(subscription_id=s.subscription_id,
+                                       kind=current[s.subscription_id] or s.kind,
                                        received_at=received_at, due_at=due) for s in wanted])
     return ids
+
+
+# Per transaction: the subscriptions it holds (locked on PostgreSQL), id -> kind, None: gone.
+_held: weakref.WeakKeyDictionary[object, dict[str, str | None]] = weakref.WeakKeyDictionary()
+
+
+def _held_subscriptions(conn: Connection, ids: Sequence[str]) -> dict[str, str | None]:
+    """The kind of each subscription, None when it no longer exists, held until this
+    transaction ends. On PostgreSQL the rows are locked ``FOR KEY SHARE`` (what a foreign
+    key would take): removing a subscription waits for this transaction's deliveries to
+    commit, so the removal cancels them too, and a removal committed first is seen here (no
+    delivery is written for it). Without the lock a delivery written between a removal's
+    read and its commit was left pending for a subscriber that no longer exists. Editing a
+    subscription (PUT) does not wait on it: a kind changed meanwhile is put right when the
+    delivery is claimed (``outbox.claim``). SQLite has one writer at a time, which orders
+    them anyway. Read once per transaction and subscription (a batch queues hundreds of
+    changes)."""
+    transaction = conn.get_transaction()
+    held = _held.setdefault(transaction, {}) if transaction is not None else {}
+    missing = sorted(set(ids) - held.keys())
+    if missing:
+        query = (select(subscriptions.c.id, subscriptions.c.kind)
+                 .where(subscriptions.c.id.in_(missing)).order_by(subscriptions.c.id))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(read=True, key_share=True)
+        found: dict[str, str] = {row.id: row.kind for row in conn.execute(query)}
+        held.update({sid: found.get(sid) for sid in missing})
+    return {sid: held[sid] for sid in ids}
+
+
+def remove_subscription(conn: Connection, subscription_id: str, now: datetime) -> int | None:
+    """Remove a subscriber and cancel its undelivered deliveries in the caller's
+    transaction (one transaction: no window where the subscriber is gone but its deliveries
+    still wait, and none is orphaned by a change queued meanwhile, see
+    ``_held_subscriptions``). The number cancelled, or None when there was no such
+    subscriber."""
+    if not conn.execute(delete(subscriptions)
+                        .where(subscriptions.c.id == subscription_id)).rowcount:
+        return None
+    return outbox.cancel_open(conn, subscription_id, now)
 
 
 def enqueue_on_change(now: Callable[[], datetime]

@@ -12,15 +12,17 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
+from mapping.council_models import control_character_in
 from mapping.outbound import COUNCIL_EXAMPLE, CouncilStatusDocument
 from register_core.adapters import outbox
 from register_core.adapters.database import write_transaction
 from register_core.adapters.security import Principal, Role
 from register_core.adapters.subscriptions import SubscriptionDefinition, SubscriptionRegistry
 from register_core.domain.errors import InvalidValue, NotFound
+from register_core.services.outbound import remove_subscription
 
 from .auth import audit_read, audit_write, require_roles
 from .errors import HttpProblem
@@ -89,7 +91,52 @@ SUBSCRIPTION_EXAMPLES = {
                 "version": "2.4"}}},
 }
 SubscriptionId = Annotated[str, Path(min_length=1, max_length=64)]
-SubscriptionBody = Annotated[SubscriptionDefinition, Body(openapi_examples=SUBSCRIPTION_EXAMPLES)]
+
+
+def _control_character(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(where, U+code) of the first control character in a string anywhere in ``value``."""
+    if isinstance(value, str):
+        found = control_character_in(value)
+        return (path, found) if found else None
+    if isinstance(value, BaseModel):
+        items: Any = ((name, getattr(value, name)) for name in type(value).model_fields)
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        where = f"{path}{key}" if str(key).startswith("[") or not path else f"{path}.{key}"
+        if (hit := _control_character(item, where)) is not None:
+            return hit
+    return None
+
+
+# Only request bodies are checked (a definition stored before must still load): a NUL cannot
+# be stored in PostgreSQL (it was a 500), and a line break has no place in a name, an
+# address, a token (an HTTP header) or an MSH field.
+class SubscriptionIn(SubscriptionDefinition):
+    """A subscription as sent: no text in it may hold a control character (422 naming the
+    field, and where inside it)."""
+
+    @field_validator("*")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        if (hit := _control_character(value)) is not None:
+            where, code_point = hit
+            raise ValueError(f"{where + ': ' if where else ''}control characters are not "
+                             f"allowed (found {code_point})")
+        return value
+
+
+def _as_definition(sent: SubscriptionIn) -> SubscriptionDefinition:
+    # The routes and the registry deal in the plain definition (equality, model_copy).
+    return SubscriptionDefinition.model_validate(sent.model_dump())
+
+
+SubscriptionBody = Annotated[SubscriptionIn, AfterValidator(_as_definition),
+                             Body(openapi_examples=SUBSCRIPTION_EXAMPLES)]
 
 
 SUBSCRIPTION_OUT = SUBSCRIPTION_EXAMPLES["council"]["value"] | {"enabled": True}
@@ -173,12 +220,22 @@ def get_subscription(out: OutboundDep, _principal: OpsReader,
 def put_subscription(request: Request, response: Response, hub: HubDep, out: OutboundDep,
                      principal: Engineer, subscription_id: SubscriptionId,
                      definition: SubscriptionBody) -> dict[str, Any]:
+    """`enabled: false` pauses sending: status changes are still queued for the partner
+    and go, in order, once it is enabled again; their five-working-day SLA clock runs
+    meanwhile (the duty is the hub's), so a long pause shows as breaches. A new `kind`
+    applies to everything not yet delivered: those deliveries are sent, and listed, in the
+    new format."""
     if definition.subscription_id != subscription_id:
         raise InvalidValue("the body's subscription_id must match the path",
                            field="subscription_id", rule="id-matches-path")
     definition = _kept_token(definition, _fresh(out, subscription_id))
-    created = out.registry.save(definition, hub.clock.now())
-    _audit_change(hub, request, principal, subscription_id)
+    now = hub.clock.now()
+    created = out.registry.save(definition, now)
+    with write_transaction(hub.engine) as conn:
+        # The transport follows the subscription's kind: what is still to be sent goes in
+        # the new format, and its deliveries say so (delivered ones keep theirs).
+        outbox.relabel_open(conn, subscription_id, definition.kind, now)
+        audit_write(conn, request, principal, "subscription", subscription_id, None)
     response.status_code = 201 if created else 200
     out.hint(subscription_id)  # e.g. re-enabled: its waiting deliveries may go now
     return _masked(_fresh(out, subscription_id) or definition)
@@ -189,12 +246,16 @@ def put_subscription(request: Request, response: Response, hub: HubDep, out: Out
                responses=NOT_FOUND)
 def delete_subscription(request: Request, hub: HubDep, out: OutboundDep, principal: Engineer,
                         subscription_id: SubscriptionId) -> Response:
-    if not out.registry.delete(subscription_id):
-        raise NotFound(f"no subscription {subscription_id!r}", field="subscription_id",
-                       rule="subscription-exists")
-    with write_transaction(hub.engine) as conn:
-        outbox.cancel_open(conn, subscription_id, hub.clock.now())
-    _audit_change(hub, request, principal, subscription_id)
+    # One transaction: the subscriber, its undelivered deliveries and the audit row go
+    # together, and a change being queued for it meanwhile is cancelled with them.
+    try:
+        with write_transaction(hub.engine) as conn:
+            if remove_subscription(conn, subscription_id, hub.clock.now()) is None:
+                raise NotFound(f"no subscription {subscription_id!r}",
+                               field="subscription_id", rule="subscription-exists")
+            audit_write(conn, request, principal, "subscription", subscription_id, None)
+    finally:
+        out.registry.invalidate()
     return Response(status_code=204)
 
 
@@ -342,8 +403,9 @@ def retry_delivery(
 def cancel_delivery(request: Request, hub: HubDep, principal: Engineer,
                     delivery_id: DeliveryId) -> dict[str, Any]:
     """A `pending`, `retrying` or `failed` delivery becomes `cancelled`: it is not sent, no
-    longer open in `/sla` and cannot breach (an exception already opened for a breach stays
-    for a person to resolve). One being sent right now (`sending`) cannot be cancelled."""
+    longer open in `/sla` and cannot breach. A breach already recorded stays recorded: it
+    still counts in `/sla` `breached_total` and the board report, and its exception stays
+    for a person to resolve. One being sent right now (`sending`) cannot be cancelled."""
     now = hub.clock.now()
     with write_transaction(hub.engine) as conn:
         item = _delivery(conn, delivery_id)
@@ -364,13 +426,19 @@ class SlaItem(DeliveryOut):
 
 class SlaOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "as_of": "2026-06-01T09:00:00+00:00", "open_total": 1, "breached_total": 0,
+        "as_of": "2026-06-01T09:00:00+00:00", "open_total": 1, "breached_total": 2,
+        "open_breached_total": 0,
         "items": [example_of(DeliveryOut) | {"seconds_left": 86400.0, "breached": False}]}]})
     as_of: datetime
     open_total: int = Field(description="Not delivered yet (pending, sending, retrying, "
                             "failed); superseded and cancelled ones are closed.")
-    breached_total: int
-    items: list[SlaItem] = Field(description="Soonest due first.")
+    breached_total: int = Field(description=(
+        "Every delivery whose SLA breach was recorded (`breached_at`), whatever became of "
+        "it since: delivered late, superseded or cancelled ones still missed their due "
+        "time."))
+    open_breached_total: int = Field(description=(
+        "Of those, the ones still open now (what `breached=true` lists)."))
+    items: list[SlaItem] = Field(description="Open deliveries, soonest due first.")
 
 
 @router.get("/sla", response_model=SlaOut,
@@ -382,15 +450,13 @@ def sla(hub: HubDep, _principal: OpsReader,
     now = hub.clock.now()
     with hub.engine.connect() as conn:
         _, rows = outbox.open_by_due(conn, limit=limit, offset=offset, breached=breached)
-        open_total, _ = outbox.open_by_due(conn, limit=1)
-        breached_total, _ = outbox.open_by_due(conn, limit=1, breached=True)
+        totals = outbox.sla_totals(conn)
     items = []
     for row in rows:
         left = (outbox.aware(row["due_at"]) - now).total_seconds()
         items.append({**row, "seconds_left": left,
                       "breached": row["breached_at"] is not None or left < 0})
-    return {"as_of": outbox.utc(now), "open_total": open_total, "breached_total": breached_total,
-            "items": items}
+    return {"as_of": outbox.utc(now), **totals, "items": items}
 
 
 @router.get("/outbound/council-status-document", response_model=CouncilStatusDocument,

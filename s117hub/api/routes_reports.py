@@ -48,7 +48,8 @@ BOARD_EXAMPLE: dict[str, Any] = {
     "missed_entitlements": {"found_in_period": 2, "resolved_in_period": 1,
                             "dismissed_in_period": 0, "open": 1},
     "deliveries": {"total": 10, "delivered_within_sla": 7, "delivered_late": 1,
-                   "cancelled": 0, "superseded": 0, "open": 2, "open_breached": 1},
+                   "cancelled": 0, "superseded": 0, "open": 2, "open_breached": 1,
+                   "breached": 1},
     "exceptions": {"open": 3, "open_by_kind": {"missed-entitlement": 1,
                                                "review-overdue": 2}},
 }
@@ -120,6 +121,7 @@ class DeliveryFigures(BaseModel):
     superseded: int = Field(description="Not sent: a newer change reached the partner first.")
     open: int = Field(description="Not delivered now, whenever received.")
     open_breached: int = Field(description="Open and past their five-working-day due time.")
+    breached: int = Field(description="Missed the due time, whatever became of them since.")
 
 
 class ExceptionFigures(BaseModel):

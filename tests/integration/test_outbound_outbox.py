@@ -32,7 +32,6 @@ def subs(hub: Hub) -> SubscriptionRegistry:
                       changes={"councils": ["E10000034"]}), NOW)
     registry.save(sub("trust-fhir", "fhir-r4", "http://127.0.0.1:9/fhir",
                       changes={"fields": ["entitlement.status"]}), NOW)
-    registry.save(sub("off", "council-rest", "http://127.0.0.1:9/x", enabled=False), NOW)
     return registry
 
 

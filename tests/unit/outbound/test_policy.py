@@ -105,7 +105,7 @@ def test_filters_by_field_and_by_council_before_or_after() -> None:
     assert wanted_by(_sub(councils=["E10000034"]), moved, _position("E06000019"))  # losing it
     assert wanted_by(_sub(icbs=["QGH"]), status, _position(None, "QGH"))
     disabled = _sub().model_copy(update={"enabled": False})
-    assert not wanted_by(disabled, status, _position(None))
+    assert wanted_by(disabled, status, _position(None))  # queued; sent once enabled again
 
 
 def test_a_new_person_without_entitlement_is_no_news() -> None:

@@ -67,8 +67,7 @@ def test_two_live_rows_for_one_finding_keep_the_oldest():
 
 @pytest.mark.parametrize("decision, correcting, status", [
     ("resolved", False, "resolved"), ("resolved", True, "resolved"),
-    ("corrected", True, "resolved"), ("accept-source:trust-a", False, "resolved"),
-    ("dismiss", False, "dismissed")])
+    ("corrected", True, "resolved"), ("dismiss", False, "dismissed")])
 def test_decisions_close_with_their_status(decision: str, correcting: bool, status: str):
     assert closing_status(decision, correcting=correcting) == status
 
