@@ -8,15 +8,29 @@
 ``CouncilEvent`` is the discriminated union on ``type``; ``COUNCIL_EVENT_ADAPTER`` validates a
 dict against it. Dates are ``YYYY-MM-DD`` only (pydantic would otherwise read a number as a
 Unix time). Unknown keys are refused so that a misspelt optional field is not silently lost.
+
+Text: names, ids and codes (``SingleLine``) refuse every C0 control character, free text
+(``FreeText``: a reason) all but TAB, CR and LF. A line break in a name would end the PID of
+the ADT^A08 sent to HL7 partners (and a NUL cannot be stored in PostgreSQL); the refusal names
+the field (``person.family_name``) and the character by code point, never echoing the value.
+The API's own free-text fields use the same two types.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+)
 
 
 def _iso_date(value: Any) -> Any:
@@ -28,6 +42,36 @@ def _iso_date(value: Any) -> Any:
 
 
 IsoDate = Annotated[dt.date, BeforeValidator(_iso_date)]
+
+_ANY_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_SPACING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # TAB LF CR pass
+
+
+def control_character_in(value: str, *, free_text: bool = False) -> str | None:
+    """The first control character refused in ``value`` as ``U+000D``, or None."""
+    found = (_CONTROL_BUT_SPACING if free_text else _ANY_CONTROL).search(value)
+    return f"U+{ord(found.group()):04X}" if found else None
+
+
+def _refusal(code_point: str, free_text: bool) -> str:
+    allowed = "other than tab and line breaks " if free_text else ""
+    return f"control characters {allowed}are not allowed (found {code_point})"
+
+
+def single_line(value: str) -> str:
+    if (found := control_character_in(value)) is not None:
+        raise ValueError(_refusal(found, free_text=False))
+    return value
+
+
+def free_text(value: str) -> str:
+    if (found := control_character_in(value, free_text=True)) is not None:
+        raise ValueError(_refusal(found, free_text=True))
+    return value
+
+
+SingleLine = Annotated[str, AfterValidator(single_line)]
+FreeText = Annotated[str, AfterValidator(free_text)]
 GSS_COUNCIL = r"^[EWSN][0-9]{8}$"  # ONS GSS code of a local authority, e.g. E10000034
 
 
@@ -37,7 +81,7 @@ def _schema(example: dict[str, Any]) -> ConfigDict:
 
 class Signoff(BaseModel):
     model_config = _schema({"by": "Team manager, Adult Social Care", "date": "2027-02-01"})
-    by: str = Field(min_length=1)
+    by: SingleLine = Field(min_length=1)
     date: IsoDate
 
 
@@ -46,18 +90,19 @@ class CouncilPerson(BaseModel):
                             "family_name": "Testperson", "given_name": "Alex",
                             "birth_date": "1980-01-01", "postcode": "AB1 2CD",
                             "gp_practice_ods": "M85019"})
-    nhs_number: str | None = None
-    local_id: str | None = None
-    family_name: str | None = None
-    given_name: str | None = None
+    nhs_number: SingleLine | None = None
+    local_id: SingleLine | None = None
+    family_name: SingleLine | None = None
+    given_name: SingleLine | None = None
     birth_date: IsoDate | None = None
-    postcode: str | None = None
-    gp_practice_ods: str | None = None
+    postcode: SingleLine | None = None
+    gp_practice_ods: SingleLine | None = None
 
 
 class DetentionNotifiedData(BaseModel):
     model_config = _schema({"section": "03", "start": "2026-01-05", "end": "2026-03-01"})
-    section: str = Field(min_length=1, description="MHSDS legal-status code or a local code")
+    section: SingleLine = Field(min_length=1,
+                                description="MHSDS legal-status code or a local code")
     start: IsoDate
     end: IsoDate | None = None
 
@@ -72,10 +117,10 @@ class S117EndedData(BaseModel):
                             "council_signoff": {"by": "AMHP lead", "date": "2027-02-01"},
                             "icb_signoff": {"by": "ICB CHC lead", "date": "2027-02-01"}})
     date: IsoDate
-    reason: str | None = None
+    reason: FreeText | None = None
     council_signoff: Signoff | None = None
     icb_signoff: Signoff | None = None
-    grounds: list[str] = Field(default_factory=list)
+    grounds: list[SingleLine] = Field(default_factory=list)
 
 
 class AftercarePlanAgreedData(BaseModel):
@@ -94,8 +139,8 @@ class ReviewCompletedData(BaseModel):
 class NamedPractitionerSetData(BaseModel):
     model_config = _schema({"name": "Sam Carer", "role": "Care coordinator",
                             "date": "2026-03-02"})
-    name: str = Field(min_length=1)
-    role: str | None = None
+    name: SingleLine = Field(min_length=1)
+    role: SingleLine | None = None
     date: IsoDate | None = None
 
 
@@ -108,7 +153,7 @@ class OrdinaryResidenceChangedData(BaseModel):
 class ServiceChargedData(BaseModel):
     model_config = _schema({"service": "Supported living", "under_s117": True,
                             "amount": "125.50", "date": "2026-04-01"})
-    service: str = Field(min_length=1)
+    service: SingleLine = Field(min_length=1)
     under_s117: bool
     amount: Decimal = Field(max_digits=12, decimal_places=2)
     date: IsoDate
@@ -125,7 +170,7 @@ def _event_config(event_type: str, data_model: type[BaseModel]) -> ConfigDict:
 
 
 class _EventBase(BaseModel):
-    event_id: str = Field(min_length=1, max_length=200)
+    event_id: SingleLine = Field(min_length=1, max_length=200)
     occurred_at: dt.datetime
     person: CouncilPerson
 

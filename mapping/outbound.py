@@ -24,9 +24,12 @@ rejected; MSA-2 must echo our MSH-10.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 from typing import Any, Literal
 
 import hl7
+from hl7apy import get_default_encoding_chars
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 from hl7apy.factories import datatype_factory
@@ -187,10 +190,35 @@ def episode_of_care(change: StatusChange, system: str = REGISTER_ID_SYSTEM) -> d
 
 # -- HL7 v2 ------------------------------------------------------------------------------------
 
+# C0 controls and DEL: hl7apy escapes only the delimiters |^~& (and \\), so a CR or LF in a
+# name would end the segment early and let the rest of the text pass for a segment of its
+# own; 0x0B/0x1C would break the MLLP frame. Each becomes HL7's hex escape \\Xdd\\ (valid in
+# ST, TX, IS and FT alike; \\.br\\ is a formatting command of FT only).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PLAIN_CODE = re.compile(r"[A-Za-z0-9.]{1,20}")
+
+
+@functools.cache
+def _control_escaping(datatype_class: type) -> type:
+    """``datatype_class`` whose ER7 also escapes control characters, after hl7apy's own
+    escaping (before it, hl7apy would escape the backslashes of our \\Xdd\\)."""
+
+    def to_er7(self: Any, encoding_chars: dict[str, str] | None = None) -> str:
+        text = datatype_class.to_er7(self, encoding_chars)
+        esc = (encoding_chars or get_default_encoding_chars())["ESCAPE"]
+        return _CONTROL.sub(lambda found: f"{esc}X{ord(found.group()):02X}{esc}", text)
+
+    # hl7apy matches a datatype by its class name (ST, IS …): keep it.
+    return type(datatype_class.__name__, (datatype_class,), {"to_er7": to_er7})
+
+
 def _st(value: str, datatype: str = "ST") -> Any:
-    """Escaped text (hl7apy escapes |^&~ through datatype objects; backslash by hand)."""
-    return datatype_factory(datatype, value.replace("\\", "\\E\\"), version=_HL7_VERSION,
-                            validation_level=_TOLERANT)
+    """Escaped text: hl7apy escapes |^&~ through datatype objects, backslash by hand, control
+    characters (CR, LF …) as \\Xdd\\ by ``_control_escaping``."""
+    typed = datatype_factory(datatype, value.replace("\\", "\\E\\"), version=_HL7_VERSION,
+                             validation_level=_TOLERANT)
+    typed.__class__ = _control_escaping(type(typed))
+    return typed
 
 
 def _dt(value: dt.date | None) -> str:
@@ -205,6 +233,12 @@ def adt_a08(change: StatusChange, control_id: str, *, now: dt.datetime,
     if not control_id or len(control_id) > 20:
         raise MappingError("invalid-value", "MSH-10 must be 1-20 characters",
                            location="MSH-10")
+    # Set unescaped (hl7apy parses them as ER7): the version comes from the subscription,
+    # so a delimiter or line break there must not reach the wire.
+    for code, where in ((processing_id, "MSH-11"), (version, "MSH-12")):
+        if not _PLAIN_CODE.fullmatch(code):
+            raise MappingError("invalid-value", f"{where} must be a plain code such as 2.4",
+                               location=where)
     msg = Message("ADT_A01", version=_HL7_VERSION, validation_level=_TOLERANT)
     msh = msg.msh
     for target, value in ((msh.msh_3, sending_application), (msh.msh_4, sending_facility),

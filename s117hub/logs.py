@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -16,8 +17,15 @@ import hl7.util
 
 from register_core.domain import nhs_number
 
+# SQLAlchemy's StatementError text quotes the statement's parameters (a name, free text, an
+# NHS number) on one line "[parameters: …]" (a repr, so never a raw line break); PostgreSQL's
+# DETAIL line may quote a row's values ("Key (x)=(…) already exists").
+_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*")
+_DB_DETAIL = re.compile(r"^(DETAIL:)[^\n]*", re.MULTILINE)
+
 
 def redact(text: str) -> str:
+    text = _DB_DETAIL.sub(r"\1 [redacted]", _SQL_PARAMETERS.sub("[parameters: redacted]", text))
     return nhs_number.redact(text, "[nhs-number]")
 
 

@@ -30,7 +30,8 @@ def ensure_sqlite_folder(url: str) -> None:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     ensure_sqlite_folder(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30},
+                               hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -80,7 +81,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "commit", _release)
         event.listen(engine, "rollback", _release)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # hide_parameters: an error's text (logged, printed) must not quote a row's values, which
+    # are names and NHS numbers.
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                         hide_parameters=True)
 
 
 def engine_for_child(engine: Engine) -> Engine:

@@ -17,6 +17,11 @@ journalled.
 
 Each function works in the caller's unit of work and does not commit, so the route can write
 the audit row in the same transaction.
+
+Escalation is a compare-and-set on the stage: the caller says which stage it means to leave
+(``from_stage``: what it saw, or ``stage_of`` read before its transaction), and a dispute
+already past it is ``ConcurrentChange`` (409). Two escalations at once thus move a dispute one
+stage, not two (the row lock alone only made the second wait, then escalate again).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from mapping.council_models import control_character_in
 from reconciliation.findings import DetectorPolicy
 from register_core import views
 from register_core.adapters.disputes_store import DisputeStore
@@ -38,7 +44,12 @@ from register_core.domain.commands import (
     RecordDisputeOpened,
     RecordDisputeResolved,
 )
-from register_core.domain.errors import ImpossibleDates, InvalidValue, NotFound
+from register_core.domain.errors import (
+    ConcurrentChange,
+    ImpossibleDates,
+    InvalidValue,
+    NotFound,
+)
 from register_core.domain.position import Policy
 from register_core.domain.rules import disputes as dispute_rules
 from register_core.ports import Clock
@@ -65,6 +76,12 @@ def _text(value: str, field: str) -> str:
     if not text or len(text) > MAX_TEXT:
         raise InvalidValue(f"{field} is 1 to {MAX_TEXT} characters", field=field,
                            rule=f"dispute-{field}")
+    # Free text: line breaks and tabs are fine; NUL (PostgreSQL cannot store it) and the
+    # other control characters are not.
+    if (found := control_character_in(text, free_text=True)) is not None:
+        raise InvalidValue(f"{field} may not hold control characters other than tab and "
+                           f"line breaks (found {found})", field=field,
+                           rule="no-control-characters")
     return text
 
 
@@ -123,11 +140,27 @@ def open_dispute(uow: SqlUnitOfWork, clock: Clock, *, person_id: str, kind: str,
     return dispute_json(store.get(dispute_id) or {}, today)
 
 
+def stage_of(conn: Connection, dispute_id: str) -> int | None:
+    """The dispute's stage now (None if there is no such dispute): read before the write
+    transaction, it is the stage a caller that named none means to leave."""
+    row = DisputeStore(conn).get(dispute_id)
+    return None if row is None else int(row["stage"])
+
+
 def escalate_dispute(uow: SqlUnitOfWork, clock: Clock, dispute_id: str, *, reason: str,
-                     by: str) -> dict[str, Any]:
-    """To the next stage, which starts today with its own deadline."""
+                     by: str, from_stage: int | None = None) -> dict[str, Any]:
+    """To the next stage, which starts today with its own deadline.
+
+    ``from_stage``: the stage the caller means to leave; if the dispute is elsewhere by now
+    (someone escalated it meanwhile) nothing changes and ``ConcurrentChange`` says where.
+    """
     store = DisputeStore(uow.connection)
-    row = _live(store, dispute_id)
+    row = _live(store, dispute_id)  # locked (PostgreSQL) / under the write lock (SQLite)
+    if from_stage is not None and row["stage"] != from_stage:
+        raise ConcurrentChange(
+            f"the dispute is at stage {row['stage']} now, not {from_stage}: it was escalated "
+            "meanwhile; read it again before escalating", field="from_stage",
+            rule="dispute-stage-unchanged")
     today = clock.today()
     stage = dispute_rules.next_stage(row["stage"])  # refuses beyond stage 4
     due = dispute_rules.stage_due(today, stage)

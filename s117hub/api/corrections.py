@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mapping.council_models import SingleLine
 from register_core.domain.commands import (
     Command,
     PersonRef,
@@ -63,8 +64,8 @@ class CompleteReview(Correction):
 
 class SetPractitioner(Correction):
     type: Literal["named-practitioner.set"]
-    name: str = Field(min_length=1, max_length=200)
-    role: str | None = Field(default=None, max_length=100)
+    name: SingleLine = Field(min_length=1, max_length=200)
+    role: SingleLine | None = Field(default=None, max_length=100)
     date: dt.date | None = None
 
     def command(self, person: PersonRef, prov: Provenance) -> Command:
@@ -76,7 +77,7 @@ class ChangeResidence(Correction):
     """The council of ordinary residence from a date (settles a residence conflict)."""
 
     type: Literal["ordinary-residence.changed"]
-    council_code: str = Field(min_length=1, max_length=12)
+    council_code: SingleLine = Field(min_length=1, max_length=12)
     date: dt.date
 
     def command(self, person: PersonRef, prov: Provenance) -> Command:

@@ -7,28 +7,37 @@
     HttpProblem        → what the edge itself refuses: 401 unauthorised, 403 forbidden
     HTTPException      → Starlette's own (unknown path, wrong method) in the same shape
     OperationalError   → 503: the database is down or busy, try again
+    anything else      → 500 ``{"error": "internal-error", "message", "reference"}``: nothing
+                         of the exception in the body; logged as its type, the route, the
+                         SQL statement's verb and table, the SQLSTATE and the stack's frames
+                         (never its message: SQLAlchemy's quotes the statement's parameters,
+                         a driver's may quote a row's values, so names and NHS numbers)
 
 A body FastAPI cannot parse (not JSON, not UTF-8) is refused before the route's dependencies
 run, so the token and role are checked here first: 401 and 403 keep their precedence over
 422, as for any other request. An unparseable body is then 422 ``invalid-request`` with
 ``field`` ``body`` (FastAPI's own answers were 422 or an undocumented 400).
 
-Under ``/fhir/`` the same refusals (401, 403, unknown path, wrong method, 503) are FHIR
-OperationOutcome bodies instead (architecture section 4).
+Under ``/fhir/`` the same refusals (401, 403, unknown path, wrong method, 503, and the 500
+with issue code ``exception``) are FHIR OperationOutcome bodies instead (architecture
+section 4).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.fhir.outcome import FHIR_JSON, outcome_for_http
+from connectors.fhir.outcome import FHIR_JSON, operation_outcome, outcome_for_http
 from register_core.domain.errors import (
     ConcurrentChange,
     ImpossibleDates,
@@ -190,9 +199,95 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
                         status_code=503, headers={"Retry-After": "5"})
 
 
+# "INSERT disputes", "UPDATE register_exceptions", "SELECT persons": what was being done,
+# without a value (the statement's parameters are never logged).
+_TABLE_AFTER = {"INSERT": "INTO", "SELECT": "FROM", "DELETE": "FROM"}
+
+
+def _statement_name(statement: str | None) -> str | None:
+    words = (statement or "").split()
+    if not words:
+        return None
+    verb = words[0].upper()
+    if verb == "UPDATE":
+        table = words[1] if len(words) > 1 else ""
+    else:
+        keyword = _TABLE_AFTER.get(verb)
+        upper = [w.upper() for w in words]
+        at = upper.index(keyword) if keyword in upper else -1
+        table = words[at + 1] if 0 <= at < len(words) - 1 else ""
+    table = table.split("(", 1)[0].replace('"', "").strip(",")
+    return f"{verb} {table}" if table.replace("_", "").replace(".", "").isalnum() else verb
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """What may be logged of an unexpected exception: types, statement name, SQLSTATE and
+    frames (file:line function) — no message, no argument, no local value."""
+    parts = [f"{type(exc).__module__}.{type(exc).__qualname__}"]
+    if isinstance(exc, StatementError):
+        if (name := _statement_name(exc.statement)) is not None:
+            parts.append(f"statement={name!r}")
+        orig = exc.orig
+        if orig is not None:
+            parts.append(f"driver={type(orig).__module__}.{type(orig).__qualname__}")
+            sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+            if isinstance(sqlstate, str):
+                parts.append(f"sqlstate={sqlstate}")
+    frames = traceback.extract_tb(exc.__traceback__)[-8:]
+    parts.append("at " + " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+                                    for f in reversed(frames)))
+    return " ".join(parts)
+
+
+def _internal_error_response(scope: Scope, reference: str) -> JSONResponse:
+    message = f"an unexpected error occurred (reference {reference}); it is logged"
+    if Request(scope).url.path.startswith(FHIR_PATH_PREFIX):
+        return JSONResponse(operation_outcome("exception", message), status_code=500,
+                            media_type=FHIR_JSON)
+    return JSONResponse({"error": "internal-error", "message": message,
+                         "reference": reference}, status_code=500)
+
+
+class CatchAll:
+    """The last resort, inside Starlette's ServerErrorMiddleware: an exception no handler
+    took is answered 500 in our JSON shape and logged by ``describe_unexpected`` only.
+
+    Starlette's own 500 is plain text and re-raises, so uvicorn logged the traceback with
+    the exception's message: for a database error, the SQL parameters (a name, free text).
+    Once the response has started it cannot change; it is logged the same way and dropped.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # the catch-all is the point
+            reference = uuid.uuid4().hex[:12]
+            route = scope.get("route")
+            where = getattr(route, "path", None) or "unrouted"
+            log.error("unexpected error %s in %s %s: %s", reference, scope.get("method"),
+                      where, describe_unexpected(exc))
+            if not started:
+                await _internal_error_response(scope, reference)(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RegisterError, _register_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HttpProblem, _problem)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_middleware(CatchAll)

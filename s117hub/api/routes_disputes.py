@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from mapping.council_models import FreeText
 from register_core.adapters.database import write_transaction
 from register_core.adapters.disputes_store import DisputeStore
 from register_core.adapters.security import Principal, Role
@@ -37,6 +38,9 @@ DisputeKind = Literal["eligibility", "scope", "funding", "accommodation", "respo
                       "ending", "other"]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such dispute (or person)"}}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "The dispute is no longer at `from_stage` (it was "
+          "escalated meanwhile)"}}
 
 router = APIRouter(tags=["disputes"], responses=PROBLEM_RESPONSES)
 
@@ -77,7 +81,7 @@ class DisputeIn(BaseModel):
          "summary": "Split of the supported-accommodation cost", "opened": "2027-03-02"}]})
     person_id: str = Field(min_length=1, max_length=36)
     kind: DisputeKind = Field(description="`ending` starts at stage 3, the others at 1.")
-    summary: str = Field(min_length=1, max_length=4000,
+    summary: FreeText = Field(min_length=1, max_length=4000,
                          description="The nature of the dispute; no NHS numbers or names.")
     opened: dt.date | None = Field(default=None, description="When it arose, if recorded "
                                    "after the fact; today when omitted.")
@@ -85,14 +89,20 @@ class DisputeIn(BaseModel):
 
 class EscalateIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"reason": "no agreement between team managers within 5 working days"}]})
-    reason: str = Field(min_length=1, max_length=4000)
+        {"reason": "no agreement between team managers within 5 working days",
+         "from_stage": 1}]})
+    reason: FreeText = Field(min_length=1, max_length=4000)
+    from_stage: int | None = Field(
+        default=None, ge=1, le=3,
+        description="The stage the caller means to leave (the one they saw). 409 when the "
+        "dispute is no longer there. When omitted, the stage it was at when the request "
+        "arrived: of two escalations at once, one is 409, so none skips a stage.")
 
 
 class ResolveDisputeIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"outcome": "60:40 council:ICB split agreed at stage 2"}]})
-    outcome: str = Field(min_length=1, max_length=4000)
+    outcome: FreeText = Field(min_length=1, max_length=4000)
 
 
 @router.get("/api/v1/disputes", response_model=DisputePage,
@@ -146,12 +156,19 @@ def open_dispute(request: Request, hub: HubDep, principal: Owner,
 
 
 @router.post("/api/v1/disputes/{dispute_id}/escalate", response_model=DisputeOut,
-             summary="Escalate to the next stage, starting today", responses=NOT_FOUND)
+             summary="Escalate to the next stage, starting today",
+             responses={**NOT_FOUND, **CONFLICT})
 def escalate(request: Request, hub: HubDep, principal: Owner, dispute_id: DisputeId,
              body: EscalateIn) -> dict[str, Any]:
+    expected = body.from_stage
+    if expected is None:
+        # The stage as the request found it, read before queueing for the row: a second
+        # escalation that waited behind the first must not escalate again (1 → 3).
+        with hub.engine.connect() as conn:
+            expected = workflow.stage_of(conn, dispute_id)
     with hub.uow() as uow:
         item = workflow.escalate_dispute(uow, hub.clock, dispute_id, reason=body.reason,
-                                         by=principal.token_id)
+                                         by=principal.token_id, from_stage=expected)
         audit_write(uow.connection, request, principal, "dispute", dispute_id,
                     item["person_id"])
         uow.commit()

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from mapping.council_models import FreeText, SingleLine
 from register_core.adapters.database import write_transaction
 from register_core.adapters.exceptions_store import ExceptionFilter, ExceptionStore
 from register_core.adapters.security import Principal, Role
@@ -76,7 +77,8 @@ class ExceptionPage(BaseModel):
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"assignee": "s117-coordinator-2"}]})
-    assignee: str = Field(min_length=1, max_length=100, examples=["s117-coordinator-2"])
+    assignee: SingleLine = Field(min_length=1, max_length=100,
+                                examples=["s117-coordinator-2"])
 
 
 class ResolveIn(BaseModel):
@@ -84,11 +86,11 @@ class ResolveIn(BaseModel):
         {"decision": "corrected", "reason": "council confirmed by phone, recorded here",
          "apply": {"type": "s117.confirmed", "start": "2026-03-01"}},
         {"decision": "accept-source:trust-a", "reason": "the ward record is right"}]})
-    decision: str = Field(
+    decision: SingleLine = Field(
         default="resolved", max_length=100,
         description="`resolved` (dealt with), `corrected` (with `apply`), "
         "`accept-source:<source>` (a conflict settled for that source), or `dismiss`.")
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: FreeText = Field(min_length=1, max_length=2000)
     apply: CorrectionIn | None = Field(
         default=None, description="A correction recorded on the register as a fact with "
         "source `register` and source_ref `exception:<id>`.")
@@ -97,7 +99,7 @@ class ResolveIn(BaseModel):
 class DismissIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"reason": "the trust corrected the discharge date; nothing was missed"}]})
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: FreeText = Field(min_length=1, max_length=2000)
 
 
 @router.get("/api/v1/exceptions", response_model=ExceptionPage, tags=["exceptions"],

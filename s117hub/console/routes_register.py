@@ -4,7 +4,13 @@ Reading needs the roles of the API's read routes (register owner or auditor); de
 register owner's. Every read of a person's data is audited exactly as the API audits it
 (worklist rows, one exception, one person, dispute rows), with the console's request line.
 Worklists show the person id, never a name or NHS number: those appear only on the Person
-page, whose every opening is an audited read of that one record.
+page, whose every opening is an audited read of that one record. Looking a person up is
+audited too, found or not (``person-lookup``: by NHS number or register id, and whom it
+found), since the answer alone says whether someone is on the register and their id; the NHS
+number itself is not kept.
+
+Form text with control characters is refused (422) before it reaches the database: a NUL
+cannot be stored in PostgreSQL; free text keeps its line breaks and tabs.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+from sqlalchemy import Connection
 
+from mapping.council_models import control_character_in
 from reconciliation.findings import EXCEPTION_KINDS
 from register_core import reports, views
 from register_core.adapters import console_reads
@@ -22,7 +30,7 @@ from register_core.adapters.exceptions_store import ExceptionStore
 from register_core.domain import nhs_number as nhs
 from register_core.domain.errors import InvalidValue, NotFound
 from register_core.services import disputes as dispute_workflow
-from s117hub.api.auth import audit_read, get_audit_log
+from s117hub.api.auth import audit, audit_read, get_audit_log
 
 from . import actions, timeline
 from .web import (
@@ -53,6 +61,17 @@ PAGE_SIZE = 100
 ExceptionId = Annotated[str, Path(max_length=36)]
 PersonId = Annotated[str, Path(max_length=36)]
 Reason = Annotated[str, Form(max_length=2000)]
+
+def _text(value: str, field: str, *, free_text: bool = False, label: str | None = None
+          ) -> str:
+    """``value`` if it holds no control character (free text: none but tab and line breaks);
+    InvalidValue naming the field otherwise (a 422 page)."""
+    if (found := control_character_in(value, free_text=free_text)) is not None:
+        raise InvalidValue(f"The {label or field.replace('_', ' ')} may not hold control "
+                           f"characters (found {found}).", field=field,
+                           rule="no-control-characters")
+    return value
+
 
 # -- exceptions ------------------------------------------------------------------------------
 
@@ -110,7 +129,8 @@ def exception_page(request: Request, user: Reader, exception_id: ExceptionId) ->
 @router.post("/ui/exceptions/{exception_id}/assign")
 def assign(request: Request, user: Owner, exception_id: ExceptionId,
            assignee: Annotated[str, Form(max_length=100)] = "") -> Response:
-    actions.assign_exception(request, hub_of(request), user.principal, exception_id, assignee)
+    actions.assign_exception(request, hub_of(request), user.principal, exception_id,
+                             _text(assignee, "assignee"))
     return see_other(f"/ui/exceptions/{exception_id}?done=assigned")
 
 
@@ -120,9 +140,12 @@ def resolve(request: Request, user: Owner, exception_id: ExceptionId,
             apply_type: Annotated[str, Form(max_length=40)] = "",
             apply_date: Annotated[str, Form(max_length=20)] = "",
             apply_value: Annotated[str, Form(max_length=200)] = "") -> Response:
-    correction = actions.correction_from_form(apply_type, apply_date, apply_value)
+    correction = actions.correction_from_form(apply_type, apply_date,
+                                              _text(apply_value, "apply_value"))
     actions.close_exception(request, hub_of(request), user.principal, exception_id,
-                            decision=decision, reason=reason, correction=correction)
+                            decision=_text(decision, "decision"),
+                            reason=_text(reason, "reason", free_text=True),
+                            correction=correction)
     return see_other(f"/ui/exceptions/{exception_id}?done=resolved")
 
 
@@ -130,7 +153,7 @@ def resolve(request: Request, user: Owner, exception_id: ExceptionId,
 def dismiss(request: Request, user: Owner, exception_id: ExceptionId,
             reason: Reason = "") -> Response:
     actions.close_exception(request, hub_of(request), user.principal, exception_id,
-                            decision="dismiss", reason=reason)
+                            decision="dismiss", reason=_text(reason, "reason", free_text=True))
     return see_other(f"/ui/exceptions/{exception_id}?done=dismissed")
 
 
@@ -145,18 +168,34 @@ def people_page(request: Request, user: Reader) -> Response:
 @router.post("/ui/people/lookup")
 def lookup(request: Request, user: LookupUser,
            wanted: Annotated[str, Form(max_length=64)] = "") -> Response:
-    text = wanted.strip()
+    text = _text(wanted.strip(), "wanted", label="NHS number or id")
     hub = hub_of(request)
-    with hub.engine.connect() as conn:
-        if nhs.redact(text, "") != text:  # shaped like an NHS number
-            found = views.people_by_nhs_number(conn, nhs.validate(text, field="nhs_number"))
-        else:
-            found = [text] if text and views.person_json(conn, text, hub.clock.today()) \
-                else []
+    by_nhs_number = nhs.redact(text, "") != text  # shaped like an NHS number
+    wanted_nhs = nhs.validate(text, field="nhs_number") if by_nhs_number else None
+    found: list[str] = []
+    with read_and_audit(hub) as conn:
+        if wanted_nhs is not None:
+            found = views.people_by_nhs_number(conn, wanted_nhs)
+        elif text:
+            found = [text] if views.person_json(conn, text, hub.clock.today()) else []
+        if text:  # the answer says whether someone is on the register: audited either way
+            _audit_lookup(conn, request, user, "nhs-number" if by_nhs_number
+                          else "register-id", found)
     if len(found) == 1:
         return see_other(f"/ui/people/{found[0]}")
     return render(request, "people.html", user, active="people", status=404,
                   error="No person on the register has that NHS number or id.")
+
+
+def _audit_lookup(conn: Connection, request: Request, user: ConsoleUser, by: str,
+                  found: list[str]) -> None:
+    """One ``person-lookup`` read per person found (as the API's ``GET /people?nhs_number=``
+    audits each match), or one with no person when nobody was; ``resource_id`` says what was
+    looked up by (``nhs-number`` or ``register-id``), never the value."""
+    people: list[str | None] = [*found] or [None]
+    for person_id in people:
+        audit(conn, request, user.principal, action="read", resource="person-lookup",
+              resource_id=by, person_id=person_id)
 
 
 @router.get("/ui/people/{person_id}")

@@ -163,6 +163,12 @@ def test_a_correction_for_a_person_without_an_nhs_number_finds_the_same_record(
     ({"reason": "r", "apply": {"type": "s117.ended"}}, "apply"),
     ({"reason": "r", "apply": {"type": "review.completed", "date": "soon"}},
      "apply.review.completed.date"),
+    # A NUL is refused with its field (PostgreSQL cannot store it: it was a 500).
+    ({"reason": "r", "apply": {"type": "named-practitioner.set", "name": "Sam\x00"}},
+     "apply.named-practitioner.set.name"),
+    ({"reason": "r", "apply": {"type": "ordinary-residence.changed",
+                               "council_code": "E1\r0000034", "date": "2026-05-01"}},
+     "apply.ordinary-residence.changed.council_code"),
 ])
 def test_bad_decisions_are_422_naming_the_field(owner: TestClient, people: dict[str, str],
                                                 payload: dict, field: str) -> None:
