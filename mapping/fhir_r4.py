@@ -331,7 +331,10 @@ def _person(patient: Patient, config: SourceMappingConfig, location: str,
     birth = patient.birthDate if isinstance(patient.birthDate, date) else None
     person = PersonRef(
         nhs_number=nhs, nhs_number_verified=verified,
-        local_id=local or fallback_local or patient.id,
+        # The sender's logical id before any identifier of a system the source did not name:
+        # an Encounter elsewhere (a poll, a separate POST) refers to ``Patient/<id>``, and a
+        # Patient keyed by its MRN could never be found by that reference.
+        local_id=local or patient.id or fallback_local,
         family_name=(name.family if name else None) or None,
         given_name=(name.given[0] if name and name.given else None) or None,
         birth_date=birth, sex=normalise_sex(patient.gender),

@@ -525,10 +525,30 @@ def test_a_patient_sent_just_before_and_still_waiting_is_resolved(
     assert record_of(hub, NHS_3)["detentions"][0]["section"] == "03"
 
 
+def test_a_patient_with_an_mrn_is_still_found_by_its_logical_id(
+        app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
+    """Patient pat-9 carries an MRN of a system the source did not name: the register keys it
+    by its logical id, so an Encounter naming Patient/pat-9 (as a FHIR server's does) lands
+    on it — it had started a new person known by pat-9 alone."""
+    app_client.put("/fhir/r4/Patient/pat-9", json=patient(NHS_1, "MRN-9", logical_id="pat-9"),
+                   headers=trust)
+    process(hub)
+    stay = unknown_patient_stay("Patient/pat-9")
+    response = app_client.post("/fhir/r4/Encounter", json=stay, headers=trust)
+    assert response.status_code == 201, response.text
+    process(hub)
+    assert people_count(hub) == 1
+    assert record_of(hub, NHS_1)["detentions"][0]["section"] == "03"
+
+
 def test_a_waiting_patient_known_by_another_record_id_does_not_vouch(
         app_client: TestClient, trust: dict[str, str], hub: Hub) -> None:
-    """Patient pat-8 carries an MRN: the register will know it as MRN-8, so an Encounter
-    naming Patient/pat-8 would still land on a new person. Refused, per resource too."""
+    """With the source's record-number system configured (``fhir_local_id_system``), Patient
+    pat-8 is known as MRN-8, so an Encounter naming Patient/pat-8 would still land on a new
+    person. Refused, per resource too."""
+    hub.sources.save(SourceDefinition(source_id="trust-f", kind="fhir-r4",
+                                      fhir_local_id_system="https://trust-f.example/Id/mrn"),
+                     hub.clock.now())
     app_client.put("/fhir/r4/Patient/pat-8", json=patient(NHS_1, "MRN-8", logical_id="pat-8"),
                    headers=trust)
     stay = unknown_patient_stay("Patient/pat-8")

@@ -96,6 +96,12 @@ def test_subject_by_patient_id_and_by_identifier(fhir_trust: SourceMappingConfig
     patient = {**copy.deepcopy(s.PATIENT), "id": "pat-1"}
     by_id = encounter(subject={"reference": "Patient/pat-1"})
     _, started, *_ = mapped(s.bundle(patient, by_id), fhir_trust)
+    # The logical id keys the record (its MRN's system is not the source's configured one),
+    # so a reference to Patient/pat-1 from outside the Bundle finds the same person.
+    assert started.person.local_id == "pat-1"
+    configured = fhir_trust.model_copy(update={"fhir_local_id_system": s.PATIENT[
+        "identifier"][1]["system"]})
+    _, started, *_ = mapped(s.bundle(patient, by_id), configured)
     assert started.person.local_id == s.LOCAL_1
     by_nhs = encounter(subject={"identifier": {"system": s.NHS_SYSTEM, "value": s.NHS_2}})
     started, *_ = mapped(s.bundle(by_nhs), fhir_trust)
