@@ -59,7 +59,10 @@ def dataset() -> dict[str, list[dict[str, Any]]]:
     """Three people; the first two patients share an instant (the page boundary case)."""
     patients = [{
         "resourceType": "Patient", "id": f"pat-{i}", "meta": meta(m),
-        "identifier": [{"system": NHS_SYSTEM, "value": NHS[i - 1]}],
+        # An MRN beside the NHS number, as a FHIR server's Patients carry: the Encounters
+        # name Patient/pat-<i>, and must still land on these people.
+        "identifier": [{"system": NHS_SYSTEM, "value": NHS[i - 1]},
+                       {"system": "https://trust-p.example/Id/mrn", "value": f"MRN-{i}"}],
         "name": [{"use": "official", "family": f"Testvale{i}", "given": ["Sam"]}],
         "birthDate": "1985-07-0" + str(i),
     } for i, m in ((1, 1), (2, 2), (3, 2))]
