@@ -23,6 +23,12 @@ What each figure counts:
     on or before ``today`` (the latest ``aftercare-plan.agreed``).
     ``entitled_without_plan``: ``entitled - receiving_aftercare``.
     ``on_cto``: ``active`` people on a community treatment order.
+    ``entitled_by_council`` / ``entitled_by_icb``: ``active`` people by responsible council
+    (GSS code) / ICB (ODS code), ``unknown`` where the register has none (who pays is the
+    board's first question: cabinet report para 10).
+    ``entitled_children``: ``active`` people under 18 today, by band ``under-16`` and
+    ``16-17`` (para 10 counts them: transition to adult services is planned from 16);
+    a person without a birth date is not counted.
 
 ``trend`` (one row per month of the period, oldest first; the current month runs to today)
     ``active``: entitlements started on or before the month's end and not ended by then
@@ -147,11 +153,37 @@ def _register(conn: Connection, today: date) -> dict[str, Any]:
                                             _count_if(and_(active, e.on_cto.is_(True))))
                                      ).one()
     people = conn.execute(select(func.count()).select_from(persons)).scalar_one()
+    by_body = {}
+    for name, column in (("council", e.responsible_council), ("icb", e.responsible_icb)):
+        counts: dict[str, int] = {}
+        for code, count in conn.execute(select(column, func.count()).where(active)
+                                        .group_by(column)):
+            key = code or "unknown"  # None and "" alike: nobody named
+            counts[key] = counts.get(key, 0) + int(count)
+        by_body[name] = dict(sorted(counts.items()))
+    # Under 18 today: born after this day 18 years ago; 16-17: and on or before 16 years ago.
+    eighteen, sixteen = _years_before(today, 18), _years_before(today, 16)
+    birth = persons.c.birth_date
+    under_16, aged_16_17 = conn.execute(
+        select(_count_if(birth > sixteen),
+               _count_if(and_(birth > eighteen, birth <= sixteen)))
+        .select_from(entitlements.join(persons, persons.c.id == e.person_id))
+        .where(active)).one()
     return {"people_known": int(people), "on_register": sum(by_status.values()),
             "by_status": by_status, "entitled": by_status["active"],
             "receiving_aftercare": int(receiving),
             "entitled_without_plan": by_status["active"] - int(receiving),
-            "on_cto": int(on_cto)}
+            "on_cto": int(on_cto), "entitled_by_council": by_body["council"],
+            "entitled_by_icb": by_body["icb"],
+            "entitled_children": {"under-16": int(under_16), "16-17": int(aged_16_17)}}
+
+
+def _years_before(day: date, years: int) -> date:
+    """The same day ``years`` earlier (29 February: the 28th), for ages in whole years."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
 
 
 def _trend(conn: Connection, today: date, months: int) -> list[dict[str, Any]]:

@@ -33,7 +33,10 @@ BOARD_EXAMPLE: dict[str, Any] = {
               "months": 12, "period_start": "2025-07-01", "period_end": "2026-06-01"},
     "register": {"people_known": 5, "on_register": 4,
                  "by_status": {"pending": 1, "active": 2, "ended": 1}, "entitled": 2,
-                 "receiving_aftercare": 1, "entitled_without_plan": 1, "on_cto": 0},
+                 "receiving_aftercare": 1, "entitled_without_plan": 1, "on_cto": 0,
+                 "entitled_by_council": {"E10000034": 2}, "entitled_by_icb": {"QGH": 1,
+                                                                           "unknown": 1},
+                 "entitled_children": {"under-16": 0, "16-17": 1}},
     "trend": [{"month": "2026-05", "active": 2, "started": 0, "ended": 1},
               {"month": "2026-06", "active": 2, "started": 0, "ended": 0}],
     "reviews": {
@@ -74,6 +77,13 @@ class RegisterFigures(BaseModel):
     receiving_aftercare: int = Field(description="Active with an agreed aftercare plan.")
     entitled_without_plan: int
     on_cto: int
+    entitled_by_council: dict[str, int] = Field(
+        description="Active by responsible council (GSS code); `unknown`: none on record.")
+    entitled_by_icb: dict[str, int] = Field(
+        description="Active by responsible ICB (ODS code); `unknown`: none on record.")
+    entitled_children: dict[str, int] = Field(
+        description="Active and under 18 today: `under-16`, `16-17` (no birth date: not "
+                    "counted).")
 
 
 class TrendMonth(BaseModel):

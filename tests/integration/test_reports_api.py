@@ -37,6 +37,7 @@ from register_core.domain.commands import (
     RecordAftercarePlanAgreed,
     RecordDetentionStarted,
     RecordLeftHospital,
+    RecordOrdinaryResidenceChanged,
     RecordReviewCompleted,
     RecordS117Ended,
     Signoff,
@@ -139,7 +140,38 @@ def test_register_counts_people_by_status_and_plan(client: TestClient,
     assert report["register"] == {
         "people_known": 5, "on_register": 4,
         "by_status": {"pending": 1, "active": 2, "ended": 1}, "entitled": 2,
-        "receiving_aftercare": 1, "entitled_without_plan": 1, "on_cto": 0}
+        "receiving_aftercare": 1, "entitled_without_plan": 1, "on_cto": 0,
+        "entitled_by_council": {"unknown": 2}, "entitled_by_icb": {"unknown": 2},
+        "entitled_children": {"under-16": 0, "16-17": 0}}
+
+
+def test_the_entitled_by_council_icb_and_childrens_ages(client: TestClient, hub: Hub,
+                                                       register: Register) -> None:
+    """Cabinet report para 10: who the entitled are the responsibility of, and how many are
+    children (under 16, and 16-17, whose transition to adult services is planned)."""
+    for n, birth, council in ((6, date(2010, 6, 1), "E10000034"),  # 16 on the day
+                              (7, date(2010, 6, 2), "E10000034"),  # 15: 16 tomorrow
+                              (8, date(2008, 6, 2), "E06000019")):  # 17: 18 tomorrow
+        local = f"RX1-{n:04d}"
+        person = PersonRef(nhs_number=make_synthetic(n), local_id=local,
+                           family_name="Testfamily", given_name="Kit", birth_date=birth)
+        _record(hub, RecordOrdinaryResidenceChanged(
+            person=person, provenance=_prov(local, "or"), council_code=council,
+            date=date(2025, 1, 1)))
+        _record(hub, RecordDetentionStarted(
+            person=person, provenance=_prov(local, "admit"), section="03",
+            start=date(2026, 1, 5), episode_ref=f"{local}-V1", responsible_icb="QGH"))
+        _record(hub, RecordLeftHospital(person=PersonRef(local_id=local),
+                                        provenance=_prov(local, "left"),
+                                        date=date(2026, 3, 1), episode_ref=f"{local}-V1"))
+    register_figures = _report(client)["register"]
+    assert register_figures["entitled"] == 5
+    assert register_figures["entitled_by_council"] == {"E06000019": 1, "E10000034": 2,
+                                                       "unknown": 2}
+    assert register_figures["entitled_by_icb"] == {"QGH": 3, "unknown": 2}
+    assert register_figures["entitled_children"] == {"under-16": 1, "16-17": 2}
+    rows = client.get("/api/v1/reports/board", params={"format": "csv"}).text.splitlines()
+    assert "register,entitled_children,16-17,2" in rows
 
 
 def test_trend_has_one_row_per_month_with_starts_and_ends(client: TestClient,
