@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from register_core.domain.errors import InvalidValue
+from register_core.domain.errors import ConcurrentChange, InvalidValue
 
 from .findings import Finding
 
@@ -60,6 +60,15 @@ class ExceptionClosed(InvalidValue):
     """The exception was resolved or dismissed already: closed exceptions do not change."""
 
     code = "exception-closed"
+
+
+class PersonMergedSince(ConcurrentChange):
+    """A person an identity exception names was merged into someone else after it was raised:
+    the question is about a record that is now empty, so deciding it would change nothing
+    (409: the register moved on; the exception stays open for a person to dismiss or
+    re-ask about the survivor)."""
+
+    code = "person-merged"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +132,14 @@ def plan_sync(existing: Sequence[StoredException], findings: Sequence[Finding]) 
         else:
             plan.open.append(found)
     return plan
+
+
+def check_reopenable(kind: str | None, decision: str | None) -> None:
+    """Only a pair a person kept apart (``different-people``, or an un-merge) may be asked
+    again: every other closed exception stays closed until its facts change."""
+    if kind != IDENTITY_KIND or decision != DIFFERENT_PEOPLE:
+        raise InvalidValue(f"only an {IDENTITY_KIND} exception decided {DIFFERENT_PEOPLE!r} "
+                           "can be asked again", field="exception_id", rule="exception-reopen")
 
 
 def require_live(row_status: str) -> None:

@@ -21,8 +21,9 @@ Score = log2(prior odds) + Σ log2(m/u) over the fields both sides hold; probabi
 3. Otherwise the best candidate links at or above ``threshold_link``; in the review band it
    opens an identity-uncertain exception instead; below, the person is new.
 4. Guards cap at review: a given name or birth date that disagrees outright, or a given name
-   that agrees only inexactly while the sex differs. Twins and parents with a child's name
-   share surname, postcode and practice — correlated agreement the independence assumption
+   that agrees only inexactly while the sex differs or is unknown on either side ("Francis"
+   / "Frances" with no sex from the council). Twins and parents with a child's name share
+   surname, postcode and practice — correlated agreement the independence assumption
    over-counts. Two linkable candidates within ``ambiguity_margin`` bits of each other are
    ambiguous: review.
 """
@@ -237,6 +238,10 @@ class IdentityMatcher:
         # "JAMES"/"J" or "JAMES"/"JAMSE" and the sex differs: a slip, or a twin of the other sex.
         if vec[1] in (FUZZY, NICK_OR_INITIAL) and vec[3] == 1:
             return "given-name-inexact-sex-differs"
+        # The same with the sex unknown on a side: "Francis"/"Frances" twins look alike to the
+        # name comparison, and only the sex would tell them apart (a person decides).
+        if vec[1] in (FUZZY, NICK_OR_INITIAL) and vec[3] == NULL:
+            return "given-name-inexact-sex-unknown"
         return None
 
     # -- deciding --------------------------------------------------------------------------

@@ -12,15 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
+
 from reconciliation.detectors import DetectorPolicy
 from reconciliation.exceptions import (
+    LIVE,
     SAME_PERSON,
+    PersonMergedSince,
     check_assignee,
     check_reason,
+    check_reopenable,
     closing_status,
     require_live,
 )
+from reconciliation.findings import Finding
 from register_core.adapters.exceptions_store import ExceptionStore, register_identifier
+from register_core.adapters.tables import register_exceptions
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.commands import Command, PersonRef, Provenance
 from register_core.domain.errors import InvalidValue, NotFound
@@ -28,7 +35,7 @@ from register_core.domain.position import Policy
 from register_core.ports import Clock
 from register_core.services.handlers import record_command
 
-from .merges import merge_persons
+from .merges import merge_persons, open_merge_of
 from .outbound import enqueue_status_changes
 from .reconcile import reconcile_person
 
@@ -104,6 +111,7 @@ def _same_person(uow: SqlUnitOfWork, clock: Clock, store: ExceptionStore,
     if not candidate_id or row["person_id"] is None:
         raise InvalidValue("this exception names no two people to merge", field="decision",
                            rule="exception-decision")
+    _require_unmerged(uow, row["person_id"], candidate_id)
     outcome = merge_persons(uow, candidate_id, row["person_id"], source=REGISTER_SOURCE,
                             source_ref=f"exception:{row['id']}", by=by, clock=clock,
                             policy=policy)
@@ -114,6 +122,54 @@ def _same_person(uow: SqlUnitOfWork, clock: Clock, store: ExceptionStore,
     for person_id in (candidate_id, row["person_id"]):
         reconcile_person(uow, person_id, clock, policy, rules=rules)
     return store.get(row["id"]) or {}
+
+
+def _require_unmerged(uow: SqlUnitOfWork, person_id: str, candidate_id: str) -> None:
+    """Both people of an identity question still hold their records. Following a merge to
+    its survivor is not clearly right (an A40's survivor is the source's other record, with
+    its own demographics): the owner decides about that person instead."""
+    for pid, role in ((person_id, "exception's person"), (candidate_id, "candidate")):
+        since = open_merge_of(uow, pid)
+        if since is not None:
+            raise PersonMergedSince(
+                f"the {role} {pid} was merged into {since['survivor_id']} after this "
+                "exception was raised, so there is nothing left to decide: dismiss it, or "
+                f"un-merge {pid} first", field="decision", rule="merge-live-person")
+
+
+def reopen_identity_question(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *,
+                             reason: str, by: str) -> dict[str, Any]:
+    """Ask again about a pair a person kept apart (``different-people``, or an un-merge):
+    a new open ``identity-uncertain`` exception on the same person and pair, citing the
+    decision it reopens, which stays as it was (the record of what was decided). Answering
+    it ``same-person`` merges them; ``different-people`` keeps them apart again. The
+    caller commits."""
+    store = ExceptionStore(uow.connection)
+    row = store.get(exception_id)
+    if row is None:
+        raise NotFound("no exception with this id", field="exception_id",
+                       rule="exception-exists")
+    check_reopenable(row["kind"], row["decision"])
+    reason = check_reason(reason)
+    person_id, detail = row["person_id"], dict(row["detail"] or {})
+    candidate_id = detail.get("candidate_person_id")
+    if person_id is None or not candidate_id:
+        raise InvalidValue("this exception names no two people", field="exception_id",
+                           rule="exception-reopen")
+    store.lock_person(person_id)
+    _require_unmerged(uow, person_id, candidate_id)
+    live = uow.connection.execute(select(register_exceptions.c.id).where(
+        register_exceptions.c.fingerprint == row["fingerprint"],
+        register_exceptions.c.status.in_(sorted(LIVE))).limit(1)).scalar()
+    if live is not None:
+        raise InvalidValue(f"the pair is being asked about already: exception {live}",
+                           field="exception_id", rule="exception-reopen")
+    detail.update(reopens=exception_id, reopen_reason=reason, reopened_by=by)
+    summary = (f"Asked again (reopening {exception_id}): may be the same person as "
+               f"{candidate_id}: decide same-person or different-people")
+    [(new_id, _)] = store.open_many(
+        person_id, [Finding(row["kind"], row["fingerprint"], summary, detail)], clock.now())
+    return store.get(new_id) or {}
 
 
 def _person_ref(uow: SqlUnitOfWork, person_id: str) -> PersonRef:

@@ -7,7 +7,11 @@ what moved (each fact's id with its journal place before and after). The merged 
 empty and out of every blocking look-up, so ``unmerge`` can move the same facts back to the
 same places and both positions come back as they were.
 
-Two records with different valid NHS numbers are never merged (standards.md section 4).
+Two records with different valid NHS numbers are never merged (standards.md section 4), and
+a person merged into someone is merged again by nobody: only the survivor they joined holds
+their facts. An un-merge is a register owner's decision that the two are different people: it
+is recorded as a ``different-people`` identity decision on the pair, so neither ``s117hub
+reconcile`` nor a later review links or raises them again.
 """
 
 from __future__ import annotations
@@ -20,12 +24,17 @@ from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 
+from reconciliation.exceptions import DIFFERENT_PEOPLE, LIVE
+from reconciliation.findings import Finding
+from reconciliation.identity import REVIEW_EXCEPTION_KIND
+from register_core.adapters.exceptions_store import ExceptionStore
 from register_core.adapters.register_pages import PersonSnapshot
 from register_core.adapters.tables import (
     facts,
     person_blocking_keys,
     person_identifiers,
     person_merges,
+    register_exceptions,
 )
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound
@@ -34,6 +43,7 @@ from register_core.domain.position import Policy, compute_position
 from register_core.ports import Clock
 
 from .applied import Applied
+from .identity import pair_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +109,15 @@ def merge_persons(uow: SqlUnitOfWork, survivor_id: str, merged_id: str, *, sourc
         raise IdentityConflict("the two records carry different NHS numbers",
                                field="person.nhs_number",
                                rule="never-link-different-nhs-numbers")
-    if open_merge_of(uow, survivor_id) is not None:
-        raise InvalidValue("the survivor was itself merged into someone else",
-                           field="person_id", rule="merge-into-live-person")
+    for pid, role, rule in ((survivor_id, "survivor", "merge-into-live-person"),
+                            (merged_id, "person to merge", "merge-live-person")):
+        # An emptied person has nothing to merge, and nothing to merge into: merging it would
+        # record a merge of nothing (and an un-merge that moves nothing back).
+        done = open_merge_of(uow, pid)
+        if done is not None:
+            raise InvalidValue(f"the {role} {pid} was merged into {done['survivor_id']} "
+                               f"since (merge {done['id']}); decide about that person, or "
+                               "un-merge first", field="person_id", rule=rule)
     conn = uow.connection
     # From the table, not ``merged.facts``: in a worker's batch, facts recorded earlier in
     # the transaction have no id in memory.
@@ -277,9 +293,42 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
     uow.persons.flush()
     conn.execute(update(person_merges).where(person_merges.c.id == merge["id"])
                  .values(unmerged_by=by, unmerged_at=clock.now()))
+    record_kept_apart(uow, merged_id, survivor_id, by=by, clock=clock,
+                      reason=f"un-merged by a register owner (merge {merge['id']})",
+                      source_ref=source_ref)
     log.info("persons un-merged", extra={"merge_id": merge["id"], "survivor_id": survivor_id,
                                          "merged_id": merged_id, "facts": len(back)})
     return MergeOutcome(merge["id"], survivor_applied, merged_applied, len(back))
+
+
+_LIVE_OF_PAIR = (select(register_exceptions.c.id)
+                 .where(and_(register_exceptions.c.fingerprint == bindparam("fp"),
+                             register_exceptions.c.status.in_(sorted(LIVE))))
+                 .order_by(register_exceptions.c.raised, register_exceptions.c.id))
+
+
+def record_kept_apart(uow: SqlUnitOfWork, person_id: str, other_id: str, *, by: str,
+                      clock: Clock, reason: str, source_ref: str) -> list[str]:
+    """Record a person's decision that ``person_id`` and ``other_id`` are different people,
+    as ``different-people`` on an ``identity-uncertain`` exception with the pair's
+    fingerprint (what ``identity.pair_known`` reads): a live question about the pair is
+    closed with it; else a closed one is written on ``person_id``. Returns the ids closed."""
+    fp = pair_fingerprint(person_id, other_id)
+    store = ExceptionStore(uow.connection)
+    ids = list(uow.connection.execute(_LIVE_OF_PAIR, {"fp": fp}).scalars())
+    if not ids:
+        uow.persons.flush()  # the exception's person row must exist (batch mode defers it)
+        detail = {"candidate_person_id": other_id, "rule": "unmerged-by-register-owner",
+                  "source": "register", "source_ref": source_ref}
+        summary = (f"Kept apart from {other_id} by a register owner's un-merge: "
+                   "different people")
+        ids = [eid for eid, _ in store.open_many(
+            person_id, [Finding(REVIEW_EXCEPTION_KIND, fp, summary, detail)], clock.now())]
+    store.close(ids, status="dismissed", decision=DIFFERENT_PEOPLE, reason=reason,
+                closed_by=by, at=clock.now())
+    log.info("pair kept apart", extra={"person_id": person_id, "other_person_id": other_id,
+                                       "exceptions": len(ids)})
+    return ids
 
 
 def _move_identifiers(uow: SqlUnitOfWork, identifiers: list[list[str]], owner: str,

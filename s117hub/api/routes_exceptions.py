@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from mapping.council_models import FreeText, SingleLine
+from reconciliation.exceptions import SAME_PERSON
 from register_core.adapters.database import write_transaction
 from register_core.adapters.exceptions_store import ExceptionFilter, ExceptionStore
 from register_core.adapters.security import Principal, Role
@@ -175,6 +176,30 @@ def dismiss(request: Request, hub: HubDep, principal: Owner, exception_id: Excep
                            None)
 
 
+class ReopenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"reason": "the GP confirms one person registered twice; ask again"}]})
+    reason: FreeText = Field(min_length=1, max_length=2000)
+
+
+@router.post("/api/v1/exceptions/{exception_id}/reopen", response_model=ExceptionOut,
+             tags=["exceptions"], responses=NOT_FOUND,
+             summary="Ask again about two people kept apart (different-people or un-merge)")
+def reopen(request: Request, hub: HubDep, principal: Owner, exception_id: ExceptionId,
+           body: ReopenIn) -> dict[str, Any]:
+    """A ``different-people`` decision is not final: this opens a new identity-uncertain
+    exception on the same pair (the decided one stays as the record of it), to be resolved
+    ``same-person`` or ``different-people`` again."""
+    with hub.uow() as uow:
+        item = workflow.reopen_identity_question(uow, hub.clock, exception_id,
+                                                 reason=body.reason, by=principal.token_id)
+        for person_id in (item["person_id"], item["detail"].get("candidate_person_id")):
+            audit_write(uow.connection, request, principal, "exception", item["id"],
+                        person_id)
+        uow.commit()
+    return item
+
+
 def close_and_audit(request: Request, hub: Hub, principal: Principal, exception_id: str,
                     decision: str, reason: str, correction: Correction | None
                     ) -> dict[str, Any]:
@@ -187,6 +212,13 @@ def close_and_audit(request: Request, hub: Hub, principal: Principal, exception_
             policy=hub.policy)
         audit_write(uow.connection, request, principal, "exception", exception_id,
                     item["person_id"])
+        if item.get("decision") == SAME_PERSON:
+            # The merge changed the survivor's record too (it took the facts): a write of
+            # theirs, as the un-merge route audits both people.
+            survivor = (item.get("detail") or {}).get("candidate_person_id")
+            if survivor and survivor != item["person_id"]:
+                audit_write(uow.connection, request, principal, "exception", exception_id,
+                            survivor)
         uow.commit()
     return item
 

@@ -150,6 +150,7 @@ OPERATION_ROLES: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/exceptions/{exception_id}/assign"): {OWNER},
     ("POST", "/api/v1/exceptions/{exception_id}/resolve"): {OWNER},
     ("POST", "/api/v1/exceptions/{exception_id}/dismiss"): {OWNER},
+    ("POST", "/api/v1/exceptions/{exception_id}/reopen"): {OWNER},
     ("GET", "/api/v1/disputes"): READERS,
     ("POST", "/api/v1/disputes"): {OWNER},
     ("GET", "/api/v1/disputes/{dispute_id}"): READERS,
