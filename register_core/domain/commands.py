@@ -266,8 +266,9 @@ class MergePersons(Command):
     """ADT A40: the source's record ``merged_local_id`` is now ``person.local_id``.
 
     The identifier moves to the survivor, and with it the rest of the merged person's record
-    (facts, other identifiers), reversibly (``services.merges``) — unless the two carry
-    different valid NHS numbers, which are never linked: then only the identifier moves.
+    (facts, other identifiers), reversibly (``services.merges``). An A40 across two
+    different valid NHS numbers (PID's, MRG's, or the merged record's on the register) is
+    refused whole and nothing moves: they are never linked (standards.md section 4).
     """
 
     kind: ClassVar[str] = "merge"

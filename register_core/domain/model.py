@@ -8,7 +8,7 @@ the S117 position (entitlement, responsible bodies, due dates) is *computed* fro
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date
 
 from . import legal_status, nhs_number
 from .calendar import england_date
@@ -26,6 +26,9 @@ from .commands import (
 from .errors import ImpossibleDates, InvalidValue
 
 _NOT_AN_EVENT = object()  # what a command without an episode (demographics) has for one
+_DEMOGRAPHICS = ("family_name", "given_name", "birth_date", "sex", "postcode",
+                 "gp_practice_ods", "death_date")
+REGISTER_SOURCE = "register"  # the register's own corrections (services.exceptions)
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class Person:
     def record(self, command: Command) -> Fact:
         """Check a command against the person's history and append it to the journal."""
         validate_command(command, self)
-        self._absorb_demographics(command.person, command.provenance.received_at)
+        self._absorb_demographics(command.person, command.provenance.source)
         if command.person.local_id:
             self.add_identifier(command.provenance.source, command.person.local_id)
         if isinstance(command, RecordPersonDetails) and command.person.death_date:
@@ -110,12 +113,21 @@ class Person:
             self.identifiers.append(ident)
             self.changed = True
 
-    def _absorb_demographics(self, ref: PersonRef, _at: datetime) -> None:
-        """Fill what the register does not know yet; disagreements are for reconciliation."""
-        for name in ("family_name", "given_name", "birth_date", "sex", "postcode",
-                     "gp_practice_ods", "death_date"):
+    def _absorb_demographics(self, ref: PersonRef, source: str) -> None:
+        """Fill what the register does not know yet; disagreements are for reconciliation.
+
+        A value the register holds is replaced only by the source that told it (a name or
+        address change) or by the register's own correction: another source's differing
+        value (a council record linked by an unverified NHS number) stays that source's
+        fact in the journal and does not overwrite the person's demographics.
+        """
+        for name in _DEMOGRAPHICS:
             new = getattr(ref, name)
-            if new is not None and getattr(self, name) != new:
+            current = getattr(self, name)
+            if new is None or current == new:
+                continue
+            if current is None or source == REGISTER_SOURCE or self._told(source, name,
+                                                                            current):
                 setattr(self, name, new)
                 self.changed = True
         if ref.nhs_number and not self.nhs_number:
@@ -126,6 +138,12 @@ class Person:
         ):
             self.nhs_number_verified = ref.nhs_number_verified
             self.changed = True
+
+    def _told(self, source: str, name: str, value: object) -> bool:
+        """Whether ``source`` sent ``value`` for demographic ``name`` in any recorded fact:
+        the journal is the only per-field provenance the person keeps."""
+        return any(f.source == source and getattr(f.command.person, name) == value
+                   for f in self.facts)
 
     def cancelled_by(self, cancel: CancelEvent) -> list[Fact]:
         """The live facts a cancel retracts: the whole event it cancels, not just one fact.

@@ -19,7 +19,7 @@ from register_core.ports import Clock
 
 from .applied import STATUS_FIELDS, Applied
 from .identity import match_incoming, open_identity_review
-from .merges import merge_persons
+from .merges import MergeOutcome, merge_persons
 
 __all__ = ["STATUS_FIELDS", "Applied", "IdentityConflict", "apply_command", "locate_person",
            "recompute", "record_command", "record_for_person"]
@@ -61,9 +61,13 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
     An inbound message's commands and its inbox status are committed together, so a message
     is applied exactly once however often a worker crashes and retries it.
     """
+    late = _merge_on_late_nhs_number(uow, command, clock, policy)
     person, created = locate_person(uow, command)
     identity = "exact" if person is not None else "new"
     merging = _merged_record_owner(uow, command)
+    if isinstance(command, MergePersons):
+        # Refused before anything is recorded: an A40 must not even move its identifier.
+        _refuse_merge_across_nhs_numbers(uow, command, person, merging)
     match = None
     if person is None:
         # Neither key is known: the demographics may still name someone registered.
@@ -84,9 +88,74 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
     applied = Applied(person_id=person.id, fact_seq=fact.seq, created=created,
                       changes=changes, position=position, identity=identity,
                       identity_exception=review)
+    if late is not None:
+        # The merge changed the survivor's values before this command did; partners hear of
+        # both, and the emptied person's values changed too.
+        applied.changes[:0] = late.survivor.changes
+        applied.also.append(late.merged)
     if merging is not None and merging != person.id and isinstance(command, MergePersons):
         _merge_the_rest(uow, applied, merging, command, clock, policy)
     return applied
+
+
+def _merge_on_late_nhs_number(uow: SqlUnitOfWork, command: Command, clock: Clock,
+                              policy: Policy | None) -> MergeOutcome | None:
+    """A source's local id held by a person with no NHS number, now sent with a valid NHS
+    number another person holds: the exact NHS number is the register's key (issue 4), so
+    the local-id person is merged into the NHS-number person, reversibly and recorded in
+    ``person_merges`` under this message, before the command is recorded there.
+
+    Left to ``locate_person`` to refuse: a local-id person with another valid NHS number."""
+    ref = command.person
+    if isinstance(command, MergePersons) or not ref.nhs_number or not ref.local_id:
+        return None
+    nhs = nhs_number.validate(ref.nhs_number, "person.nhs_number")
+    prov = command.provenance
+    by_nhs, by_local = uow.persons.locate(nhs, prov.source, ref.local_id)
+    if not by_nhs or not by_local or by_nhs == by_local:
+        return None
+    local_person = uow.persons.get(by_local)
+    if local_person is None or local_person.nhs_number:
+        return None
+    return merge_persons(uow, by_nhs, by_local, source=prov.source,
+                         source_ref=prov.source_ref, by=prov.recorded_by, clock=clock,
+                         policy=policy)
+
+
+def _refuse_merge_across_nhs_numbers(uow: SqlUnitOfWork, command: MergePersons,
+                                     survivor: Person | None, merged_id: str | None) -> None:
+    """An A40 across two different valid NHS numbers is refused whole (standards.md
+    section 4: never link them): moving only the identifier would send the merged record's
+    later messages to the wrong patient. So is an MRG whose NHS number and local id name
+    two different people on the register: which record is meant cannot be told."""
+    def refuse(message: str, field: str, rule: str = "never-link-different-nhs-numbers"
+               ) -> IdentityConflict:
+        return IdentityConflict(message, field=field, rule=rule)
+
+    incoming = command.person.nhs_number
+    survivor_nhs = (survivor.nhs_number if survivor is not None and survivor.nhs_number
+                    else nhs_number.normalise(incoming) if incoming else None)
+    mrg_nhs = (nhs_number.normalise(command.merged_nhs_number)
+               if command.merged_nhs_number and nhs_number.is_valid(command.merged_nhs_number)
+               else None)
+    if survivor_nhs and mrg_nhs and survivor_nhs != mrg_nhs:
+        raise refuse("the merged record's NHS number differs from the survivor's",
+                     "merged_nhs_number")
+    merged = uow.persons.get(merged_id) if merged_id else None
+    if merged is None or (survivor is not None and merged.id == survivor.id):
+        return
+    if merged.nhs_number and survivor_nhs and merged.nhs_number != survivor_nhs:
+        raise refuse("the merged record belongs to a person with another NHS number",
+                     "merged_local_id")
+    if merged.nhs_number and mrg_nhs and merged.nhs_number != mrg_nhs:
+        raise refuse("the merged record's NHS number differs from the register's for it",
+                     "merged_nhs_number")
+    if mrg_nhs:
+        holder = uow.persons.locate(mrg_nhs, command.provenance.source, None)[0]
+        if holder is not None and holder != merged.id and (
+                survivor is None or holder != survivor.id):
+            raise refuse("the merged record's NHS number and local id name different people",
+                         "merged_nhs_number", rule="merged-record-one-person")
 
 
 def _merged_record_owner(uow: SqlUnitOfWork, command: Command) -> str | None:
@@ -107,13 +176,11 @@ def _merge_the_rest(uow: SqlUnitOfWork, applied: Applied, merged_id: str,
                     command: MergePersons, clock: Clock, policy: Policy | None) -> None:
     """An A40 merges the whole record: the merged person's facts and other identifiers move
     to the survivor too (``merges``; undone by ``merges.unmerge``). Two records with
-    different valid NHS numbers are never merged (standards.md section 4): then, as before,
-    only the source's identifier moves."""
+    different valid NHS numbers are never merged (standards.md section 4): such an A40 was
+    refused before anything moved (``_refuse_merge_across_nhs_numbers``)."""
     survivor = uow.persons.get(applied.person_id)
     merged = uow.persons.get(merged_id)
     if survivor is None or merged is None:
-        return
-    if survivor.nhs_number and merged.nhs_number and survivor.nhs_number != merged.nhs_number:
         return
     prov = command.provenance
     outcome = merge_persons(uow, survivor.id, merged_id, source=prov.source,

@@ -58,8 +58,8 @@ def _stream() -> list[str]:
         msg("A03", evn("A03"), pid(nhs=N1, local="L-1"), pv1(visit="V0002",
                                                              discharge="202605011100"),
             zls("CTO", "19700101"), structure="ADT_A03"),
-        # L-3 merged into another person; its old owner changed by NHS number, then L-3
-        # found again: it must lead to the survivor.
+        # An A40 of L-3 into L-2 across two different NHS numbers: refused whole (never
+        # linked, standards.md section 4), so L-3's later messages stay with its own person.
         msg("A01", evn("A01"), pid(nhs=N2, local="L-2"), pv1(visit="V2"), admit),
         msg("A01", evn("A01"), pid(nhs=N3, local="L-3"), pv1(visit="V3"), admit),
         msg("A40", evn("A40", "20260401090000"), pid(nhs=N2, local="L-2"),
@@ -69,6 +69,13 @@ def _stream() -> list[str]:
         msg("A03", evn("A03"), pid(nhs="", local="L-3"), pv1(visit="V3",
                                                             discharge="202604021100"),
             admit, structure="ADT_A03"),
+        # L-4 (no NHS number) merged into L-2, then L-4 found again: it leads to the survivor.
+        msg("A01", evn("A01"), pid(nhs="", local="L-4", family="Otherby", given="Kim"),
+            pv1(visit="V4"), admit),
+        msg("A40", evn("A40", "20260401093000"), pid(nhs=N2, local="L-2"),
+            segment("MRG", {1: "L-4^^^RX1^MR"}), structure="ADT_A39"),
+        msg("A03", evn("A03"), pid(nhs="", local="L-4", family="Otherby", given="Kim"),
+            pv1(visit="V4", discharge="202604021200"), admit, structure="ADT_A03"),
         # A discharge dated before the admission fails; the next message still applies.
         msg("A03", evn("A03"), pid(nhs=N2, local="L-2"), pv1(visit="V2",
                                                             discharge="202512011100"),
@@ -133,7 +140,9 @@ def test_one_batch_writes_what_one_transaction_per_message_writes(hub: Hub,
     alone = _run(hub, engine, batch=1)
     together = _run(hub, engine, batch=100)
     statuses = Counter(status for _, status, _ in alone["inbox"])
-    assert statuses == {"applied": 10, "failed": 3}, alone["inbox"]
+    assert statuses == {"applied": 12, "failed": 4}, alone["inbox"]
+    refused_a40 = next(m for m in alone["inbox"] if m[0] == "B-009")
+    assert refused_a40[1:] == ("failed", "identity-conflict"), alone["inbox"]
     assert any(dict(f).get("retracted_by") for f in alone["facts"]), "the cancel retracted"
     applied = {message_id for message_id, status, _ in alone["inbox"] if status == "applied"}
     assert {dict(f)["source_ref"] for f in alone["facts"]} == applied, "facts of failures"

@@ -183,14 +183,17 @@ def test_same_person_then_unmerge_restores_both_positions(hub: Hub,
     assert snapshot(hub.engine, candidate) == before[candidate]
 
 
-def test_an_a40_across_different_nhs_numbers_moves_only_the_identifier(hub: Hub) -> None:
+def test_an_a40_across_different_nhs_numbers_is_refused_and_moves_nothing(hub: Hub) -> None:
     """standards.md section 4: "Never link two records with different valid NHS numbers" —
-    an A40 across them re-points the trust's identifier, as before, and merges nothing."""
+    an A40 across them is refused whole: not even the trust's identifier moves (it used to,
+    and the merged record's later messages then landed on the wrong patient)."""
     survivor = apply(hub, detention(trust_ref(705))).person_id
     other = apply(hub, detention(trust_ref(706, family_name="Oakworth"), msg="adt-9"))
-    result = apply(hub, _a40(trust_ref(705), "RX1-706"))
-    assert result.person_id == survivor and result.also == []
-    assert (TRUST, "RX1-706") in identifiers_of(hub.engine, survivor)
+    with pytest.raises(IdentityConflict) as refused:
+        apply(hub, _a40(trust_ref(705), "RX1-706"))
+    assert refused.value.rule == "never-link-different-nhs-numbers"
+    assert identifiers_of(hub.engine, survivor) == {(TRUST, "RX1-705")}
+    assert identifiers_of(hub.engine, other.person_id) == {(TRUST, "RX1-706")}
     assert snapshot(hub.engine, other.person_id)["facts"]  # its journal stays
     with hub.engine.connect() as conn:
         assert conn.execute(select(person_merges)).all() == []
