@@ -11,11 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, true
+from sqlalchemy import Connection, and_, false, func, select, true
 
 from .database import as_utc as _utc
 from .exceptions_store import ExceptionFilter, exception_json
-from .tables import entitlements, facts, inbox_messages, register_changes, register_exceptions
+from .tables import (
+    entitlements,
+    facts,
+    inbox_messages,
+    person_merges,
+    register_changes,
+    register_exceptions,
+)
 
 _m = inbox_messages.c
 
@@ -100,7 +107,11 @@ def exception_worklist(conn: Connection, wanted: Worklist, now: datetime, *, lim
     if wanted.icb:
         conditions.append(entitlements.c.responsible_icb == wanted.icb)
     if wanted.older_than_days:
-        conditions.append(t.raised <= _utc(now) - timedelta(days=wanted.older_than_days))
+        try:
+            cutoff = _utc(now) - timedelta(days=wanted.older_than_days)
+        except OverflowError:  # older than the calendar: nothing is that old
+            cutoff = None
+        conditions.append(t.raised <= cutoff if cutoff is not None else false())
     joined = register_exceptions.outerjoin(entitlements,
                                            entitlements.c.person_id == t.person_id)
     where = and_(true(), *conditions)
@@ -111,3 +122,13 @@ def exception_worklist(conn: Connection, wanted: Worklist, now: datetime, *, lim
                         .limit(limit).offset(offset)).mappings()
     return int(total), [{**exception_json(row), "council": row["responsible_council"],
                          "icb": row["responsible_icb"]} for row in rows]
+
+
+def merged_into(conn: Connection, person_id: str) -> dict[str, Any] | None:
+    """The standing merge that moved ``person_id`` into another person (survivor, when, by
+    what), or None: a merged-away record stays in ``persons``, empty, and must not look live."""
+    m = person_merges.c
+    row = conn.execute(select(m.survivor_id, m.merged_at, m.source, m.source_ref)
+                       .where(and_(m.merged_id == person_id, m.unmerged_at.is_(None)))
+                       .order_by(m.merged_at.desc(), m.id.desc()).limit(1)).mappings().first()
+    return {**row, "merged_at": _utc(row["merged_at"])} if row else None

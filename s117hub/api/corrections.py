@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mapping.council_models import SingleLine
+from register_core.domain.calendar import england_date
 from register_core.domain.commands import (
     Command,
     PersonRef,
@@ -24,12 +25,34 @@ from register_core.domain.commands import (
     RecordS117Confirmed,
     SetNamedPractitioner,
 )
+from register_core.domain.errors import InvalidValue
+
+# Dates a correction may carry: nothing before the register's oldest history, nothing after
+# today (an s117.confirmed dated 9999-12-31 once closed a missed-entitlement).
+EARLIEST = dt.date(1900, 1, 1)
 
 
 class Correction(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     def command(self, person: PersonRef, prov: Provenance) -> Command:
+        """The canonical command, once its dates are possible: "today" is the English day
+        of the decision (``prov.received_at``, the hub's clock), so the check runs here."""
+        self.check_dates(england_date(prov.received_at))
+        return self.build(person, prov)
+
+    def check_dates(self, today: dt.date) -> None:
+        """InvalidValue (a 422) naming the first date before 1900 or after ``today``."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, dt.date) and not EARLIEST <= value <= today:
+                raise InvalidValue(f"the correction's {name} (apply.{name}) {value} is "
+                                   f"{'after today' if value > today else 'before 1900'}; "
+                                   f"give a date from {EARLIEST.isoformat()} to "
+                                   f"{today.isoformat()}", field=f"apply.{name}",
+                                   rule="correction-date")
+
+    def build(self, person: PersonRef, prov: Provenance) -> Command:
         raise NotImplementedError
 
 
@@ -39,7 +62,7 @@ class ConfirmS117(Correction):
     type: Literal["s117.confirmed"]
     start: dt.date
 
-    def command(self, person: PersonRef, prov: Provenance) -> Command:
+    def build(self, person: PersonRef, prov: Provenance) -> Command:
         return RecordS117Confirmed(person=person, provenance=prov, start=self.start)
 
 
@@ -47,7 +70,7 @@ class AgreePlan(Correction):
     type: Literal["aftercare-plan.agreed"]
     date: dt.date
 
-    def command(self, person: PersonRef, prov: Provenance) -> Command:
+    def build(self, person: PersonRef, prov: Provenance) -> Command:
         return RecordAftercarePlanAgreed(person=person, provenance=prov, date=self.date)
 
 
@@ -55,9 +78,9 @@ class CompleteReview(Correction):
     type: Literal["review.completed"]
     date: dt.date
     kind: Literal["scheduled", "unscheduled"] = "scheduled"
-    joint: bool = True
+    joint: bool | None = True  # None: not known whether the council and ICB held it jointly
 
-    def command(self, person: PersonRef, prov: Provenance) -> Command:
+    def build(self, person: PersonRef, prov: Provenance) -> Command:
         return RecordReviewCompleted(person=person, provenance=prov, date=self.date,
                                      review_kind=self.kind, joint=self.joint)
 
@@ -68,7 +91,7 @@ class SetPractitioner(Correction):
     role: SingleLine | None = Field(default=None, max_length=100)
     date: dt.date | None = None
 
-    def command(self, person: PersonRef, prov: Provenance) -> Command:
+    def build(self, person: PersonRef, prov: Provenance) -> Command:
         return SetNamedPractitioner(person=person, provenance=prov, name=self.name.strip(),
                                     role=self.role, date=self.date)
 
@@ -80,7 +103,7 @@ class ChangeResidence(Correction):
     council_code: SingleLine = Field(min_length=1, max_length=12)
     date: dt.date
 
-    def command(self, person: PersonRef, prov: Provenance) -> Command:
+    def build(self, person: PersonRef, prov: Provenance) -> Command:
         return RecordOrdinaryResidenceChanged(person=person, provenance=prov,
                                               council_code=self.council_code.strip(),
                                               date=self.date)
@@ -92,7 +115,7 @@ class NotifyChild(Correction):
     type: Literal["child.s85-notified"]
     date: dt.date
 
-    def command(self, person: PersonRef, prov: Provenance) -> Command:
+    def build(self, person: PersonRef, prov: Provenance) -> Command:
         return RecordChildNotification(person=person, provenance=prov, date=self.date)
 
 

@@ -94,8 +94,14 @@ def close_exception(request: Request, hub: Hub, principal: Principal, exception_
     close_and_audit(request, hub, principal, exception_id, decision, reason, correction)
 
 
-def correction_from_form(kind: str, on: str, value: str) -> Any | None:
-    """The resolve form's optional correction (type, date, text) as the API's ``apply``."""
+# The review form's joint choice: yes / no / unknown ("" or "unknown": the API's null).
+_JOINT: dict[str, bool | None] = {"yes": True, "no": False, "unknown": None, "": None}
+
+
+def correction_from_form(kind: str, on: str, value: str, *, review_kind: str = "",
+                         joint: str = "") -> Any | None:
+    """The resolve form's optional correction (type, date, text; a review's kind and whether
+    it was joint) as the API's ``apply``."""
     kind = kind.strip()
     if not kind:
         return None
@@ -109,6 +115,14 @@ def correction_from_form(kind: str, on: str, value: str) -> Any | None:
         except ValueError:
             raise InvalidValue("the correction's date must be YYYY-MM-DD",
                                field="apply.date", rule="iso-date") from None
+    if kind == "review.completed":
+        # Said on the form, not assumed: a review recorded joint when it was not would
+        # let an ending stand that joint policy 16.1 says needs a joint review.
+        if joint.strip() not in _JOINT:
+            raise InvalidValue("joint is yes, no or unknown", field="apply.joint",
+                               rule="exception-correction")
+        body["kind"] = review_kind.strip() or "scheduled"
+        body["joint"] = _JOINT[joint.strip()]
     text_field = CORRECTION_TYPES[kind]
     if text_field is not None:
         body[text_field] = value.strip()

@@ -7,8 +7,9 @@ payload and the partner's answer are a person's data.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 
@@ -18,6 +19,7 @@ from register_core.domain.errors import InvalidValue, NotFound
 from s117hub.api.auth import audit_listed_errors, audit_read
 
 from . import actions, figures
+from .filters import day_filter, england_midnight
 from .web import (
     ENGINEER,
     OPS_READERS,
@@ -39,20 +41,8 @@ PassiveReader = Annotated[ConsoleUser, Depends(viewer(OPS_READERS, touch=False))
 Engineer = Annotated[ConsoleUser, Depends(actor(ENGINEER))]
 MESSAGE_STATUSES = ("received", "applied", "failed", "rejected")
 PAGE_SIZE = 50
+MAX_OFFSET = 1_000_000
 Text = Annotated[str, Query(max_length=200)]
-
-
-def _day(text: str, field: str) -> date | None:
-    if not text.strip():
-        return None
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidValue("a date is YYYY-MM-DD", field=field, rule="iso-date") from None
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 # -- flow ------------------------------------------------------------------------------------
@@ -85,11 +75,12 @@ def messages_page(request: Request, user: Reader, source: Text = "", status: Tex
     hub = hub_of(request)
     if status and status not in MESSAGE_STATUSES:
         raise InvalidValue("unknown status", field="status", rule="known-status")
-    first, last = _day(since, "since"), _day(until, "until")
+    first, last = day_filter(since, "since"), day_filter(until, "until")
     wanted = message_store.MessageFilter(
         source=source.strip() or None, statuses=[status] if status else None,
-        since=_midnight(first) if first else None,
-        until=_midnight(last) + timedelta(days=1) if last else None,  # the whole last day
+        since=england_midnight(first) if first else None,
+        # The whole last day: the next English midnight (a DST day is 23 or 25 hours).
+        until=england_midnight(last + timedelta(days=1)) if last else None,
         control_id=control_id.strip() or None, person_id=person_id.strip() or None)
     with read_and_audit(hub) as conn:
         total, items = message_store.search(conn, wanted, limit=PAGE_SIZE, offset=offset)
@@ -145,17 +136,37 @@ def deliveries_page(request: Request, user: Reader, status: Text = "",
     # from the register to each partner. Otherwise the engineer's worklist.
     shown: list[str | None] = [status] if status else ([None] if person else
                                                         ["failed", "retrying"])
+    form = {"status": status, "subscription_id": subscription_id, "person_id": person_id}
+    # Each section pages on its own: ``offset`` for a single list, ``offset_failed`` /
+    # ``offset_retrying`` for the worklist's two, so the failed list is reachable past 50.
+    params = {wanted: "offset" if len(shown) == 1 else f"offset_{wanted}" for wanted in shown}
+    offsets = {wanted: _offset(request, param) for wanted, param in params.items()}
     sections = []
     with hub.engine.connect() as conn:
         for wanted in shown:
             total, items = outbox.search(conn, status=wanted,
                                          subscription_id=subscription_id.strip() or None,
-                                         person_id=person, limit=PAGE_SIZE)
-            sections.append({"status": wanted or "all", "total": total, "items": items})
+                                         person_id=person, limit=PAGE_SIZE,
+                                         offset=offsets[wanted])
+            # The other sections keep their place while this one pages.
+            kept = {params[o]: offsets[o] for o in shown if o != wanted and offsets[o]}
+            sections.append({"status": wanted or "all", "total": total, "items": items,
+                             "offset": offsets[wanted], "param": params[wanted],
+                             "query": urlencode({**form, **kept})})
     return render(request, "deliveries.html", user, active="deliveries", sections=sections,
-                  form={"status": status, "subscription_id": subscription_id,
-                        "person_id": person_id},
-                  statuses=DELIVERY_STATUSES, may_retry=user.may(ENGINEER))
+                  form=form, page_size=PAGE_SIZE, statuses=DELIVERY_STATUSES,
+                  may_retry=user.may(ENGINEER))
+
+
+def _offset(request: Request, name: str) -> int:
+    """A page offset from the query string (its name depends on the sections shown)."""
+    text = request.query_params.get(name, "").strip()
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_OFFSET):
+        raise InvalidValue(f"an offset is a whole number up to {MAX_OFFSET}", field=name,
+                           rule="offset")
+    return int(text)
 
 
 DeliveryId = Annotated[int, Path(ge=1, le=2**62)]

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from sqlalchemy import Connection
 
 from mapping.council_models import control_character_in
+from reconciliation.exceptions import IDENTITY_KIND
 from reconciliation.findings import EXCEPTION_KINDS
 from register_core import reports, views
 from register_core.adapters import console_reads
@@ -33,6 +34,7 @@ from register_core.services import disputes as dispute_workflow
 from s117hub.api.auth import audit, audit_read, get_audit_log
 
 from . import actions, timeline
+from .filters import day_filter, england_midnight
 from .web import (
     AUDITORS,
     OPS_READERS,
@@ -57,7 +59,11 @@ Text = Annotated[str, Query(max_length=40)]
 LIVE = ("open", "assigned")
 EXCEPTION_STATUSES = ("open", "assigned", "resolved", "dismissed")
 AGE_CHOICES = (1, 5, 10, 30, 90)
+SHOW_DISPUTES: dict[str, bool | None] = {"open": False, "resolved": True, "all": None,
+                                         "": None}
+MAX_AGE_DAYS = 36_600  # a century: older than the register
 PAGE_SIZE = 100
+AUDIT_PAGE_SIZE = 200
 ExceptionId = Annotated[str, Path(max_length=36)]
 PersonId = Annotated[str, Path(max_length=36)]
 Reason = Annotated[str, Form(max_length=2000)]
@@ -83,8 +89,12 @@ def exceptions_page(request: Request, user: Reader, kind: Text = "", status: Tex
     hub = hub_of(request)
     if status not in ("", "all", *EXCEPTION_STATUSES):
         raise InvalidValue("unknown status", field="status", rule="known-status")
-    if older_than and not older_than.isdigit():
-        raise InvalidValue("age is a number of days", field="older_than", rule="days")
+    # ASCII digits only ("²" passes isdigit but not int), and a bounded age: a huge one
+    # overflows the date arithmetic.
+    if older_than and not (older_than.isascii() and older_than.isdigit()
+                           and int(older_than) <= MAX_AGE_DAYS):
+        raise InvalidValue(f"age is a number of days up to {MAX_AGE_DAYS}",
+                           field="older_than", rule="days")
     wanted = console_reads.Worklist(
         kind=kind.strip() or None, council=council.strip() or None, icb=icb.strip() or None,
         status=status if status in EXCEPTION_STATUSES else None,
@@ -119,8 +129,14 @@ def exception_page(request: Request, user: Reader, exception_id: ExceptionId) ->
     competing = [v for v in detail.get("values", []) if isinstance(v, dict) and "source" in v]
     shown = {"rule", "values"}
     other_detail = {k: v for k, v in detail.items() if k not in shown}
+    # An identity review is decided same-person / different-people (the API's decisions):
+    # "resolved" or "corrected" would close it without merging or remembering the pair.
+    identity = item["kind"] == IDENTITY_KIND
+    candidate = detail.get("candidate_person_id") if identity else None
     return render(request, "exception.html", user, active="exceptions", item=item,
                   competing=competing, rule=detail.get("rule"), other_detail=other_detail,
+                  identity=identity, candidate=candidate,
+                  today=hub.clock.today().isoformat(),
                   live=item["status"] in LIVE, may_decide=user.may(OWNER),
                   correction_types=list(actions.CORRECTION_TYPES),
                   section_label=timeline.section_label)
@@ -139,9 +155,13 @@ def resolve(request: Request, user: Owner, exception_id: ExceptionId,
             decision: Annotated[str, Form(max_length=100)] = "resolved", reason: Reason = "",
             apply_type: Annotated[str, Form(max_length=40)] = "",
             apply_date: Annotated[str, Form(max_length=20)] = "",
-            apply_value: Annotated[str, Form(max_length=200)] = "") -> Response:
+            apply_value: Annotated[str, Form(max_length=200)] = "",
+            apply_review_kind: Annotated[str, Form(max_length=20)] = "",
+            apply_joint: Annotated[str, Form(max_length=10)] = "") -> Response:
     correction = actions.correction_from_form(apply_type, apply_date,
-                                              _text(apply_value, "apply_value"))
+                                              _text(apply_value, "apply_value"),
+                                              review_kind=apply_review_kind,
+                                              joint=apply_joint)
     actions.close_exception(request, hub_of(request), user.principal, exception_id,
                             decision=_text(decision, "decision"),
                             reason=_text(reason, "reason", free_text=True),
@@ -207,7 +227,8 @@ def person_page(request: Request, user: Reader, person_id: PersonId) -> Response
         if record is None:
             raise NotFound("no person with this id")
         audit_read(conn, request, user.principal, "person", person_id, person_id)
-    return render(request, "person.html", user, active="people", person=record,
+        merged = console_reads.merged_into(conn, person_id)
+    return render(request, "person.html", user, active="people", person=record, merged=merged,
                   events=timeline.timeline(record),
                   values=timeline.explained_values(record), today=today.isoformat(),
                   section_label=timeline.section_label, may_see_flow=user.may(OPS_READERS))
@@ -223,7 +244,9 @@ def disputes_page(request: Request, user: Reader, stage: Text = "",
     today = hub.clock.today()
     if stage and stage not in ("1", "2", "3", "4"):
         raise InvalidValue("a stage is 1 to 4", field="stage", rule="dispute-stage")
-    resolved = {"open": False, "resolved": True}.get(show)
+    if show not in SHOW_DISPUTES:
+        raise InvalidValue("show is open, resolved or all", field="show", rule="known-choice")
+    resolved = SHOW_DISPUTES[show]
     with read_and_audit(hub) as conn:
         _, rows = DisputeStore(conn).query(today, stage=int(stage) if stage else None,
                                            resolved=resolved, limit=500)
@@ -246,17 +269,22 @@ Auditor = Annotated[ConsoleUser, Depends(viewer(AUDITORS))]
 
 
 @router.get("/ui/audit")
-def audit_page(request: Request, user: Auditor, person_id: Text = "", actor_id: Text = ""
-               ) -> Response:
+def audit_page(request: Request, user: Auditor, person_id: Text = "", actor_id: Text = "",
+               since: Text = "",
+               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
     """Who read or changed which record, when, and from which API call or console view
-    (the same rows as ``GET /api/v1/audit``, newest first)."""
+    (the same rows as ``GET /api/v1/audit``, newest first), a page at a time; ``since`` is
+    an English day (from its midnight), as the Messages filter."""
     hub = hub_of(request)
+    first = day_filter(since, "since")
     with hub.engine.connect() as conn:
         total, rows = get_audit_log(request).query(
             conn, person_id=person_id.strip() or None, actor=actor_id.strip() or None,
-            limit=200)
+            since=england_midnight(first) if first else None, limit=AUDIT_PAGE_SIZE,
+            offset=offset)
     return render(request, "audit.html", user, active="audit", rows=rows, total=total,
-                  form={"person_id": person_id, "actor_id": actor_id})
+                  offset=offset, page_size=AUDIT_PAGE_SIZE,
+                  form={"person_id": person_id, "actor_id": actor_id, "since": since})
 
 
 # -- board report ------------------------------------------------------------------------

@@ -105,7 +105,10 @@ def explained_values(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def working_days_left(today: date, due: str | None) -> int | None:
-    """Working days until ``due`` (negative once past it), or None without a deadline."""
+    """Working days until ``due`` (negative once past it), or None without a deadline.
+
+    0 is also what a deadline passed just before a weekend or bank holiday gives (no working
+    day since): the page takes "overdue" from the dispute's own flag, as the API does."""
     if not due:
         return None
     deadline = date.fromisoformat(due)

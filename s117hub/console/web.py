@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
 
 from register_core.adapters.console_sessions import ConsoleSession, ConsoleSessionStore
 from register_core.adapters.database import write_transaction
@@ -40,6 +41,8 @@ HERE = Path(__file__).parent
 # Served without touching the database (or a template) again: it is what failed.
 UNAVAILABLE = ("<!doctype html><title>Unavailable</title><h1>The database is busy or "
                "unavailable</h1><p>Try again in a moment. <a href=\"/ui/\">Console</a></p>")
+INTERNAL_ERROR = ("<!doctype html><title>Error</title><h1>Something went wrong</h1>"
+                  "<p>The error is logged. <a href=\"/ui/\">Console</a></p>")
 SESSION_COOKIE = "s117hub_session"
 LOGIN_CSRF_COOKIE = "s117hub_login_csrf"
 COOKIE_PATH = "/ui"
@@ -256,6 +259,15 @@ def error_page(request: Request, status: int, message: str) -> Response:
     return render(request, "error.html", user, status=status, message=message)
 
 
+def server_error_page(request: Request) -> Response:
+    """A console 500 with the security headers; plain HTML if even the template fails."""
+    try:
+        return error_page(request, 500, "Something went wrong on the hub. The error is "
+                                        "logged; try again, or tell the hub's support team.")
+    except Exception:  # the fallback must not raise
+        return secured(HTMLResponse(INTERNAL_ERROR, status_code=500))
+
+
 def _login_redirect(request: Request) -> Response:
     if request.method == "GET" and request.url.path.endswith("/fragment"):
         return secured(Response("login required", status_code=401))  # the poller reloads
@@ -287,5 +299,11 @@ class ConsoleRoute(APIRoute):
                 # Logged by type only: the statement's parameters may hold personal data.
                 log.error("console: database unavailable")
                 return secured(HTMLResponse(UNAVAILABLE, status_code=503))
+            except HTTPException:
+                raise  # the framework's own answers (405, 413...) keep their handlers
+            except Exception as failed:  # a console page, not the API's JSON 500
+                # By type only, as above: the message may quote personal data.
+                log.error("console: unexpected error", extra={"error": type(failed).__name__})
+                return server_error_page(request)
 
         return console_handler
