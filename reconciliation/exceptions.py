@@ -216,6 +216,12 @@ def closing_status(decision: str, *, correcting: bool, kind: str | None = None,
                            f"{', '.join(DECISIONS + IDENTITY_DECISIONS)} or "
                            f"{ACCEPT_SOURCE}<source>",
                            field="decision", rule="exception-decision")
+    if kind == IDENTITY_KIND and decision != "dismiss":
+        # "resolved" would close the question with neither a merge nor a recorded pair
+        # decision: the duplicate stays, and the exception never comes back.
+        raise InvalidValue(f"an {IDENTITY_KIND} exception is decided {SAME_PERSON} or "
+                           f"{DIFFERENT_PEOPLE}, or dismissed",
+                           field="decision", rule="exception-decision")
     if decision == "corrected" and not correcting:
         raise InvalidValue("a 'corrected' decision needs the correction to apply",
                            field="apply", rule="exception-correction")

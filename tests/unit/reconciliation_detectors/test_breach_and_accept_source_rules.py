@@ -83,3 +83,13 @@ def test_the_refusal_lists_the_sources_that_may_be_accepted() -> None:
         closing_status("accept-source:trust-b", correcting=False, kind="source-conflict",
                        detail=CONFLICT)
     assert "accept-source:council-a, accept-source:trust-a" in refused.value.message
+
+
+@pytest.mark.parametrize("decision", ["resolved", "corrected"])
+def test_an_identity_question_is_not_closed_without_a_decision(decision: str) -> None:
+    """'resolved' would close it with neither a merge nor a recorded pair decision."""
+    with pytest.raises(InvalidValue) as refused:
+        closing_status(decision, correcting=decision == "corrected",
+                       kind="identity-uncertain")
+    assert refused.value.field == "decision"
+    assert closing_status("dismiss", correcting=False, kind="identity-uncertain") == "dismissed"
