@@ -162,7 +162,7 @@ def _register(conn: Connection, today: date) -> dict[str, Any]:
             counts[key] = counts.get(key, 0) + int(count)
         by_body[name] = dict(sorted(counts.items()))
     # Under 18 today: born after this day 18 years ago; 16-17: and on or before 16 years ago.
-    eighteen, sixteen = _years_before(today, 18), _years_before(today, 16)
+    eighteen, sixteen = add_months(today, -18 * 12), add_months(today, -16 * 12)
     birth = persons.c.birth_date
     under_16, aged_16_17 = conn.execute(
         select(_count_if(birth > sixteen),
@@ -176,14 +176,6 @@ def _register(conn: Connection, today: date) -> dict[str, Any]:
             "on_cto": int(on_cto), "entitled_by_council": by_body["council"],
             "entitled_by_icb": by_body["icb"],
             "entitled_children": {"under-16": int(under_16), "16-17": int(aged_16_17)}}
-
-
-def _years_before(day: date, years: int) -> date:
-    """The same day ``years`` earlier (29 February: the 28th), for ages in whole years."""
-    try:
-        return day.replace(year=day.year - years)
-    except ValueError:
-        return day.replace(year=day.year - years, day=28)
 
 
 def _trend(conn: Connection, today: date, months: int) -> list[dict[str, Any]]:

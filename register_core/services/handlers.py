@@ -61,8 +61,16 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
     An inbound message's commands and its inbox status are committed together, so a message
     is applied exactly once however often a worker crashes and retries it.
     """
-    late = _merge_on_late_nhs_number(uow, command, clock, policy)
-    person, created = locate_person(uow, command)
+    late: MergeOutcome | None = None
+    try:
+        person, created = locate_person(uow, command)
+    except IdentityConflict:
+        # Only where the keys disagree (rare) is a late NHS number looked at: the common
+        # path locates once.
+        late = _merge_on_late_nhs_number(uow, command, clock, policy)
+        if late is None:
+            raise
+        person, created = locate_person(uow, command)
     identity = "exact" if person is not None else "new"
     merging = _merged_record_owner(uow, command)
     if isinstance(command, MergePersons):
