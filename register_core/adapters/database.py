@@ -36,11 +36,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
             # We issue BEGIN ourselves (pysqlite's implicit one breaks SAVEPOINT). WAL lets the
-            # API read while the worker writes; foreign keys are off by default.
+            # API read while the worker writes; foreign keys are off by default. FULL: each
+            # commit waits for the WAL's fsync, so an ACKed message survives a power cut or
+            # an OS crash as well as the hub's (NORMAL could roll back the last commits).
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()

@@ -98,3 +98,14 @@ def test_the_after_commit_hook_runs_in_the_writer_once_committed(engine: Engine)
     assert not stored.duplicate
     assert hinted.wait(5)
     assert seen == [("inbox-writer", False, True)]
+
+
+def test_a_sqlite_commit_waits_for_the_wal_fsync(engine: Engine) -> None:
+    """An ACK follows the inbox commit; on SQLite that commit is durable only if it waits for
+    the WAL's fsync (synchronous FULL): with NORMAL the last commits before a power cut or
+    an OS crash roll back, and an AA'd message would be lost."""
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL's commit waits for its WAL flush by default (synchronous_commit)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2  # FULL
