@@ -124,14 +124,16 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
                     return EXIT_USAGE
             ids = message_store.select_ids(conn, _filter(args))
             selected = message_store.summaries(conn, ids)
+            # Read before the replay clears the mapped commands that name them.
+            concerned = [(str(m["id"]), person_id) for m in selected
+                         for person_id in message_store.people_concerned(conn, m) or [None]]
         if args.dry_run:
             _print_rows(selected)
             print(f"would replay {len(ids)} message(s)")
             return EXIT_OK
         requeued = len(hub.inbox.requeue({m["id"]: m["status"] for m in selected
                                            if m["status"] != "received"}))
-        audit_cli_writes(hub.engine, hub.clock, "replay", "inbound-message",
-                         [(str(m["id"]), _first(m["person_ids"])) for m in selected])
+        audit_cli_writes(hub.engine, hub.clock, "replay", "inbound-message", concerned)
         print(f"requeued {requeued} message(s)")
         if args.no_apply:
             for partition in sorted({m["partition"] for m in selected}):
@@ -149,10 +151,6 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         hub.close()
-
-
-def _first(person_ids: list[str] | None) -> str | None:
-    return person_ids[0] if person_ids else None
 
 
 def add_replay(subparsers: Any) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ asks ``json_each``, so the filter is exact on both rather than a LIKE on the JSO
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from .database import as_utc as utc
-from .tables import inbox_messages
+from .tables import inbox_messages, person_identifiers, persons
 
 _m = inbox_messages.c
 
@@ -191,3 +191,37 @@ def _as_datetime(value: Any) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return utc(value)
+
+
+def people_concerned(conn: Connection, message: dict[str, Any]) -> list[str]:
+    """The registered people a stored message is about: those it was applied to, or, for one
+    that linked no one (failed, rejected by a rule, waiting), the people its mapped commands
+    name by NHS number or by the source's own id — so reading its payload is audited against
+    them. A message that never mapped names no one the hub can tell."""
+    if message["person_ids"]:
+        return list(message["person_ids"])
+    commands = conn.execute(select(_m.commands).where(_m.id == message["id"])).scalar()
+    refs = [ref for _, command in commands or [] for ref in _person_refs(command)]
+    nhs_numbers = {ref["nhs_number"] for ref in refs if ref.get("nhs_number")}
+    local_ids = {ref["local_id"] for ref in refs if ref.get("local_id")}
+    found: set[str] = set()
+    if nhs_numbers:
+        found.update(conn.execute(select(persons.c.id).where(
+            persons.c.nhs_number.in_(sorted(nhs_numbers)))).scalars())
+    if local_ids:
+        found.update(conn.execute(select(person_identifiers.c.person_id).where(and_(
+            person_identifiers.c.source == message["source"],
+            person_identifiers.c.value.in_(sorted(local_ids))))).scalars())
+    return sorted(found)
+
+
+def _person_refs(value: Any) -> Iterator[dict[str, Any]]:
+    """Every PersonRef in a command's JSON (a merge names two)."""
+    if isinstance(value, dict):
+        if "nhs_number" in value and "local_id" in value:
+            yield value
+        for inner in value.values():
+            yield from _person_refs(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _person_refs(inner)

@@ -47,14 +47,17 @@ def refusal_for(status: str, *, force: bool) -> ReplayRefusal | None:
 
 def requeue_one(inbox: Inbox, message_id: int, *, force: bool) -> dict[str, Any]:
     """Put one stored message back to ``received`` for a worker; return it as it was read
-    (``person_ids`` and ``partition`` are what the caller audits and hints).
+    (``people_concerned``, read before the replay clears its mapped commands, and
+    ``partition`` are what the caller audits and hints).
 
     Raises NotFound when there is no such message, ReplayRefused when the rules above refuse.
     """
     with inbox.engine.connect() as conn:
         message = message_store.get(conn, message_id)
-    if message is None:
-        raise NotFound(f"no message {message_id}", field="message_id", rule="message-exists")
+        if message is None:
+            raise NotFound(f"no message {message_id}", field="message_id",
+                           rule="message-exists")
+        message["people_concerned"] = message_store.people_concerned(conn, message)
     refusal = refusal_for(message["status"], force=force)
     if refusal is not None:
         raise ReplayRefused(refusal, message_id)

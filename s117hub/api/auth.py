@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 
+from register_core.adapters import message_store
 from register_core.adapters.security import AuditAction, AuditLog, Principal, Role, TokenStore
 from s117hub.bootstrap import Hub
 
@@ -97,9 +98,21 @@ def audit_listed_errors(conn: Connection, request: Request, principal: Principal
     error may quote a value of the message ("'19800231' is not an HL7 date")."""
     for message in messages:
         if message.get("error"):
-            person_ids = message["person_ids"]
-            audit_read(conn, request, principal, "inbound-message", str(message["id"]),
-                       person_ids[0] if person_ids else None)
+            audit_message(conn, request, principal, "read", message)
+
+
+def audit_message(conn: Connection, request: Request, principal: Principal,
+                  action: AuditAction, message: dict[str, Any],
+                  people: list[str] | None = None) -> None:
+    """A stored message's payload names people: one audit row for each person it concerns
+    (``message_store.people_concerned`` unless given: an A40 names two; one that linked no
+    one, those its identifiers name), so a subject's access history lists it; a row without
+    a person when it names no one registered."""
+    if people is None:
+        people = message_store.people_concerned(conn, message)
+    for person_id in people or [None]:
+        audit(conn, request, principal, action=action, resource="inbound-message",
+              resource_id=str(message["id"]), person_id=person_id)
 
 
 def audit_write(conn: Connection, request: Request, principal: Principal, resource: str,

@@ -22,7 +22,7 @@ from register_core.domain.errors import InvalidValue, NotFound
 from register_core.services.replay import ReplayRefusal, ReplayRefused, requeue_one
 from s117hub.bootstrap import Hub
 
-from .auth import audit_listed_errors, audit_read, audit_write, require_roles
+from .auth import audit_listed_errors, audit_message, audit_write, require_roles
 from .errors import HttpProblem
 from .routes_register import (
     PROBLEM_RESPONSES,
@@ -282,13 +282,8 @@ def get_message(request: Request, hub: HubDep, principal: OpsReader,
             raise NotFound(f"no message {message_id}", field="message_id",
                            rule="message-exists")
         # The payload names a patient: reading it is a read of personal data.
-        audit_read(conn, request, principal, "inbound-message", str(message_id),
-                   _first(message["person_ids"]))
+        audit_message(conn, request, principal, "read", message)
     return message
-
-
-def _first(person_ids: list[str]) -> str | None:
-    return person_ids[0] if person_ids else None
 
 
 @router.post("/messages/{message_id}/replay", response_model=ReplayAccepted, status_code=202,
@@ -313,8 +308,7 @@ def replay_message(
     except ReplayRefused as refused:
         raise HttpProblem(409, "conflict", REPLAY_REFUSALS[refused.reason]) from None
     with write_transaction(hub.engine) as conn:
-        audit_write(conn, request, principal, "inbound-message", str(message_id),
-                    _first(message["person_ids"]))
+        audit_message(conn, request, principal, "write", message, message["people_concerned"])
     hub.notify(message["partition"])
     return {"id": message_id, "status": "received"}
 

@@ -17,7 +17,7 @@ from register_core.adapters import outbox
 from register_core.adapters.security import Principal
 from register_core.domain.errors import InvalidValue, NotFound
 from register_core.services.replay import ReplayRefusal, ReplayRefused, requeue_one
-from s117hub.api.auth import audit_write
+from s117hub.api.auth import audit_message, audit_write
 from s117hub.api.corrections import CorrectionIn
 from s117hub.api.routes_exceptions import assign_and_audit, close_and_audit
 from s117hub.api.routes_outbound import get_outbound
@@ -56,10 +56,8 @@ def replay_message(request: Request, hub: Hub, principal: Principal, message_id:
         message = requeue_one(hub.inbox, message_id, force=force)
     except ReplayRefused as refused:
         raise Refused(409, REPLAY_REFUSALS[refused.reason]) from None
-    person_ids = message["person_ids"]
     with hub.engine.begin() as conn:
-        audit_write(conn, request, principal, "inbound-message", str(message_id),
-                    person_ids[0] if person_ids else None)
+        audit_message(conn, request, principal, "write", message, message["people_concerned"])
     hub.notify(message["partition"])
 
 

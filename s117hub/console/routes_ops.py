@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from register_core.adapters import console_reads, message_store, outbox
 from register_core.adapters.outbox import STATUSES as DELIVERY_STATUSES
 from register_core.domain.errors import InvalidValue, NotFound
-from s117hub.api.auth import audit_listed_errors, audit_read
+from s117hub.api.auth import audit_listed_errors, audit_message, audit_read
 
 from . import actions, figures
 from .filters import day_filter, england_midnight
@@ -103,9 +103,7 @@ def message_page(request: Request, user: Reader, message_id: MessageId) -> Respo
         message = message_store.get(conn, message_id)
         if message is None:
             raise NotFound(f"no message {message_id}")
-        person_ids = message["person_ids"]
-        audit_read(conn, request, user.principal, "inbound-message", str(message_id),
-                   person_ids[0] if person_ids else None)
+        audit_message(conn, request, user.principal, "read", message)
         commands = console_reads.message_commands(conn, message_id)
         changes = console_reads.changes_from(conn, message["source"], message["message_id"])
         recorded = console_reads.facts_from(conn, message["source"], message["message_id"])

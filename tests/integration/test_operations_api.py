@@ -371,6 +371,34 @@ def test_message_detail_has_the_payload_and_the_read_is_audited(ops: Ops,
     assert len(_audit(ops.hub)) == before + 2
 
 
+def test_reading_a_message_that_linked_no_one_is_audited_against_the_people_it_names(
+        ops: Ops, stored: Stored) -> None:
+    """A message not (yet) applied has no person_ids, but its payload still names a patient:
+    the read is audited against the registered people its identifiers name (by NHS number
+    or the source's own id), so the subject's access history shows it; one naming no one
+    registered keeps a row without a person. Replaying it is audited the same way."""
+    ops.receive(adt("A08", "MSG-A8", nhs=NHS_A))  # person A's update, waiting for a worker
+    ops.receive(_other_person(adt("A01", "MSG-L1", nhs=""), "RX1-000123", "Testperson^Alex"))
+    ops.receive(_other_person(adt("A01", "MSG-N1", nhs=make_synthetic(14)), "RX1-000999",
+                              "Nobody^Known"))
+    by_id = {m["message_id"]: m for m in ops.items(limit=100)}
+    waiting, by_local_id, unknown = (by_id[c]["id"] for c in ("MSG-A8", "MSG-L1", "MSG-N1"))
+    assert by_id["MSG-A8"]["person_ids"] == [] and by_id["MSG-L1"]["person_ids"] == []
+    before = len(_audit(ops.hub))
+    for message_id in (waiting, by_local_id, unknown):
+        assert ops.get(f"/api/v1/messages/{message_id}", role="auditor").status_code == 200
+    assert [(r["action"], r["resource_id"], r["person_id"])
+            for r in _audit(ops.hub)[before:]] == [
+        ("read", str(waiting), stored.person_a), ("read", str(by_local_id), stored.person_a),
+        ("read", str(unknown), None)]
+
+    before = len(_audit(ops.hub))
+    assert ops.client.post(f"/api/v1/messages/{waiting}/replay",
+                           headers=ops.auth()).status_code == 202
+    assert [(r["action"], r["resource_id"], r["person_id"])
+            for r in _audit(ops.hub)[before:]] == [("write", str(waiting), stored.person_a)]
+
+
 def test_replay_after_fixing_the_code_map_applies_the_detention(ops: Ops,
                                                                 stored: Stored) -> None:
     path = f"/api/v1/messages/{stored.failed}/replay"
