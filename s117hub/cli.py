@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from register_core.adapters.database import make_engine, migrate
@@ -210,13 +212,53 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:  # type: ignore[typ
     demo.set_defaults(handler=cmd_demo)
 
 
+def _validation_problem(exc: ValidationError, prefix: str = "") -> str:
+    """Where and what, never the value given (a database URL holds a password)."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"{prefix}{where.upper() if prefix else where}: {first['msg']}"
+
+
+def _settings(*, check_file: bool) -> Settings | None:
+    """The settings, or None after saying in one line what is wrong with them (a traceback
+    told an operator less, and a pydantic error quoted the value, passwords included)."""
+    try:
+        settings = Settings()
+        settings.http_bind, settings.mllp_bind  # noqa: B018 - parsed now, not at bind time
+    except ValidationError as exc:
+        _err(f"bad setting {_validation_problem(exc, 'S117HUB_')}")
+        return None
+    except ValueError:
+        _err("bad setting: S117HUB_HTTP and S117HUB_MLLP are HOST:PORT with a numeric port")
+        return None
+    if check_file and settings.config_file is not None:
+        where = f"config file {settings.config_file}"
+        try:
+            settings.load_file()
+        except OSError as exc:
+            _err(f"{where}: cannot be read ({exc.strerror or type(exc).__name__})")
+            return None
+        except tomllib.TOMLDecodeError as exc:
+            _err(f"{where}: not valid TOML ({exc})")
+            return None
+        except ValidationError as exc:
+            _err(f"{where}: {_validation_problem(exc)}")
+            return None
+        except ValueError as exc:  # JSON
+            _err(f"{where}: not valid JSON ({type(exc).__name__})")
+            return None
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors and --help: report the code, do not exit
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    settings = Settings()
+    settings = _settings(check_file=args.handler is not cmd_demo)  # demo writes its own
+    if settings is None:
+        return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_json)
     handler: Handler = args.handler
     try:

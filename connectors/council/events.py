@@ -25,6 +25,7 @@ from mapping.errors import MappingError
 from register_core.adapters.inbox import Stored
 from register_core.domain.commands import Command
 
+from ..inbound_mapper import json_without_nul, may_hold_nul, nul_error, nul_location
 from ..intake import Intake
 
 MAX_MESSAGE_ID = 200  # inbox_messages.message_id
@@ -134,3 +135,34 @@ def reject_body(intake: Intake, *, source_id: str, channel: str, text: str,
                            message_id=f"unparseable:{digest(text)}", payload=text,
                            received_at=received_at, error=error, ack=json.dumps(answer))
     return _outcome(None, stored, answer)
+
+
+def refuse_nul_event(intake: Intake, *, source_id: str, channel: str, event: Any,
+                     location: str, received_at: datetime, payload: str | None = None
+                     ) -> EventOutcome:
+    """Store an event with a NUL in a string as ``rejected``, exactly (NUL as ``\\u0000``),
+    keyed by its digest: its ``event_id`` may hold the NUL, and the corrected event may keep
+    that id. PostgreSQL could store neither the NUL nor anything a worker made of it."""
+    text = json_without_nul(payload if payload is not None else to_json(event))
+    error = nul_error(location)
+    answer = _answer(error)
+    stored = intake.reject(source=source_id, channel=channel,
+                           message_id=f"sha256:{digest(text)}", payload=text,
+                           received_at=received_at, error=error, ack=json.dumps(answer))
+    return EventOutcome(event_id=event_id_of(event), message_id=stored.id,
+                        duplicate=stored.duplicate, accepted=False, code=error.code,
+                        message=error.message, location=error.location)
+
+
+def take_event(intake: Intake, *, source_id: str, config: SourceMappingConfig, channel: str,
+               event: Any, received_at: datetime) -> EventOutcome:
+    """``accept_event``, or ``refuse_nul_event`` when a string of the event holds a NUL (the
+    change-feed poller: a NUL in an event id failed the insert on PostgreSQL, and the feed
+    stopped at that event for good)."""
+    text = to_json(event)
+    location = nul_location(event) if may_hold_nul(text) else None
+    if location is not None:
+        return refuse_nul_event(intake, source_id=source_id, channel=channel, event=event,
+                                location=location, received_at=received_at, payload=text)
+    return accept_event(intake, source_id=source_id, config=config, channel=channel,
+                        event=event, received_at=received_at, payload=text)

@@ -17,22 +17,28 @@ the hub already has is harmless: they are recognised by ``event_id`` and applied
 
 ``poll_once`` stores every event of a page through the Intake (channel ``council-poll``; an
 invalid event is stored ``failed`` and does not hold up the feed), *then* persists the page's
-``next_cursor``, and follows ``has_more`` up to ``max_pages``. When the council cannot be read
-(5xx, 429, any other non-2xx, connection refused or dropped, timeout, a body not of the shape
-above) it records the failure with exponential backoff and jitter in ``poll_cursors``
-(``failures``, ``next_attempt_at``; ``Retry-After`` is honoured up to the maximum) and
+``next_cursor``, and follows ``has_more`` up to ``max_pages``. An event with a NUL character
+in any string is stored ``rejected`` (PostgreSQL cannot hold it) and the feed goes on. When
+the council cannot be read (5xx, 429, any other non-2xx, connection refused or dropped,
+timeout, a body not of the shape above, a page over ``MAX_PAGE_BYTES`` or slower than
+``PAGE_DEADLINE_SECONDS``, a ``next_cursor`` holding a NUL character) it records the failure
+with exponential backoff and jitter in ``poll_cursors`` (``failures``, ``next_attempt_at``;
+``Retry-After``, in seconds or as an HTTP date, is honoured up to the maximum) and
 refuses to call the council again before ``next_attempt_at``. ``PollerLoop`` runs it for every
 enabled ``council-poll`` source every ``poll.interval_seconds``; nothing starts at import.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 import httpx
@@ -44,13 +50,17 @@ from register_core.ports import Clock
 
 from ..intake import Intake
 from .cursors import PollCursors
-from .events import accept_event
+from .events import take_event
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "council-poll"
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 PollStatus = Literal["ok", "not-due", "failed", "disabled"]
+# The council chooses its page size; this is far above any sane page and keeps a broken or
+# hostile feed from taking the serving process's memory.
+MAX_PAGE_BYTES = 64 * 1024 * 1024
+PAGE_DEADLINE_SECONDS = 120.0  # a page trickled in byte by byte still ends
 
 
 @dataclass(frozen=True)
@@ -97,9 +107,18 @@ class FeedPage:
     has_more: bool
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.strip().isdigit() else None
+def _retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """``Retry-After`` in seconds: a number of seconds, or an HTTP date (RFC 9110)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - (now or datetime.now(when.tzinfo))).total_seconds())
 
 
 def fetch_page(client: httpx.Client, poll: PollSettings, cursor: str | None) -> FeedPage:
@@ -109,24 +128,44 @@ def fetch_page(client: httpx.Client, poll: PollSettings, cursor: str | None) -> 
         headers["Authorization"] = f"Bearer {poll.bearer_token}"
     params = {"cursor": cursor} if cursor is not None else None
     try:
-        response = client.get(poll.url, params=params, headers=headers)
+        status, retry_after, raw = _get(client, poll.url, params, headers)
     except httpx.TimeoutException as exc:
         raise FeedError(f"timeout ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:  # refused, reset, dropped without a response
         raise FeedError(f"unreachable ({type(exc).__name__})") from exc
-    if not response.is_success:
-        raise FeedError(f"HTTP {response.status_code}", _retry_after(response))
+    if not 200 <= status < 300:
+        raise FeedError(f"HTTP {status}", retry_after)
     try:
-        body = response.json()
-    except ValueError as exc:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
         raise FeedError("the feed did not answer JSON") from exc
     if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
         raise FeedError("the feed answer has no events list")
     next_cursor = body.get("next_cursor")
     if next_cursor is not None and not isinstance(next_cursor, str):
         raise FeedError("next_cursor must be a string or null")
+    if next_cursor is not None and "\x00" in next_cursor:  # PostgreSQL cannot keep it
+        raise FeedError("next_cursor holds a NUL character")
     return FeedPage(events=body.get("events", []), next_cursor=next_cursor,
                     has_more=body.get("has_more") is True)
+
+
+def _get(client: httpx.Client, url: str, params: dict[str, str] | None,
+         headers: dict[str, str]) -> tuple[int, float | None, bytes]:
+    """Status, Retry-After and body, the body read in chunks up to ``MAX_PAGE_BYTES`` and
+    ``PAGE_DEADLINE_SECONDS`` (a non-2xx body is not read)."""
+    deadline = time.monotonic() + PAGE_DEADLINE_SECONDS
+    with client.stream("GET", url, params=params, headers=headers) as response:
+        if not response.is_success:
+            return response.status_code, _retry_after(response), b""
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body.extend(chunk)
+            if len(body) > MAX_PAGE_BYTES:
+                raise FeedError(f"a page is over {MAX_PAGE_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise FeedError(f"a page took over {PAGE_DEADLINE_SECONDS:.0f} s to arrive")
+        return response.status_code, None, bytes(body)
 
 
 def poll_once(source: SourceDefinition, *, engine: Engine, notify: Callable[[int], None],
@@ -167,8 +206,8 @@ def _poll(source: SourceDefinition, poll: PollSettings, intake: Intake, cursors:
         received_at = clock.now()
         stored = invalid = duplicates = 0
         for event in page.events:
-            outcome = accept_event(intake, source_id=source_id, config=config,
-                                   channel=CHANNEL, event=event, received_at=received_at)
+            outcome = take_event(intake, source_id=source_id, config=config,
+                                 channel=CHANNEL, event=event, received_at=received_at)
             if not outcome.accepted:
                 invalid += 1
             elif outcome.duplicate:
@@ -189,8 +228,9 @@ def _poll(source: SourceDefinition, poll: PollSettings, intake: Intake, cursors:
                         extra={"source": source_id})
             break
         result = replace(result, more=True)
-    log.info("council feed polled", extra={"source": source_id, "pages": result.pages,
-                                           "stored": result.stored})
+    log.info("council feed polled: %s pages, %s stored, %s invalid, %s duplicates",
+             result.pages, result.stored, result.invalid, result.duplicates,
+             extra={"source": source_id, "pages": result.pages, "stored": result.stored})
     return result
 
 
@@ -202,7 +242,9 @@ def _failed(result: PollResult, exc: FeedError, failures: int, cursors: PollCurs
     now = clock.now()
     next_attempt_at = now + timedelta(seconds=delay)
     cursors.record_failure(result.source, failures, next_attempt_at, now)
-    log.warning("council feed unavailable", extra={
+    # The reason in the text: the JSON log lines keep only a few named extras.
+    log.warning("council feed unavailable (%s in a row; next try in %.0f s): %s", failures,
+                delay, exc.reason, extra={
         "source": result.source, "reason": exc.reason, "failures": failures,
         "retry_in_seconds": round(delay, 1)})
     return replace(result, status="failed", failures=failures,
@@ -244,6 +286,9 @@ class PollerLoop:
                                    clock=self.clock, client=self.client, backoff=self.backoff)
             except Exception:  # a database hiccup must not stop the other sources
                 log.exception("council poll failed", extra={"source": source.source_id})
+                # Wait the interval as after a poll: else the council was called (and the
+                # same crash met) at every tick, once a second.
+                self._last[source.source_id] = self.clock.now()
                 continue
             if result.status != "not-due" and not result.more:
                 self._last[source.source_id] = self.clock.now()

@@ -122,7 +122,9 @@ class FakeFhirServer:
         page = found[offset:offset + count]
         bundle: dict[str, Any] = {
             "resourceType": "Bundle", "type": "searchset", "total": len(found),
-            "link": [{"relation": "self", "url": f"{self.base()}/{kind}"}],
+            # R4: the self link carries the parameters the server used (here _sort too).
+            "link": [{"relation": "self", "url": f"{self.base()}/{kind}?"
+                      + urlencode({k: v[0] for k, v in query.items()})}],
             "entry": [{"fullUrl": f"{self.base()}/{kind}/{r['id']}", "resource": r,
                        "search": {"mode": "match"}} for r in page]}
         if offset + count < len(found):
