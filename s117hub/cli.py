@@ -115,18 +115,26 @@ def _hub(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from .serve import serve
+    from .serve import CannotListen, serve
 
-    serve(_hub(settings), with_http=not args.no_http, with_mllp=not args.no_mllp,
-          with_worker=False if args.no_worker else None, with_pollers=not args.no_poll)
+    try:
+        serve(_hub(settings), with_http=not args.no_http, with_mllp=not args.no_mllp,
+              with_worker=False if args.no_worker else None, with_pollers=not args.no_poll)
+    except CannotListen as exc:
+        _err(str(exc))
+        return EXIT_FAILED
     return EXIT_OK
 
 
 def cmd_mllp(settings: Settings, args: argparse.Namespace) -> int:
-    from .serve import serve
+    from .serve import CannotListen, serve
 
-    serve(_hub(settings), with_http=args.metrics, with_mllp=True, with_pollers=False,
-          metrics_only=True)
+    try:
+        serve(_hub(settings), with_http=args.metrics, with_mllp=True, with_pollers=False,
+              metrics_only=True)
+    except CannotListen as exc:
+        _err(str(exc))
+        return EXIT_FAILED
     return EXIT_OK
 
 

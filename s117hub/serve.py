@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 
 import uvicorn
@@ -180,6 +181,23 @@ class RegisterSweeper(threading.Thread):
         self._stopping.set()
 
 
+class CannotListen(Exception):
+    """An address to serve on is taken or not ours: said in one line, before anything starts."""
+
+
+def check_can_listen(addresses: dict[str, tuple[str, int]]) -> None:
+    """Bind and release each address (as the servers will: SO_REUSEADDR), so that a port in
+    use is one clear line and nothing half-started — uvicorn exits from inside the event loop
+    (a traceback) and the MLLP listener only after the worker and pollers were up."""
+    for name, (host, port) in addresses.items():
+        try:
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            raise CannotListen(f"cannot serve {name} on {host}:{port}: "
+                               f"{exc.strerror or type(exc).__name__}") from None
+
+
 def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
           with_worker: bool | None = None, worker_threads: int = 2,
           with_pollers: bool = True, metrics_only: bool = False) -> None:
@@ -189,6 +207,8 @@ def serve(hub: Hub, *, with_http: bool = True, with_mllp: bool = True,
     serves /healthz and /metrics alone."""
     if with_worker is None:
         with_worker = hub.settings.broker_url.startswith("stub")
+    check_can_listen({**({"HTTP": hub.settings.http_bind} if with_http else {}),
+                      **({"MLLP": hub.settings.mllp_bind} if with_mllp else {})})
     worker = sweeper = outbound_sweeper = pollers = None
     if with_worker:
         worker = start_worker(hub.broker, threads=worker_threads)
