@@ -296,17 +296,31 @@ def map_csv_row(row: dict[str, str], line_no: int, column_map: CsvColumnMap,
         raise fail(exc, _canonical(exc.location)) from exc
 
 
+def header_without_type(header: list[str], type_header: str) -> MappingError:
+    """The error for a CSV export whose header lacks the event-type column, with the likely
+    cause when it shows: an empty file, or one header cell holding another separator."""
+    problem = f"the header has no {type_header!r} column"
+    if not any(cell.strip() for cell in header):
+        problem = "the file is empty: no header line"
+    elif len(header) == 1:
+        separator = next((name for sep, name in (
+            (";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars"))
+            if sep in header[0]), None)
+        if separator is not None:
+            problem += f" (the header looks separated by {separator}: use commas)"
+    return MappingError("missing-field", problem, location=f"line 1, column {type_header}",
+                        line=1)
+
+
 def map_csv_text(text: str, column_map: CsvColumnMap, config: SourceMappingConfig,
                  received_at: datetime, recorded_by: str = "system", *,
                  file_ref: str | None = None) -> CsvImport:
     """Map a whole export; each bad row becomes an error and the rest carry on."""
     result = CsvImport()
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    headers = set(reader.fieldnames or [])
-    if column_map.header("type") not in headers:
-        result.errors.append(MappingError(
-            "missing-field", f"the header has no {column_map.header('type')!r} column",
-            location=f"line 1, column {column_map.header('type')}", line=1))
+    if column_map.header("type") not in (reader.fieldnames or []):
+        result.errors.append(header_without_type(list(reader.fieldnames or []),
+                                                 column_map.header("type")))
         return result
     line = reader.line_num + 1
     for row in reader:

@@ -54,7 +54,7 @@ from typing import IO, Any
 
 from sqlalchemy import Engine
 
-from mapping.council import CSV_FIELDS, CsvColumnMap, map_csv_row
+from mapping.council import CSV_FIELDS, CsvColumnMap, header_without_type, map_csv_row
 from mapping.errors import MappingError
 from register_core.adapters.database import writer
 from register_core.adapters.inbox import Stored, partition_for, store_message
@@ -402,9 +402,7 @@ class CsvImporter:
         if column is not None:
             raise CsvFileError(nul_error(f"line 1, column {column}", line=1))
         if type_header not in header:
-            raise CsvFileError(MappingError(
-                "missing-field", f"the header has no {type_header!r} column",
-                location=f"line 1, column {type_header}", line=1))
+            raise CsvFileError(header_without_type(header, type_header))
         return header
 
     def _prepare(self, line: int, row: dict[str, str] | None) -> _Row:

@@ -196,6 +196,21 @@ def test_endpoint_refusals_store_nothing(api: Api, sources: Hub) -> None:
     assert _inbox(sources) == []
 
 
+def test_a_header_without_the_type_column_says_the_likely_cause(api: Api,
+                                                                 sources: Hub) -> None:
+    """Semicolon-separated (a spreadsheet's "CSV" in many locales) or empty: the error says
+    so rather than only that the type column is missing."""
+    semicolons = api.post("Event;Event ID;NHS No\ns117.confirmed;c-1;9990000018\n",
+                          file_name="x.csv")
+    assert semicolons.status_code == 422
+    assert semicolons.json()["message"] == ("the header has no 'Event' column (the header "
+                                            "looks separated by semicolons: use commas)")
+    empty = api.post("", file_name="empty.csv")
+    assert empty.status_code == 422
+    assert empty.json()["message"] == "the file is empty: no header line"
+    assert _inbox(sources) == []
+
+
 # -- the command line ---------------------------------------------------------------------
 
 
