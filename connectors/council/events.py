@@ -155,11 +155,12 @@ def refuse_nul_event(intake: Intake, *, source_id: str, channel: str, event: Any
 
 
 def take_event(intake: Intake, *, source_id: str, config: SourceMappingConfig, channel: str,
-               event: Any, received_at: datetime) -> EventOutcome:
+               event: Any, received_at: datetime, payload: str | None = None) -> EventOutcome:
     """``accept_event``, or ``refuse_nul_event`` when a string of the event holds a NUL (the
-    change-feed poller: a NUL in an event id failed the insert on PostgreSQL, and the feed
-    stopped at that event for good)."""
-    text = to_json(event)
+    REST route and the change-feed poller: a NUL in an event id failed the insert on
+    PostgreSQL, and a feed stopped at that event for good). ``payload``: the event's text as
+    received, when it came alone."""
+    text = payload if payload is not None else to_json(event)
     location = nul_location(event) if may_hold_nul(text) else None
     if location is not None:
         return refuse_nul_event(intake, source_id=source_id, channel=channel, event=event,

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import datetime
 from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -44,22 +43,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from connectors.council.csv_import import CsvFileError, file_digest, import_csv
-from connectors.council.events import (
-    EventOutcome,
-    accept_event,
-    digest,
-    event_id_of,
-    reject_body,
-    to_json,
-)
+from connectors.council.events import EventOutcome, reject_body, take_event
 from connectors.council.schema import csv_request_body, events_request_body
-from connectors.inbound_mapper import (
-    json_without_nul,
-    may_hold_nul,
-    nul_error,
-    nul_location,
-    without_nul,
-)
+from connectors.inbound_mapper import without_nul
 from connectors.intake import Intake
 from mapping.errors import MappingError
 from register_core.adapters.database import write_transaction
@@ -246,23 +232,6 @@ def _audit(hub: Hub, request: Request, principal: Principal, resource: str,
             audit_write(conn, request, principal, resource, resource_id, None)
 
 
-def _refuse_nul(intake: Intake, *, source_id: str, channel: str, event: Any, location: str,
-                received_at: datetime, payload: str | None) -> EventOutcome:
-    """Store an event with a NUL in a string as ``rejected``, exactly (NUL as ``\\u0000``),
-    keyed by its digest: its ``event_id`` may hold the NUL, and the corrected event may keep
-    that id. PostgreSQL could store neither the NUL nor anything a worker made of it."""
-    text = json_without_nul(payload if payload is not None else to_json(event))
-    error = nul_error(location)
-    answer = {"accepted": False, "code": error.code, "message": error.message,
-              "location": error.location}
-    stored = intake.reject(source=source_id, channel=channel,
-                           message_id=f"sha256:{digest(text)}", payload=text,
-                           received_at=received_at, error=error, ack=json.dumps(answer))
-    return EventOutcome(event_id=event_id_of(event), message_id=stored.id,
-                        duplicate=stored.duplicate, accepted=False, code=error.code,
-                        message=error.message, location=error.location)
-
-
 def _invalid(outcome: EventOutcome) -> dict[str, Any]:
     return {"error": "invalid-event", **outcome.error_dict()}
 
@@ -303,14 +272,9 @@ def _take_events(request: Request, hub: Hub, principal: Principal, source: Sourc
         raise HttpProblem(413, "payload-too-large", f"at most {MAX_EVENTS} events a request")
     config = source.mapping_config()
     events = body if isinstance(body, list) else [body]
-    nul = may_hold_nul(text)
-    outcomes = [
-        (_refuse_nul(intake, event=event, location=location, received_at=received_at,
-                     payload=None if isinstance(body, list) else text, **common)
-         if nul and (location := nul_location(event)) is not None else
-         accept_event(intake, config=config, event=event, received_at=received_at,
-                      payload=None if isinstance(body, list) else text, **common))
-        for event in events]
+    outcomes = [take_event(intake, config=config, event=event, received_at=received_at,
+                           payload=None if isinstance(body, list) else text, **common)
+                for event in events]
     _audit(hub, request, principal, "inbound-message", [str(o.message_id) for o in outcomes])
     if all(o.accepted for o in outcomes):
         return JSONResponse({"accepted": [o.accepted_dict() for o in outcomes]},
