@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from mapping.errors import MappingError
-from register_core.adapters.inbox import Inbox, Stored, partition_for
+from register_core.adapters.inbox import Inbox, Stored, bytes_to_keep, partition_for
 from register_core.domain.codec import to_json
 from register_core.domain.commands import Command, MergePersons
 from register_core.services.inbound import stored_error
@@ -59,19 +59,21 @@ class Intake:
     def accept(self, *, source: str, channel: str, message_id: str, message_type: str | None,
                payload: str, received_at: datetime, commands: list[Command],
                error: MappingError | None = None, ack: str | None = None,
-               keep_commands: bool = False) -> Stored:
+               keep_commands: bool = False, received: bytes | None = None) -> Stored:
         """``keep_commands``: the commands are exactly what the worker's mapper makes of the
-        stored payload, so they are stored with it and the worker skips mapping again."""
+        stored payload, so they are stored with it and the worker skips mapping again.
+        ``received``: the bytes as they came, kept where ``payload`` does not give them back."""
         row = self.accepted_row(
             source=source, channel=channel, message_id=message_id, message_type=message_type,
             payload=payload, received_at=received_at, commands=commands, error=error, ack=ack,
-            keep_commands=keep_commands)
+            keep_commands=keep_commands, received=received)
         return self.stored(row, self.inbox.store(**row.fields))
 
     def accepted_row(self, *, source: str, channel: str, message_id: str,
                      message_type: str | None, payload: str, received_at: datetime,
                      commands: list[Command], error: MappingError | None = None,
-                     ack: str | None = None, keep_commands: bool = False) -> Row:
+                     ack: str | None = None, keep_commands: bool = False,
+                     received: bytes | None = None) -> Row:
         """What ``accept`` stores, for a caller that stores it itself (``store_async``)."""
         partition = partition_for(person_key(commands, source))
         status = "failed" if error is not None else "received"
@@ -81,7 +83,8 @@ class Intake:
                   "message_type": message_type, "payload": payload,
                   "received_at": received_at, "partition": partition, "status": status,
                   "error": stored_error(error) if error is not None else None, "ack": ack,
-                  "commands": kept}
+                  "commands": kept,
+                  "raw": None if received is None else bytes_to_keep(payload, received)}
         return Row(fields, partition, hint=status == "received")
 
     def stored(self, row: Row, stored: Stored) -> Stored:
@@ -91,15 +94,19 @@ class Intake:
         return stored
 
     def reject(self, *, source: str, channel: str, message_id: str, payload: str,
-               received_at: datetime, error: MappingError, ack: str | None = None) -> Stored:
-        """Keep what could not even be attributed (unknown sender, unparseable)."""
+               received_at: datetime, error: MappingError, ack: str | None = None,
+               received: bytes | None = None) -> Stored:
+        """Keep what could not even be attributed (unknown sender, unparseable);
+        ``received``: the bytes as they came, kept where ``payload`` does not give them back."""
         row = self.rejected_row(source=source, channel=channel, message_id=message_id,
-                                payload=payload, received_at=received_at, error=error, ack=ack)
+                                payload=payload, received_at=received_at, error=error, ack=ack,
+                                received=received)
         return self.inbox.store(**row.fields)
 
     def rejected_row(self, *, source: str, channel: str, message_id: str, payload: str,
-                     received_at: datetime, error: MappingError, ack: str | None = None
-                     ) -> Row:
+                     received_at: datetime, error: MappingError, ack: str | None = None,
+                     received: bytes | None = None) -> Row:
         return Row({"source": source, "message_id": message_id, "channel": channel,
                     "message_type": None, "payload": payload, "received_at": received_at,
-                    "status": "rejected", "error": stored_error(error), "ack": ack})
+                    "status": "rejected", "error": stored_error(error), "ack": ack,
+                    "raw": None if received is None else bytes_to_keep(payload, received)})

@@ -128,12 +128,15 @@ def accept_event(intake: Intake, *, source_id: str, config: SourceMappingConfig,
 
 
 def reject_body(intake: Intake, *, source_id: str, channel: str, text: str,
-                received_at: datetime, error: MappingError) -> EventOutcome:
-    """Keep a body that is not JSON at all (status ``rejected``), keyed by its digest."""
+                received_at: datetime, error: MappingError, received: bytes | None = None
+                ) -> EventOutcome:
+    """Keep a body that is not JSON at all (status ``rejected``), keyed by its digest, with
+    the bytes ``received`` where ``text`` does not give them back."""
     answer = _answer(error)
     stored = intake.reject(source=source_id, channel=channel,
                            message_id=f"unparseable:{digest(text)}", payload=text,
-                           received_at=received_at, error=error, ack=json.dumps(answer))
+                           received_at=received_at, error=error, ack=json.dumps(answer),
+                           received=received)
     return _outcome(None, stored, answer)
 
 

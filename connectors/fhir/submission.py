@@ -221,15 +221,16 @@ class FhirSubmissions:
                received_at: datetime | None = None, error: MappingError | None = None,
                message_id: str | None = None) -> Submission:
         """Keep what is not a FHIR resource at all, or is refused whatever the code maps say
-        (``rejected``: never replayed), and answer ``status``. The stored copy is the body
-        with any NUL as U+FFFD (PostgreSQL text cannot hold NUL)."""
+        (``rejected``: never replayed), and answer ``status``. The stored text is the body
+        with any NUL as U+FFFD (PostgreSQL text cannot hold NUL); the bytes as received are
+        kept beside it where that text does not give them back."""
         error = error or MappingError("unparseable", message)
         answer = FhirAnswer(status, outcome or outcome_for_error(error))
         payload = raw.decode("utf-8", "replace") if text is None else text
         stored = self.intake.reject(
             source=source.source_id, channel=CHANNEL, message_id=message_id or body_hash(raw),
             payload=without_nul(payload), received_at=received_at or self.clock.now(),
-            error=error, ack=answer.to_ack())
+            error=error, ack=answer.to_ack(), received=raw)
         return _submission(stored, answer)
 
 

@@ -188,8 +188,10 @@ class Hl7Receiver:
                                                "message_id": fields["message_id"]})
         error = MappingError("invalid-value", "the message holds a value the hub cannot "
                              "store; it was kept aside")
-        return self._reject(without_nul(fields["payload"]), step.parsed, error,
+        step = self._reject(without_nul(fields["payload"]), step.parsed, error,
                             fields["received_at"], source="unstorable")
+        step.row.fields["raw"] = fields.get("raw")
+        return step
 
     def _prepare(self, payload: bytes) -> _Step:
         text, undecodable = _decode(payload)
@@ -203,7 +205,7 @@ class Hl7Receiver:
             parsed = parse_adt(text)
         except MappingError as exc:
             return self._reject(text, None, nul or undecodable or exc, received_at,
-                                source="unparseable")
+                                source="unparseable", received=payload)
         source = self._sender(parsed)
         if source is None:
             # Told first (a NUL aside, as before): whatever else is wrong, no source takes it.
@@ -211,11 +213,13 @@ class Hl7Receiver:
                 "unknown-code", "no source is configured for sending application "
                 f"{parsed.sending_application!r} / facility {parsed.sending_facility!r}",
                 location=self._unknown_party(parsed))
-            return self._reject(text, parsed, error, received_at, source="unknown-sender")
+            return self._reject(text, parsed, error, received_at, source="unknown-sender",
+                                received=payload)
         refusal = nul or undecodable or _refusal(text, parsed)
         if refusal is not None:
             return self._reject(text, parsed, refusal, received_at, source=source.source_id,
-                                message_id=_derived_id(parsed.control_id, text))
+                                message_id=_derived_id(parsed.control_id, text),
+                                received=payload)
         enhanced = bool(parsed.accept_ack_type)
         commands: list[Command] = []
         failure: MappingError | None = None
@@ -240,13 +244,13 @@ class Hl7Receiver:
             source=source.source_id, message_id=message_id, channel=CHANNEL,
             message_type=f"{parsed.message_type}^{parsed.trigger_event}", payload=text,
             received_at=received_at, commands=commands, error=failure, ack=ack,
-            keep_commands=True)
+            keep_commands=True, received=payload)
         row.fields["on_duplicate"] = partial(self._reused_id, text, parsed, source.source_id,
-                                             received_at)
+                                             received_at, payload)
         return _Step(row, ack, parsed, success=failure is None)
 
     def _reused_id(self, text: str, parsed: ParsedAdt, source: str, received_at: datetime,
-                   stored_payload: str) -> dict[str, object] | None:
+                   received: bytes, stored_payload: str) -> dict[str, object] | None:
         """Called by the inbox (in its transaction) when this MSH-10 is already stored: None
         for the same message sent again, else the row to keep this different one as,
         refused."""
@@ -255,7 +259,8 @@ class Hl7Receiver:
         error = Hl7Condition(DUPLICATE_KEY, f"MSH-10 {parsed.control_id} was already used "
                              "for a different message", location="MSH-10")
         return self._reject(text, parsed, error, received_at, source=source,
-                            message_id=_derived_id(parsed.control_id, text)).row.fields
+                            message_id=_derived_id(parsed.control_id, text),
+                            received=received).row.fields
 
     def _finish(self, step: _Step, stored: Stored) -> Reply:
         """The reply once the row is committed (never before: AA means stored) and a worker
@@ -281,7 +286,8 @@ class Hl7Receiver:
         return Reply(ack=ack_bytes(ack, parsed), follow_up=follow_up)
 
     def _reject(self, text: str, parsed: ParsedAdt | None, error: MappingError,
-                received_at: datetime, source: str, message_id: str | None = None) -> _Step:
+                received_at: datetime, source: str, message_id: str | None = None,
+                received: bytes | None = None) -> _Step:
         """Refused and kept ``rejected``: under ``message_id`` (a known sender's, derived
         from MSH-10 and the content) or, for a pseudo-source, a fresh id."""
         code: AckCode = "CR" if parsed is not None and parsed.accept_ack_type else "AR"
@@ -289,7 +295,8 @@ class Hl7Receiver:
                       error, source)
         row = self.intake.rejected_row(
             source=source, message_id=message_id or f"{source}:{uuid.uuid4()}",
-            channel=CHANNEL, payload=text, received_at=received_at, error=error, ack=ack)
+            channel=CHANNEL, payload=text, received_at=received_at, error=error, ack=ack,
+            received=received)
         if parsed is not None and message_id is not None:
             message_type = f"{parsed.message_type}^{parsed.trigger_event}"
             if len(message_type) <= MESSAGE_TYPE_MAX:

@@ -115,11 +115,17 @@ def _entry(row: Any) -> InboxEntry:
                       commands=row.commands)
 
 
+def bytes_to_keep(text: str, received: bytes) -> bytes | None:
+    """What to keep in ``raw`` beside the payload text: None when the text, encoded UTF-8, is
+    exactly the bytes received (the usual case), else the bytes themselves."""
+    return None if text.encode("utf-8", "surrogateescape") == received else received
+
+
 def store_message(conn: Connection, *, source: str, message_id: str, channel: str,
                   message_type: str | None, payload: str, received_at: datetime,
                   partition: int = 0, status: str = "received",
                   error: dict[str, Any] | None = None, ack: str | None = None,
-                  commands: list[Any] | None = None,
+                  commands: list[Any] | None = None, raw: bytes | None = None,
                   on_duplicate: Callable[[str], dict[str, Any] | None] | None = None
                   ) -> Stored:
     """Insert in the caller's transaction; on a duplicate return the first one's row.
@@ -132,7 +138,7 @@ def store_message(conn: Connection, *, source: str, message_id: str, channel: st
     values = {"source": source, "message_id": message_id, "channel": channel,
               "message_type": message_type, "payload": payload, "received_at": received_at,
               "partition": partition, "status": status, "attempts": 0, "resent": 0,
-              "error": error, "ack": ack, "commands": commands}
+              "error": error, "ack": ack, "commands": commands, "raw": raw}
     new_id = conn.execute(_INSERT[conn.dialect.name], values).scalar()
     if new_id is not None:
         return Stored(id=new_id, duplicate=False, status=status, ack=ack)

@@ -193,6 +193,16 @@ def _as_datetime(value: Any) -> datetime | None:
     return utc(value)
 
 
+def received_bytes(conn: Connection, message_id: int) -> bytes | None:
+    """The message exactly as it arrived: the bytes kept beside the text where the text does
+    not give them back (``inbox_messages.raw``), else the text encoded as UTF-8. (Rows
+    stored before the ``raw`` column: the text as UTF-8, whatever it was sent in.)"""
+    row = conn.execute(select(_m.payload, _m.raw).where(_m.id == message_id)).first()
+    if row is None:
+        return None
+    return bytes(row.raw) if row.raw is not None else row.payload.encode("utf-8")
+
+
 def people_concerned(conn: Connection, message: dict[str, Any]) -> list[str]:
     """The registered people a stored message is about: those it was applied to, or, for one
     that linked no one (failed, rejected by a rule, waiting), the people its mapped commands

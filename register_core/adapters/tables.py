@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -275,6 +276,9 @@ inbox_messages = Table(
     Column("message_type", String(60)),
     Column("partition", Integer, nullable=False, default=0),
     Column("payload", Text, nullable=False),
+    # The bytes received, only where ``payload`` encoded as UTF-8 is not them (another
+    # character set, invalid bytes, a NUL): NULL means the text gives them back exactly.
+    Column("raw", LargeBinary),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("status", String(12), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),

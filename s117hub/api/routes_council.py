@@ -260,7 +260,7 @@ def _take_events(request: Request, hub: Hub, principal: Principal, source: Sourc
         error = MappingError("unparseable", f"the body is not JSON ({why})",
                              location="body")
         outcome = reject_body(intake, text=text, received_at=received_at, error=error,
-                              **common)
+                              received=raw, **common)
         _audit(hub, request, principal, "inbound-message", [str(outcome.message_id)])
         return JSONResponse(_invalid(outcome), status_code=422)
     if isinstance(body, list) and not body:

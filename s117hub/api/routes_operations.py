@@ -286,6 +286,26 @@ def get_message(request: Request, hub: HubDep, principal: OpsReader,
     return message
 
 
+@router.get("/messages/{message_id}/raw", responses={
+    **NOT_FOUND, 200: {"content": {"application/octet-stream": {}},
+                       "description": "The bytes received, exactly."}},
+    response_class=Response, summary="One stored message exactly as received (audited read)")
+def get_message_bytes(request: Request, hub: HubDep, principal: OpsReader,
+                      message_id: MessageId) -> Response:
+    """The message byte for byte as it arrived — in the sender's character set (an HL7
+    MSH-18 of 8859/1, or none and Latin-1 bytes), with a NUL or invalid bytes it was refused
+    for — where `payload` in `GET /api/v1/messages/{id}` is the text the hub read."""
+    with write_transaction(hub.engine) as conn:
+        message = message_store.get(conn, message_id)
+        received = message_store.received_bytes(conn, message_id)
+        if message is None or received is None:
+            raise NotFound(f"no message {message_id}", field="message_id",
+                           rule="message-exists")
+        audit_message(conn, request, principal, "read", message)
+    return Response(received, media_type="application/octet-stream", headers={
+        "content-disposition": f'attachment; filename="message-{message_id}.bin"'})
+
+
 @router.post("/messages/{message_id}/replay", response_model=ReplayAccepted, status_code=202,
              summary="Process a stored message again from its raw payload",
              responses={**NOT_FOUND, **CONFLICT})

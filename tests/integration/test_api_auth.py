@@ -143,6 +143,7 @@ OPERATION_ROLES: dict[tuple[str, str], set[str]] = {
     ("DELETE", "/api/v1/sources/{source_id}"): {ENGINEER},
     ("GET", "/api/v1/messages"): OPS_READERS,
     ("GET", "/api/v1/messages/{message_id}"): OPS_READERS,
+    ("GET", "/api/v1/messages/{message_id}/raw"): OPS_READERS,
     ("POST", "/api/v1/messages/{message_id}/replay"): {ENGINEER},
     ("GET", "/api/v1/queues"): OPS_READERS,
     ("GET", "/api/v1/exceptions"): READERS,
