@@ -12,7 +12,8 @@ Sync rules, per person, on every detection:
 - A live exception whose finding is still there keeps its status; its summary and detail are
   refreshed when they changed.
 - Kinds no detector raises are left alone: only a person's decision closes them.
-  ``identity-uncertain`` is opened by identity matching; ``delivery-sla-breach`` by the
+  ``identity-uncertain`` is opened by identity matching, ``identity-demographics-conflict``
+  by a record linked by NHS number whose birth date differs; ``delivery-sla-breach`` by the
   outbound SLA clock, and a missed five-working-day deadline stays a fact however the
   delivery ends (delivered late, superseded, cancelled), so no detector run may close it.
 - A person's decision sticks until the facts change: a dismissed exception, or one a person
@@ -46,14 +47,20 @@ DECISIONS: tuple[str, ...] = ("resolved", "corrected", "dismiss")
 SAME_PERSON, DIFFERENT_PEOPLE = "same-person", "different-people"
 IDENTITY_DECISIONS: tuple[str, ...] = (SAME_PERSON, DIFFERENT_PEOPLE)
 IDENTITY_KIND = "identity-uncertain"
+# A record linked by its NHS number gave a demographic (the birth date) otherwise than the
+# register: the link stands; a person settles the value (accept-source), resolves or dismisses.
+DEMOGRAPHICS_KIND = "identity-demographics-conflict"
 ACCEPT_SOURCE = "accept-source:"
 SOURCE_CONFLICT_KIND = "source-conflict"
+# Kinds settled by accepting one of the sources they name.
+ACCEPTS_SOURCE: frozenset[str] = frozenset({SOURCE_CONFLICT_KIND, DEMOGRAPHICS_KIND})
 BREACH_KIND = "delivery-sla-breach"
 MAX_REASON = 2000
 # Raised outside the detectors (identity matching in the write path; the outbound SLA clock):
 # the sync neither closes them (no detector finds them, so "gone" means nothing) nor counts
 # them; a register owner's decision closes them.
-NOT_FROM_DETECTORS: frozenset[str] = frozenset({IDENTITY_KIND, BREACH_KIND})
+NOT_FROM_DETECTORS: frozenset[str] = frozenset({IDENTITY_KIND, DEMOGRAPHICS_KIND,
+                                                BREACH_KIND})
 
 
 class ExceptionClosed(InvalidValue):
@@ -195,10 +202,13 @@ def closing_status(decision: str, *, correcting: bool, kind: str | None = None,
     ``resolved``: dealt with (outside the hub, or by the correction given);
     ``corrected``: the register was corrected here (a correction is required);
     ``accept-source:<source>``: a source conflict settled in that source's favour (only on a
-    ``source-conflict``, naming one of the sources its ``detail`` names when it is given);
+    ``source-conflict`` or an ``identity-demographics-conflict``, naming one of the sources
+    its ``detail`` names when it is given);
     ``dismiss``: not a real problem (no correction allowed);
     ``same-person`` / ``different-people`` (identity-uncertain only): the two records are
-    merged (resolved) / kept apart (dismissed); neither takes a correction.
+    merged (resolved) / kept apart (dismissed); neither takes a correction. An
+    ``identity-demographics-conflict`` takes no ``corrected``: no correction sets a birth
+    date; accepting a source's value does.
     """
     if decision in IDENTITY_DECISIONS:
         if kind != IDENTITY_KIND:
@@ -222,6 +232,11 @@ def closing_status(decision: str, *, correcting: bool, kind: str | None = None,
         raise InvalidValue(f"an {IDENTITY_KIND} exception is decided {SAME_PERSON} or "
                            f"{DIFFERENT_PEOPLE}, or dismissed",
                            field="decision", rule="exception-decision")
+    if kind == DEMOGRAPHICS_KIND and decision == "corrected":
+        raise InvalidValue(f"an {DEMOGRAPHICS_KIND} exception is settled by "
+                           f"{ACCEPT_SOURCE}<source> (the register takes that source's "
+                           "value), resolved or dismissed: no correction sets the value",
+                           field="decision", rule="exception-decision")
     if decision == "corrected" and not correcting:
         raise InvalidValue("a 'corrected' decision needs the correction to apply",
                            field="apply", rule="exception-correction")
@@ -240,9 +255,10 @@ def _check_accepted_source(source: str, kind: str | None,
     if not source:
         raise InvalidValue("accept-source needs a source id, e.g. accept-source:trust-a",
                            field="decision", rule="exception-decision")
-    if kind != SOURCE_CONFLICT_KIND:
-        raise InvalidValue(f"accept-source settles a {SOURCE_CONFLICT_KIND} exception only; "
-                           f"this one is {kind or 'of another kind'}: resolve or dismiss it",
+    if kind not in ACCEPTS_SOURCE:
+        raise InvalidValue(f"accept-source settles a {SOURCE_CONFLICT_KIND} exception only "
+                           f"(or an {DEMOGRAPHICS_KIND}); this one is "
+                           f"{kind or 'of another kind'}: resolve or dismiss it",
                            field="decision", rule="exception-decision")
     if detail is None:
         return  # the caller did not give the conflict: the kind is all that can be checked

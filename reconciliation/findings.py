@@ -22,7 +22,7 @@ EXCEPTION_KINDS: tuple[str, ...] = (
     "no-named-practitioner", "no-aftercare-plan", "source-conflict", "identity-uncertain",
     "s117-charge", "child-12-week-notification", "delivery-sla-breach",
     "ended-during-dispute", "ended-during-conditional-discharge", "ended-without-review",
-    "ended-on-s17-leave",
+    "ended-on-s17-leave", "identity-demographics-conflict",
 )
 FINGERPRINT_MAX = 200  # register_exceptions.fingerprint is String(200)
 

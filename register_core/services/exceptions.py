@@ -1,6 +1,9 @@
 """What a register owner does with an exception: assign, resolve (maybe with a correction),
 dismiss. The rules are ``reconciliation.exceptions``; this runs them in a unit of work.
 
+An ``identity-demographics-conflict`` settled ``accept-source:<source>`` sets the register's
+value to that source's (a register correction, as below) when it holds another.
+
 A correction is itself provenance: it is recorded as a fact through the one write path
 (``handlers.record_command``) with source ``register``, source_ref ``exception:<id>`` and the
 deciding token as ``recorded_by``, in the same transaction as the decision. The person's
@@ -10,12 +13,16 @@ exceptions are then synced again, so what the correction settled closes at once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 
 from reconciliation.detectors import DetectorPolicy
 from reconciliation.exceptions import (
+    ACCEPT_SOURCE,
+    DEMOGRAPHICS_KIND,
     LIVE,
     SAME_PERSON,
     PersonMergedSince,
@@ -29,12 +36,18 @@ from reconciliation.findings import Finding
 from register_core.adapters.exceptions_store import ExceptionStore, register_identifier
 from register_core.adapters.tables import register_exceptions
 from register_core.adapters.unit_of_work import SqlUnitOfWork
-from register_core.domain.commands import Command, PersonRef, Provenance
+from register_core.domain.commands import (
+    Command,
+    PersonRef,
+    Provenance,
+    RecordPersonDetails,
+)
 from register_core.domain.errors import InvalidValue, NotFound
 from register_core.domain.position import Policy
 from register_core.ports import Clock
 from register_core.services.handlers import record_command
 
+from .identity import CHECKED_DEMOGRAPHICS
 from .merges import merge_persons, open_merge_of
 from .outbound import enqueue_status_changes
 from .reconcile import reconcile_person
@@ -95,11 +108,52 @@ def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, deci
         # A correction is a register change like any other: partners hear of a status
         # change in the same transaction, due five working days from the decision.
         enqueue_status_changes(uow.connection, applied, prov.received_at, clock.now())
+    elif row["kind"] == DEMOGRAPHICS_KIND and decision.strip().startswith(ACCEPT_SOURCE):
+        correction = _take_accepted_value(uow, clock, row,
+                                          decision.strip().removeprefix(ACCEPT_SOURCE).strip(),
+                                          by=by, policy=policy)
     store.close([exception_id], status=status, decision=decision.strip(), reason=reason,
                 closed_by=by, at=clock.now())
     if correction is not None:
         reconcile_person(uow, person_id, clock, policy, rules=rules)
     return store.get(exception_id) or {}
+
+
+def _take_accepted_value(uow: SqlUnitOfWork, clock: Clock, row: dict[str, Any],
+                         source: str, *, by: str, policy: Policy | None
+                         ) -> Correction | None:
+    """The register takes the accepted source's value of the field an
+    ``identity-demographics-conflict`` names, as a register correction (source ``register``,
+    source_ref ``exception:<id>``), when it holds another; returns it (None: nothing to
+    record, the register already holds that value)."""
+    detail = row["detail"] or {}
+    name = str(detail.get("field", "")).removeprefix("person.")
+    told = [v.get("value") for v in detail.get("values", [])
+            if isinstance(v, dict) and v.get("source") == source]
+    person = uow.persons.get(row["person_id"]) if row["person_id"] else None
+    if name not in CHECKED_DEMOGRAPHICS or not told or told[0] is None or person is None:
+        raise InvalidValue("this exception names no value of that source to accept",
+                           field="decision", rule="exception-decision")
+    since = open_merge_of(uow, person.id)
+    if since is not None:
+        raise PersonMergedSince(
+            f"the person {person.id} was merged into {since['survivor_id']} after this "
+            "exception was raised: decide on that person's record, or un-merge first",
+            field="decision", rule="merge-live-person")
+    value = date.fromisoformat(told[0]) if name.endswith("_date") else told[0]
+    if getattr(person, name) == value:
+        return None
+
+    def correction(person_ref: PersonRef, prov: Provenance) -> Command:
+        return RecordPersonDetails(person=replace(person_ref, **{name: value}),
+                                   provenance=prov)
+
+    prov = Provenance(source=REGISTER_SOURCE, source_ref=f"exception:{row['id']}",
+                      received_at=clock.now(), recorded_by=by)
+    applied = record_command(correction(_person_ref(uow, row["person_id"]), prov), uow, clock,
+                             policy)
+    enqueue_status_changes(uow.connection, applied, prov.received_at, clock.now())
+    return correction
 
 
 def _same_person(uow: SqlUnitOfWork, clock: Clock, store: ExceptionStore,

@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import uuid
 
+from reconciliation.exceptions import SYSTEM
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain import nhs_number
 from register_core.domain.commands import Command, MergePersons
 from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound
-from register_core.domain.model import Fact, Person
+from register_core.domain.model import REGISTER_SOURCE, Fact, Person
 from register_core.domain.position import Policy, Position, compute_position
 from register_core.ports import Clock
 
 from .applied import STATUS_FIELDS, Applied
-from .identity import match_incoming, open_identity_review
+from .identity import (
+    arrival_link_ref,
+    demographics_disagree,
+    match_incoming,
+    open_demographics_conflict,
+    open_identity_review,
+    pair_kept_apart,
+)
 from .merges import MergeOutcome, merge_persons
 
 __all__ = ["STATUS_FIELDS", "Applied", "IdentityConflict", "apply_command", "locate_person",
@@ -77,11 +85,12 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
         # Refused before anything is recorded: an A40 must not even move its identifier.
         _refuse_merge_across_nhs_numbers(uow, command, person, merging)
     match = None
+    joins: Person | None = None
     if person is None:
         # Neither key is known: the demographics may still name someone registered.
         match = match_incoming(uow, command, policy)
         if match is not None and match.decision.outcome == "link" and match.candidate:
-            person, created, identity = match.candidate, False, "probabilistic"
+            joins, identity = match.candidate, "probabilistic"
     if person is None:
         person = Person(id=str(uuid.uuid4()))
     if (person.nhs_number and command.person.nhs_number
@@ -89,13 +98,23 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
         raise IdentityConflict("the NHS number differs from the register's for this person",
                                field="person.nhs_number",
                                rule="never-link-different-nhs-numbers")
+    by_number = not created and bool(person.nhs_number and command.person.nhs_number)
     fact, position, changes = _record(uow, person, command, clock, policy)
+    if by_number:
+        # Linked by its NHS number (the number is the identity): a birth date that differs
+        # is a question for a person, not a refusal. Compared in memory: no query unless
+        # they differ.
+        differing = demographics_disagree(person, command)
+        if differing:
+            open_demographics_conflict(uow, person, fact, differing, clock)
     review = None
     if match is not None and match.decision.outcome == "review":
         review = open_identity_review(uow, person.id, match.decision, command, clock, policy)
     applied = Applied(person_id=person.id, fact_seq=fact.seq, created=created,
                       changes=changes, position=position, identity=identity,
                       identity_exception=review)
+    if joins is not None:
+        applied = _join_match(uow, applied, joins, command, clock, policy)
     if late is not None:
         # The merge changed the survivor's values before this command did; partners hear of
         # both, and the emptied person's values changed too.
@@ -106,12 +125,47 @@ def record_command(command: Command, uow: SqlUnitOfWork, clock: Clock,
     return applied
 
 
+def _join_match(uow: SqlUnitOfWork, arrived: Applied, match: Person, command: Command,
+                clock: Clock, policy: Policy | None) -> Applied:
+    """A record linked on arrival (at or above ``identity.link_threshold``) joins the person
+    it matched as a merge: recorded first on a person of its own (``arrived``), that person
+    is merged into the match (``merges.merge_persons``, filling what the register does not
+    know), recorded in ``person_merges`` as the register's automatic identity link under
+    this message. So a wrong link is undone as any merge: ``POST /api/v1/people/{id}/
+    unmerge`` on the arrived person gives it back its facts and identifiers, and records the
+    two as different people. Only a link pays for this; an exact or new record does not."""
+    prov = command.provenance
+    outcome = merge_persons(uow, match.id, arrived.person_id, source=REGISTER_SOURCE,
+                            source_ref=arrival_link_ref(prov.source, prov.source_ref),
+                            by=SYSTEM, clock=clock, policy=policy, fill_unknown=True)
+    # The arrived person was made and emptied in this change: what it says overall.
+    emptied = Applied(person_id=arrived.person_id, fact_seq=arrived.fact_seq, created=True,
+                      changes=_overall(arrived.changes, outcome.merged.changes),
+                      position=outcome.merged.position)
+    return Applied(person_id=match.id, fact_seq=outcome.survivor.fact_seq, created=False,
+                   changes=outcome.survivor.changes, position=outcome.survivor.position,
+                   identity="probabilistic", also=[emptied])
+
+
+def _overall(first: list[tuple[str, str | None, str | None]],
+             then: list[tuple[str, str | None, str | None]]
+             ) -> list[tuple[str, str | None, str | None]]:
+    """Two successive changes of one person's register values as one."""
+    old: dict[str, str | None] = {}
+    new: dict[str, str | None] = {}
+    for name, before, after in (*first, *then):
+        old.setdefault(name, before)
+        new[name] = after
+    return [(name, old[name], value) for name, value in new.items() if old[name] != value]
+
+
 def _merge_on_late_nhs_number(uow: SqlUnitOfWork, command: Command, clock: Clock,
                               policy: Policy | None) -> MergeOutcome | None:
     """A source's local id held by a person with no NHS number, now sent with a valid NHS
     number another person holds: the exact NHS number is the register's key (issue 4), so
     the local-id person is merged into the NHS-number person, reversibly and recorded in
-    ``person_merges`` under this message, before the command is recorded there.
+    ``person_merges`` under this message, before the command is recorded there. Two people
+    a register owner keeps apart (an un-merge of that merge) are refused instead.
 
     Left to ``locate_person`` to refuse: a local-id person with another valid NHS number."""
     ref = command.person
@@ -125,6 +179,12 @@ def _merge_on_late_nhs_number(uow: SqlUnitOfWork, command: Command, clock: Clock
     local_person = uow.persons.get(by_local)
     if local_person is None or local_person.nhs_number:
         return None
+    if pair_kept_apart(uow, by_nhs, by_local):
+        # A register owner un-merged them (or answered different-people): the message
+        # cannot join them again behind the owner's back.
+        raise IdentityConflict("the source's local identifier and the NHS number name two "
+                               "people a register owner keeps apart",
+                               field="person.local_id", rule="kept-apart-by-register-owner")
     return merge_persons(uow, by_nhs, by_local, source=prov.source,
                          source_ref=prov.source_ref, by=prov.recorded_by, clock=clock,
                          policy=policy)

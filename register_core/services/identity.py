@@ -5,6 +5,16 @@ compared, through the blocking keys the repository indexes, with the people who 
 and ``reconciliation.identity.IdentityMatcher`` decides: link (the person is found), review
 (a new person, and an ``identity-uncertain`` exception naming the candidate) or new.
 
+A record that links (at or above ``identity.link_threshold``) joins its match as a merge
+(``handlers``): it is first given a person of its own, which is merged into the match and
+recorded in ``person_merges`` under ``identity-link:<source>:<message>``, so a register owner
+undoes a wrong automatic link by un-merging that person (``merges.unmerge``).
+
+A record linked by a valid NHS number whose birth date differs from the registered person's
+is still linked (the NHS number is the identity) and raises an
+``identity-demographics-conflict`` exception for a person to settle (``open_demographics_
+conflict``): the detail names the field, both values and their sources; logs never do.
+
 The matcher runs with its default parameters, without name frequencies: a frequency table of
 the whole register would have to be kept in step on every write, and the defaults already
 keep common names in the review band unless birth date and postcode agree too.
@@ -13,6 +23,7 @@ Logs carry person ids and probabilities, never names or NHS numbers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Iterable
@@ -20,9 +31,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 
 from reconciliation.blocking import person_blocking_keys
+from reconciliation.exceptions import DEMOGRAPHICS_KIND, DIFFERENT_PEOPLE
 from reconciliation.findings import Finding, fingerprint
 from reconciliation.identity import REVIEW_EXCEPTION_KIND, IdentityMatcher, MatchDecision
 from register_core.adapters.exceptions_store import ExceptionStore
@@ -30,7 +42,7 @@ from register_core.adapters.tables import register_exceptions
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain import nhs_number
 from register_core.domain.commands import Command, MergePersons
-from register_core.domain.model import Person
+from register_core.domain.model import REGISTER_SOURCE, Fact, Person
 from register_core.domain.position import Policy
 from register_core.ports import Clock
 
@@ -40,6 +52,16 @@ log = logging.getLogger(__name__)
 _AGREE = frozenset({"exact", "equal"})
 _DISAGREE = frozenset({"else", "differs"})
 SOURCE_ALREADY_LINKED = "candidate-holds-another-record-of-the-source"
+# How a merge made by a link on arrival is recorded (``person_merges.source_ref`` prefix).
+ARRIVAL_LINK = "identity-link"
+# Demographics a record linked by NHS number must agree on, else a person is asked.
+CHECKED_DEMOGRAPHICS = ("birth_date",)
+_MAX_REF = 200  # person_merges.source_ref, register_changes.source_ref
+
+
+def arrival_link_ref(source: str, source_ref: str) -> str:
+    """``person_merges.source_ref`` of a link made on arrival: the message it came with."""
+    return f"{ARRIVAL_LINK}:{source}:{source_ref}"[:_MAX_REF]
 
 
 @lru_cache(maxsize=8)
@@ -211,3 +233,92 @@ def open_pair_review(uow: SqlUnitOfWork, person_id: str, decision: MatchDecision
         "person_id": person_id, "candidate_person_id": candidate_id,
         "probability": round(decision.probability, 4), "rule": decision.reason})
     return exception_id
+
+
+_PAIR_DECISIONS = (select(register_exceptions.c.decision)
+                   .where(register_exceptions.c.fingerprint == bindparam("fp"))
+                   .order_by(register_exceptions.c.raised.desc(),
+                             register_exceptions.c.id.desc()))
+
+
+def pair_kept_apart(uow: SqlUnitOfWork, person_a: str, person_b: str) -> bool:
+    """Whether the latest question about the pair was answered ``different-people`` (a
+    register owner's decision, or an un-merge): no automatic merge may join them then. A
+    pair asked again since (``reopen``) is open to the answer again."""
+    latest = uow.connection.execute(_PAIR_DECISIONS.limit(1),
+                                    {"fp": pair_fingerprint(person_a, person_b)}).first()
+    return latest is not None and latest.decision == DIFFERENT_PEOPLE
+
+
+_SAME_FINGERPRINT = (select(register_exceptions.c.id)
+                     .where(and_(register_exceptions.c.person_id == bindparam("pid"),
+                                 register_exceptions.c.fingerprint == bindparam("fp")))
+                     .limit(1))
+
+
+def demographics_disagree(person: Person, command: Command) -> list[str]:
+    """The checked demographics the command's record gives otherwise than the register
+    holds for the person, both known (after recording: a value the register took agrees).
+    In memory: the common path costs no query."""
+    ref = command.person
+    return [name for name in CHECKED_DEMOGRAPHICS
+            if getattr(ref, name) is not None and getattr(person, name) is not None
+            and getattr(ref, name) != getattr(person, name)]
+
+
+def open_demographics_conflict(uow: SqlUnitOfWork, person: Person, fact: Fact,
+                               fields: list[str], clock: Clock) -> list[str]:
+    """Open an ``identity-demographics-conflict`` exception on ``person`` for each field the
+    record of ``fact`` (linked by NHS number) gives otherwise than the register: the link
+    stands; a person decides which value is right. One per person, field and pair of values
+    (a decided one is not raised again for the same values). Returns the ids opened."""
+    prov = fact.command.provenance
+    findings = []
+    for name in fields:
+        held, told = getattr(person, name), getattr(fact.command.person, name)
+        fp = _conflict_fingerprint(person.id, name, prov.source, held, told)
+        if uow.connection.execute(_SAME_FINGERPRINT, {"pid": person.id, "fp": fp}).first():
+            continue
+        holders = [f for f in person.facts
+                   if f is not fact and getattr(f.command.person, name) == held]
+        held_by = holders[0].source if holders else REGISTER_SOURCE
+        detail = {
+            "field": f"person.{name}",
+            "rule": "nhs-number-link-demographics-agree",
+            "linked_by": "nhs-number",
+            "values": [
+                {"source": held_by, "value": _plain(held), "held_by_register": True,
+                 "facts": [f.cite() for f in holders if f.source == held_by][:5]},
+                {"source": prov.source, "value": _plain(told), "held_by_register": False,
+                 "facts": [fact.cite()]},
+            ],
+            "source": prov.source,
+            "source_ref": prov.source_ref,
+        }
+        summary = (f"A record from {prov.source} linked by NHS number gives another "
+                   f"{name.replace('_', ' ')} than the register holds (from {held_by}): "
+                   "the link stands; decide which is right (accept-source:<source>), "
+                   "resolve or dismiss")
+        findings.append(Finding(DEMOGRAPHICS_KIND, fp, summary, detail))
+    if not findings:
+        return []
+    uow.persons.flush()  # the exception's person row must exist (batch mode defers it)
+    opened = ExceptionStore(uow.connection).open_many(person.id, findings, clock.now())
+    for _, kind in opened:
+        # Which field and whose record: never the values.
+        log.info("identity demographics conflict opened", extra={
+            "person_id": person.id, "kind": kind, "fields": fields, "source": prov.source})
+    return [exception_id for exception_id, _ in opened]
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _conflict_fingerprint(person_id: str, name: str, source: str, held: Any,
+                          told: Any) -> str:
+    """Kind, field, source and a digest of the two values (fingerprints carry no birth
+    date: the values are in the detail only)."""
+    digest = hashlib.sha256(
+        f"{person_id}|{name}|{_plain(held)}|{_plain(told)}".encode()).hexdigest()[:16]
+    return fingerprint(DEMOGRAPHICS_KIND, (f"person.{name}", source, digest))

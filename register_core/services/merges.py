@@ -12,6 +12,14 @@ a person merged into someone is merged again by nobody: only the survivor they j
 their facts. An un-merge is a register owner's decision that the two are different people: it
 is recorded as a ``different-people`` identity decision on the pair, so neither ``s117hub
 reconcile`` nor a later review links or raises them again.
+
+Messages keep arriving after a merge under the merged record's identifiers (its local id, or
+the NHS number it brought), and land on the survivor. An un-merge gives the merged person
+those facts too — they came for that record — together with any identifier first seen on
+them, and takes back from the survivor what they (or a fill of unknown demographics, for a
+link made on arrival) changed in its demographics: each ``person_merges`` row keeps the
+survivor's journal place where later facts begin (``survivor_seq``) and its demographics
+before the merge (``survivor_had``).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, delete, insert, select, update
@@ -28,6 +37,7 @@ from reconciliation.exceptions import DIFFERENT_PEOPLE, LIVE
 from reconciliation.findings import Finding
 from reconciliation.identity import REVIEW_EXCEPTION_KIND
 from register_core.adapters.exceptions_store import ExceptionStore
+from register_core.adapters.person_writes import DEMOGRAPHICS
 from register_core.adapters.register_pages import PersonSnapshot
 from register_core.adapters.tables import (
     facts,
@@ -37,8 +47,9 @@ from register_core.adapters.tables import (
     register_exceptions,
 )
 from register_core.adapters.unit_of_work import SqlUnitOfWork
-from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound
-from register_core.domain.model import Person
+from register_core.domain import nhs_number as nhs
+from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound, RegisterError
+from register_core.domain.model import Fact, Person
 from register_core.domain.position import Policy, compute_position
 from register_core.ports import Clock
 
@@ -96,10 +107,13 @@ def _both(uow: SqlUnitOfWork, first_id: str, second_id: str) -> tuple[Person, Pe
 
 def merge_persons(uow: SqlUnitOfWork, survivor_id: str, merged_id: str, *, source: str,
                   source_ref: str, by: str, clock: Clock, policy: Policy | None = None,
-                  carried: Sequence[tuple[str, str]] = ()) -> MergeOutcome:
+                  carried: Sequence[tuple[str, str]] = (),
+                  fill_unknown: bool = False) -> MergeOutcome:
     """Move everything of ``merged_id`` to ``survivor_id`` and recompute both; the caller
     commits (and tells partners of the status changes in ``MergeOutcome``). ``carried``:
-    identifiers of the merged person already moved (an A40's own), returned on un-merge."""
+    identifiers of the merged person already moved (an A40's own), returned on un-merge.
+    ``fill_unknown``: the survivor takes the merged person's demographics where it has none
+    (a record linked on arrival fills what the register does not know); undone on un-merge."""
     if survivor_id == merged_id:
         raise InvalidValue("a person cannot be merged into themself", field="person_id",
                            rule="merge-two-people")
@@ -136,7 +150,10 @@ def merge_persons(uow: SqlUnitOfWork, survivor_id: str, merged_id: str, *, sourc
                              "nhs_number": None}
     uow.persons.forget()
     survivor, merged = _both(uow, survivor_id, merged_id)
+    _note_survivor(survivor, moved)
     _take_nhs_number(survivor, merged, moved)
+    if fill_unknown:
+        moved["filled"] = _fill_unknown(survivor, merged)
     uow.persons.drop_blocking_keys(merged_id)
     # The merged person first: their NHS number must be free before the survivor takes it.
     merged_applied = _recompute(uow, merged, source, source_ref, by, clock, policy)
@@ -169,6 +186,39 @@ def _fact_moves(moved_facts: list[list[Any]]) -> list[tuple[int, int, int | None
     new_seq = {before: after for _, before, after, _ in moved_facts}
     return [(fid, after, new_seq.get(rb) if rb is not None else None)
             for fid, _, after, rb in moved_facts]
+
+
+# Demographics a fill may set (the NHS number moves by its own rule, ``_take_nhs_number``).
+_FILLABLE = tuple(name for name in DEMOGRAPHICS if not name.startswith("nhs_number"))
+_DATES = frozenset({"birth_date", "death_date"})
+
+
+def _note_survivor(survivor: Person, moved: dict[str, Any]) -> None:
+    """Keep, with what moved, where the survivor's journal goes on after the merged facts
+    (a later fact from there on may have come for the merged record) and its demographics
+    as they were: what an un-merge needs to give each person back what is theirs."""
+    moved["survivor_seq"] = survivor.next_seq()
+    moved["survivor_had"] = {name: _stored_value(getattr(survivor, name))
+                             for name in DEMOGRAPHICS}
+
+
+def _stored_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _read_value(name: str, value: Any) -> Any:
+    return date.fromisoformat(value) if name in _DATES and value is not None else value
+
+
+def _fill_unknown(survivor: Person, merged: Person) -> list[str]:
+    """The survivor takes the merged person's value of each demographic it does not know;
+    returns the names filled."""
+    filled = []
+    for name in _FILLABLE:
+        if getattr(survivor, name) is None and getattr(merged, name) is not None:
+            setattr(survivor, name, getattr(merged, name))
+            filled.append(name)
+    return filled
 
 
 def _take_nhs_number(survivor: Person, merged: Person, moved: dict[str, Any]) -> None:
@@ -223,6 +273,7 @@ def merge_loaded(uow: SqlUnitOfWork, pairs: Sequence[LoadedPair], *, source: str
                              for src, val in pair.merged_identifiers]
         moved: dict[str, Any] = {"facts": moved_facts,
                                  "identifiers": pair.merged_identifiers, "nhs_number": None}
+        _note_survivor(survivor, moved)
         _take_nhs_number(survivor, merged, moved)
         # The merged person first: their NHS number must be free before the survivor's.
         merged_applied = _recompute(uow, merged, source, source_ref, by, clock, policy)
@@ -256,7 +307,10 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
             policy: Policy | None = None, source: str = "register",
             source_ref: str | None = None) -> MergeOutcome:
     """Undo the merge that emptied ``merged_id``: its facts go back to their places, its
-    identifiers (and NHS number) back to it, and both people are recomputed."""
+    identifiers (and NHS number) back to it, and both people are recomputed. Facts the
+    survivor was given since under the merged record's identifiers go with them (after its
+    own), with any identifier first told in them, and the survivor's demographics they (or
+    the merge's fill) changed return to what they were."""
     merge = open_merge_of(uow, merged_id)
     if merge is None:
         raise NotFound("this person was not merged into anyone (or was un-merged already)",
@@ -270,15 +324,24 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
                            rule="unmerge-exactly")
     moved = merge["moved"]
     conn = uow.connection
-    still_there = {row.id for row in conn.execute(_FACTS_OF, {"pid": survivor_id})}
-    back = [fact for fact in moved["facts"] if fact[0] in still_there]
+    stored = conn.execute(_FACTS_OF, {"pid": survivor_id}).all()
+    seq_of = {row.id: row.seq for row in stored}
+    back = [fact for fact in moved["facts"] if fact[0] in seq_of]
     if len(back) != len(moved["facts"]):
         raise InvalidValue("some merged facts are no longer the survivor's", field="person_id",
                            rule="unmerge-exactly")
-    if back:
-        conn.execute(_MOVE_FACT, [{"fid": fid, "to": merged_id, "new_seq": before,
-                                   "new_rb": rb} for fid, before, _, rb in back])
-    _move_identifiers(uow, moved["identifiers"], survivor_id, merged_id)
+    # Another open merge's facts on the survivor are that merge's to give back, not these.
+    others = {fid for fids in conn.execute(_OTHER_MERGES_INTO, {
+        "sid": survivor_id, "mid": merge["id"]}).scalars() for fid in fids or ()}
+    later, identifiers = _came_for_merged(
+        survivor, moved, {seq_of[fid] for fid, *_ in back},
+        {seq_of[fid] for fid in others if fid in seq_of})
+    moves, unretracted = _journal_moves(back, later, stored, merged_id)
+    if moves:
+        conn.execute(_MOVE_FACT, moves)
+    if unretracted:
+        conn.execute(_SET_RETRACTED_BY, unretracted)
+    _move_identifiers(uow, identifiers, survivor_id, merged_id)
     uow.persons.forget()
     survivor, merged = _both(uow, survivor_id, merged_id)
     if moved.get("nhs_number") and survivor.nhs_number == moved["nhs_number"]:
@@ -286,6 +349,9 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
         merged.nhs_number_verified = moved.get("nhs_number_verified")
         survivor.nhs_number = None
         survivor.nhs_number_verified = moved.get("survivor_nhs_number_verified")
+    _give_back_demographics(survivor, merged, moved)
+    if later:
+        _take_later_demographics(uow, merged, survivor, len(later))
     uow.persons.reindex(merged_id)  # back in the blocking look-ups
     # The survivor first: the NHS number must be free before the merged person takes it back.
     survivor_applied = _recompute(uow, survivor, source, source_ref, by, clock, policy)
@@ -297,8 +363,154 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
                       reason=f"un-merged by a register owner (merge {merge['id']})",
                       source_ref=source_ref)
     log.info("persons un-merged", extra={"merge_id": merge["id"], "survivor_id": survivor_id,
-                                         "merged_id": merged_id, "facts": len(back)})
-    return MergeOutcome(merge["id"], survivor_applied, merged_applied, len(back))
+                                         "merged_id": merged_id, "facts": len(back),
+                                         "later_facts": len(later)})
+    return MergeOutcome(merge["id"], survivor_applied, merged_applied,
+                        len(back) + len(later))
+
+
+_OTHER_MERGES_INTO = select(person_merges.c.fact_ids).where(and_(
+    person_merges.c.survivor_id == bindparam("sid"), person_merges.c.id != bindparam("mid"),
+    person_merges.c.unmerged_at.is_(None)))
+_SET_RETRACTED_BY = (update(facts).where(facts.c.id == bindparam("fid"))
+                     .values(retracted_by=bindparam("new_rb")))
+
+
+def _later_start(moved: dict[str, Any]) -> int | None:
+    """The survivor's first journal place after the merged facts (kept since it was
+    recorded; for an older merge, the place after the last merged fact, if any moved)."""
+    if "survivor_seq" in moved:
+        return int(moved["survivor_seq"])
+    afters = [after for _, _, after, _ in moved["facts"]]
+    return max(afters) + 1 if afters else None
+
+
+def _came_for_merged(survivor: Person, moved: dict[str, Any], merged_places: set[int],
+                     others: set[int]) -> tuple[list[Fact], list[list[str]]]:
+    """The survivor's facts recorded after the merge that came in under the merged record's
+    identifiers (in journal order), and the identifiers to give back: the merged record's,
+    and those first told in such a fact. A fact under one of the survivor's own identifiers
+    stays; one without a local id (or under an identifier first told after the merge) came
+    for the merged record when it carries the NHS number that record brought."""
+    identifiers = [list(ident) for ident in moved["identifiers"]]
+    start = _later_start(moved)
+    if start is None:
+        return [], identifiers
+    theirs = {(src, val) for src, val in identifiers}
+    number = moved.get("nhs_number")
+
+    def key(fact: Fact) -> tuple[str, str] | None:
+        local_id = fact.command.person.local_id
+        return (fact.source, local_id) if local_id else None
+
+    told_before = {key(f) for f in survivor.facts
+                   if f.seq < start and f.seq not in merged_places} - {None}
+    told_after = {key(f) for f in survivor.facts if f.seq >= start} - {None} - told_before
+    ours = {(i.source, i.value) for i in survivor.identifiers} - theirs - told_after
+    ours |= {key(f) for f in survivor.facts if f.seq in others} - {None} - theirs
+    came: list[Fact] = []
+    for fact in survivor.facts:
+        if fact.seq < start or fact.seq in others:
+            continue  # before the merge, or another merged record's (``others``: places)
+        told = key(fact)
+        if told is not None and told in theirs:
+            came.append(fact)
+        elif told is not None and told in ours:
+            continue
+        elif number and _carries_number(fact, number):
+            came.append(fact)
+            if told is not None:
+                theirs.add(told)
+                identifiers.append(list(told))
+        elif told is not None:
+            ours.add(told)
+    return came, identifiers
+
+
+def _carries_number(fact: Fact, number: str) -> bool:
+    raw = fact.command.person.nhs_number
+    return bool(raw) and nhs.is_valid(raw) and nhs.normalise(raw) == number
+
+
+def _journal_moves(back: list[list[Any]], later: list[Fact], stored: Sequence[Any],
+                   merged_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The fact moves that give the merged person its journal back — the merged facts at
+    their places, then the later facts after them in order — and the survivor's facts whose
+    retraction by a fact leaving it is undone. A retraction between the two people is
+    undone on both sides (each as if the other had never joined); within the facts going
+    back it follows them to their new places."""
+    by_seq = {row.seq: row for row in stored}
+    seq_of = {row.id: row.seq for row in stored}
+    new_place: dict[int, int] = {}
+    before_rb: dict[int, int | None] = {}
+    for fid, before, _, rb in back:
+        new_place[seq_of[fid]] = before
+        before_rb[seq_of[fid]] = rb
+    following = max((before for _, before, _, _ in back), default=0) + 1
+    for fact in later:
+        new_place[fact.seq] = following
+        following += 1
+    moves = []
+    for place, to in new_place.items():
+        rb = by_seq[place].retracted_by
+        new_rb = new_place[rb] if rb in new_place else before_rb.get(place)
+        moves.append({"fid": by_seq[place].id, "to": merged_id, "new_seq": to,
+                      "new_rb": new_rb})
+    unretracted = [{"fid": row.id, "new_rb": None} for row in stored
+                   if row.seq not in new_place and row.retracted_by in new_place]
+    return moves, unretracted
+
+
+def _told(fact: Fact, name: str, value: Any) -> bool:
+    """Whether the fact's record gave ``value`` for the demographic ``name``."""
+    if name == "nhs_number":
+        return bool(value) and _carries_number(fact, value)
+    return getattr(fact.command.person, name) == value
+
+
+def _give_back_demographics(survivor: Person, merged: Person, moved: dict[str, Any]) -> None:
+    """Each survivor demographic changed since the merge by a fill or by a fact that has
+    gone back to the merged person (and told by none of the survivor's own facts since)
+    returns to its value before the merge. An older merge kept no such values: nothing."""
+    had, start = moved.get("survivor_had"), _later_start(moved)
+    if had is None or start is None:
+        return
+    filled = set(moved.get("filled") or ())
+    own_later = [f for f in survivor.facts if f.seq >= start]
+    for name in DEMOGRAPHICS:
+        if name == "nhs_number_verified":
+            continue  # follows the number
+        now, before = getattr(survivor, name), _read_value(name, had.get(name))
+        if now == before or any(_told(f, name, now) for f in own_later):
+            continue
+        if name in filled or any(_told(f, name, now) for f in merged.facts):
+            setattr(survivor, name, before)
+            if name == "nhs_number":
+                survivor.nhs_number_verified = had.get("nhs_number_verified")
+
+
+def _take_later_demographics(uow: SqlUnitOfWork, merged: Person, survivor: Person,
+                             count: int) -> None:
+    """The merged person's demographics as its own later facts (the last ``count`` of its
+    journal) would have left them, had they reached it: what they told is replayed on it
+    with the register's rules. An NHS number among them is taken only if nobody holds it."""
+    keep, replay = merged.facts[:-count], merged.facts[-count:]
+    replica = Person(id=merged.id, facts=[replace(f) for f in keep],
+                     **{name: getattr(merged, name) for name in DEMOGRAPHICS})
+    for fact in replay:
+        try:
+            replica.record(fact.command)
+        except RegisterError:
+            continue  # not possible on this journal: it tells nothing here
+    for name in _FILLABLE:
+        setattr(merged, name, getattr(replica, name))
+    number = replica.nhs_number
+    # The survivor gives up (in memory) a number that came with these facts: it is free.
+    if number and not merged.nhs_number and number != survivor.nhs_number and (
+            uow.persons.locate(number, "", None)[0] in (None, merged.id, survivor.id)):
+        merged.nhs_number, merged.nhs_number_verified = number, replica.nhs_number_verified
+    elif number and number == merged.nhs_number:
+        merged.nhs_number_verified = replica.nhs_number_verified
 
 
 _LIVE_OF_PAIR = (select(register_exceptions.c.id)

@@ -46,7 +46,11 @@ def test_a_council_record_without_nhs_number_lands_on_the_trusts_person(hub: Hub
     council = apply(hub, residence(council_ref()))
     assert council.person_id == trust.person_id
     assert (council.created, council.identity) == (False, "probabilistic")
-    assert person_ids(hub.engine) == [trust.person_id]
+    # The council's record joined as a merge of a person of its own (reversible): that
+    # person stays, emptied, and is nobody's candidate.
+    [arrived] = [a.person_id for a in council.also]
+    assert sorted(person_ids(hub.engine)) == sorted([trust.person_id, arrived])
+    assert identifiers_of(hub.engine, arrived) == set() and keys_of(hub.engine, arrived) == set()
     assert identifiers_of(hub.engine, trust.person_id) == {(TRUST, "RX1-701"),
                                                            (COUNCIL, "C-701")}
     # The council's identifier now finds the person exactly, and the council's facts count.
