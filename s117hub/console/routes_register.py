@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from sqlalchemy import Connection
 
 from mapping.council_models import control_character_in
-from reconciliation.exceptions import IDENTITY_KIND
+from reconciliation.exceptions import DEMOGRAPHICS_KIND, IDENTITY_KIND
 from reconciliation.findings import EXCEPTION_KINDS
 from register_core import reports, views
 from register_core.adapters import console_reads
@@ -136,6 +136,8 @@ def exception_page(request: Request, user: Reader, exception_id: ExceptionId) ->
     return render(request, "exception.html", user, active="exceptions", item=item,
                   competing=competing, rule=detail.get("rule"), other_detail=other_detail,
                   identity=identity, candidate=candidate,
+                  # No correction sets a birth date: accept a source's value instead.
+                  correctable=item["kind"] != DEMOGRAPHICS_KIND,
                   today=hub.clock.today().isoformat(),
                   live=item["status"] in LIVE, may_decide=user.may(OWNER),
                   correction_types=list(actions.CORRECTION_TYPES),

@@ -17,6 +17,7 @@ Synthetic data only: NHS numbers from the 999 test range, invented names."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
@@ -27,7 +28,7 @@ from sqlalchemy import Engine, select
 
 from connectors.hl7v2.receiver import Hl7Receiver
 from connectors.inbound_mapper import make_mapper
-from register_core.adapters.security import Role
+from register_core.adapters.security import Role, TokenStore
 from register_core.adapters.sources import SourceDefinition
 from register_core.adapters.subscriptions import SubscriptionDefinition
 from register_core.adapters.tables import (
@@ -46,6 +47,7 @@ from register_core.domain.position import Policy
 from register_core.services.bulk_matching import match_register
 from register_core.services.inbound import drain
 from register_core.services.reconcile import sweep
+from s117hub.api.app import create_app
 from s117hub.bootstrap import Hub
 from tests.unit.mapping.samples import segment
 
@@ -547,3 +549,28 @@ def test_a_birth_date_conflict_can_be_resolved_or_dismissed(hub: Hub,
                           json={"decision": "resolved", "reason": "trust B corrected it"})
     assert response.status_code == 200 and response.json()["status"] == "resolved"
     assert _person(hub.engine, again["person_id"])["birth_date"] == date(1980, 1, 1)
+
+
+def test_the_console_offers_a_birth_date_conflict_only_the_decisions_it_takes(
+        hub: Hub) -> None:
+    """accept-source for either value, resolved or dismiss: no "corrected" (refused, no
+    correction sets a birth date) and no correction form."""
+    _applied(_receive(
+        hub,
+        _admit("trust-a", "M-1", "VA", "202601050930", nhs=NA, local="L-A"),
+        _details("trust-b", "M-2", nhs=NA, birth="19810203"),
+    ))
+    [row] = _conflicts(hub.engine)
+    _, token = TokenStore(hub.engine).create(Role.REGISTER_OWNER)
+    with TestClient(create_app(hub), base_url="https://hub.test",
+                    follow_redirects=False) as console:
+        login = console.get("/ui/login").text
+        guard = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)  # type: ignore[union-attr]
+        assert console.post("/ui/login", data={"token": token,
+                                               "csrf_token": guard}).status_code == 303
+        page = console.get(f"/ui/exceptions/{row['id']}")
+    assert page.status_code == 200
+    offered = re.findall(r'<option value="([^"]+)"', page.text.split('id="resolve"')[1]
+                         .split("</select>")[0])
+    assert offered == ["accept-source:trust-a", "accept-source:trust-b", "resolved"]
+    assert 'name="apply_type"' not in page.text
