@@ -195,7 +195,8 @@ def _refuse_merge_across_nhs_numbers(uow: SqlUnitOfWork, command: MergePersons,
     """An A40 across two different valid NHS numbers is refused whole (standards.md
     section 4: never link them): moving only the identifier would send the merged record's
     later messages to the wrong patient. So is an MRG whose NHS number and local id name
-    two different people on the register: which record is meant cannot be told."""
+    two different people on the register: which record is meant cannot be told. And one
+    joining two people a register owner keeps apart (an un-merge, different-people)."""
     def refuse(message: str, field: str, rule: str = "never-link-different-nhs-numbers"
                ) -> IdentityConflict:
         return IdentityConflict(message, field=field, rule=rule)
@@ -224,6 +225,11 @@ def _refuse_merge_across_nhs_numbers(uow: SqlUnitOfWork, command: MergePersons,
                 survivor is None or holder != survivor.id):
             raise refuse("the merged record's NHS number and local id name different people",
                          "merged_nhs_number", rule="merged-record-one-person")
+    if survivor is not None and pair_kept_apart(uow, survivor.id, merged.id):
+        # A register owner un-merged them or answered different-people: the source's
+        # A40 asks again, and waits (failed, replayable) until the owner reopens that.
+        raise refuse("a register owner keeps these two people apart: reopen that decision "
+                     "to merge them", "merged_local_id", rule="kept-apart-by-register-owner")
 
 
 def _merged_record_owner(uow: SqlUnitOfWork, command: Command) -> str | None:

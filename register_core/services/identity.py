@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select
 
 from reconciliation.blocking import person_blocking_keys
-from reconciliation.exceptions import DEMOGRAPHICS_KIND, DIFFERENT_PEOPLE
+from reconciliation.exceptions import DEMOGRAPHICS_KIND, DIFFERENT_PEOPLE, LIVE
 from reconciliation.findings import Finding, fingerprint
 from reconciliation.identity import REVIEW_EXCEPTION_KIND, IdentityMatcher, MatchDecision
 from register_core.adapters.exceptions_store import ExceptionStore
@@ -235,19 +235,24 @@ def open_pair_review(uow: SqlUnitOfWork, person_id: str, decision: MatchDecision
     return exception_id
 
 
-_PAIR_DECISIONS = (select(register_exceptions.c.decision)
-                   .where(register_exceptions.c.fingerprint == bindparam("fp"))
-                   .order_by(register_exceptions.c.raised.desc(),
-                             register_exceptions.c.id.desc()))
+_PAIR_QUESTIONS = select(register_exceptions.c.status, register_exceptions.c.decision,
+                         register_exceptions.c.closed_at).where(
+    register_exceptions.c.fingerprint == bindparam("fp"))
 
 
 def pair_kept_apart(uow: SqlUnitOfWork, person_a: str, person_b: str) -> bool:
-    """Whether the latest question about the pair was answered ``different-people`` (a
-    register owner's decision, or an un-merge): no automatic merge may join them then. A
-    pair asked again since (``reopen``) is open to the answer again."""
-    latest = uow.connection.execute(_PAIR_DECISIONS.limit(1),
-                                    {"fp": pair_fingerprint(person_a, person_b)}).first()
-    return latest is not None and latest.decision == DIFFERENT_PEOPLE
+    """Whether the last decision about the pair (by when it was taken) is ``different-
+    people`` — a register owner's, or an un-merge — with no question about it open: no
+    automatic merge may join them then. A pair asked again since (``reopen``) is open to the
+    answer again. (By decision time, not by when raised: a reopen raised in the same instant
+    as the decision it reopens must not tie with it.)"""
+    questions = uow.connection.execute(
+        _PAIR_QUESTIONS, {"fp": pair_fingerprint(person_a, person_b)}).all()
+    if any(q.status in LIVE for q in questions):
+        return False
+    decided = [q for q in questions if q.closed_at is not None]
+    return bool(decided) and max(decided, key=lambda q: q.closed_at).decision == \
+        DIFFERENT_PEOPLE
 
 
 _SAME_FINGERPRINT = (select(register_exceptions.c.id)

@@ -574,3 +574,38 @@ def test_the_console_offers_a_birth_date_conflict_only_the_decisions_it_takes(
                          .split("</select>")[0])
     assert offered == ["accept-source:trust-a", "accept-source:trust-b", "resolved"]
     assert 'name="apply_type"' not in page.text
+
+
+def test_an_a40_joining_two_people_an_owner_unmerged_waits_for_the_owner(
+        hub: Hub, owner: TestClient) -> None:
+    """The trust merges L-B into L-A (A40); the owner un-merges them; the trust's next A40
+    for the same pair is refused with the rule (failed, kept) — not applied behind the
+    owner's decision — and applies on replay once the owner reopens the question."""
+    _applied(_receive(
+        hub,
+        _admit("trust-a", "M-1", "VA", "202601050930", nhs=NA, local="L-A"),
+        _admit("trust-a", "M-2", "VB", "202601060930", local="L-B"),
+        _a40("M-3", "L-A", "L-B", nhs=NA),
+    ))
+    [merge] = _merges(hub.engine)
+    assert owner.post(f"/api/v1/people/{merge['merged_id']}/unmerge").status_code == 200
+    outcome = _receive(hub, _a40("M-4", "L-A", "L-B", nhs=NA))
+    status, error = outcome["M-4"]
+    assert status == "failed" and error["rule"] == "kept-apart-by-register-owner", outcome
+    assert len(_merges(hub.engine)) == 1  # the first, undone
+
+    with hub.engine.connect() as conn:
+        [decided] = conn.execute(select(register_exceptions.c.id).where(
+            register_exceptions.c.decision == "different-people")).scalars()
+        [message] = conn.execute(select(inbox_messages.c.id).where(
+            inbox_messages.c.message_id == "M-4")).scalars()
+    assert owner.post(f"/api/v1/exceptions/{decided}/reopen",
+                      json={"reason": "the trust merged them again"}).status_code == 200
+    with client_for(hub, Role.INTEGRATION_ENGINEER) as engineer:
+        assert engineer.post(f"/api/v1/messages/{message}/replay").status_code == 202
+    _applied(_receive(hub))
+    merges = _merges(hub.engine)  # the same instant (a fixed clock): told apart by undoing
+    [undone] = [m for m in merges if m["unmerged_at"] is not None]
+    [again] = [m for m in merges if m["unmerged_at"] is None]
+    assert (again["survivor_id"], again["merged_id"]) == (undone["survivor_id"],
+                                                          undone["merged_id"])
