@@ -7,6 +7,18 @@ A status change is snapshotted once, in the transaction of the change, as a ``St
     fhir-r4        ``episode_of_care``   → an R4B EpisodeOfCare for a conditional PUT
     hl7v2-mllp     ``adt_a08``           → ER7 ADT^A08 with the S117 state in a ZSE segment
 
+Merges. A person merged into another (``merged_into``: the survivor) or one others were merged
+into (``merged_from``) is told so, and a change that made or undid such a link lists it in
+``changes`` as ``person.merged_into`` / ``person.merged_from`` (old and new: register ids):
+
+    council-rest   ``merged_into`` (survivor's register id, NHS number, identifiers) and
+                   ``merged_from``, beside the unchanged fields
+    fhir-r4        ``merge_bundle``: a transaction Bundle PUTting the Patient (``active``
+                   false and ``link`` replaced-by the survivor; the survivor ``replaces``)
+                   and the EpisodeOfCare, whenever the links change or the person is merged
+    hl7v2-mllp     ``adt_a40`` for the merged-away person: PID the survivor, MRG the merged
+                   record; the survivor's own status goes as an A08 as usual
+
 The ZSE segment (ours; HL7 leaves Z segments to local agreement), after PID and PV1:
 
     ZSE-1  S117 status: none | pending | active | ended
@@ -26,6 +38,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import urllib.parse
+import uuid
 from typing import Any, Literal
 
 import hl7
@@ -62,6 +76,15 @@ ENTITLEMENT_EXAMPLE = {
     "responsible_council": "E10000034", "responsible_icb": "QGH", "named_practitioner": None,
     "next_review_due": "2026-06-01", "on_cto": False, "ended": None}
 CHANGE_EXAMPLE = {"field": "entitlement.status", "old": "pending", "new": "active"}
+IDENTIFIER_EXAMPLE = {"source": "council-a", "value": "C-000123"}
+RECORD_EXAMPLE = {"register_id": "0d3c7e2a-51f4-4b8e-9a52-3c1e7b9d2f60",
+                  "nhs_number": "9990000018",
+                  "identifiers": [IDENTIFIER_EXAMPLE,
+                                  {"source": "trust-a", "value": "RX1-000123"}]}
+# Changes of a person's merge links, beside the status fields (old/new: register ids).
+MERGED_INTO = "person.merged_into"
+MERGED_FROM = "person.merged_from"
+LINK_FIELDS = frozenset({MERGED_INTO, MERGED_FROM})
 
 
 class Ended(BaseModel):
@@ -85,9 +108,42 @@ class EntitlementState(BaseModel):
 
 class FieldChange(BaseModel):
     model_config = _model(CHANGE_EXAMPLE)
-    field: str = Field(description="Register field, e.g. `entitlement.status`.")
+    field: str = Field(description=(
+        "Register field, e.g. `entitlement.status`; `person.merged_into` when this person "
+        "was merged into another or un-merged (old/new: the survivor's register id, or "
+        "null), `person.merged_from` when another was merged into this person or un-merged "
+        "from it (the other's register id as new, or as old)."))
     old: str | None
     new: str | None
+
+
+class SourceIdentifier(BaseModel):
+    model_config = _model(IDENTIFIER_EXAMPLE)
+    source: str = Field(description="The hub's id of the system whose identifier it is.")
+    value: str
+
+
+class RecordRef(BaseModel):
+    """A register record as partners may know it: the hub's id, its NHS number and the
+    sending systems' own identifiers."""
+
+    model_config = _model(RECORD_EXAMPLE)
+    register_id: str
+    nhs_number: str | None = None
+    identifiers: list[SourceIdentifier] = Field(default_factory=list)
+
+
+class LinkedRecord(RecordRef):
+    """A survivor as the outbox keeps it: names for the HL7 PID, not for councils."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    family_name: str | None = None
+    given_name: str | None = None
+    birth_date: dt.date | None = None
+
+    def ref(self) -> RecordRef:
+        return RecordRef(register_id=self.register_id, nhs_number=self.nhs_number,
+                         identifiers=self.identifiers)
 
 
 class PersonState(BaseModel):
@@ -111,13 +167,25 @@ class StatusChange(BaseModel):
     changes: list[FieldChange]
     notice_received_at: dt.datetime
     changed_at: dt.datetime
+    # Merges (absent from changes queued before they were told): the survivor this person
+    # was merged into, this person's record as it was merged (its register id, NHS number
+    # and identifiers, the survivor's since: HL7's MRG), and the records merged into it.
+    merged_into: LinkedRecord | None = None
+    merged_record: RecordRef | None = None
+    merged_from: list[RecordRef] = Field(default_factory=list)
+
+    @property
+    def links_changed(self) -> bool:
+        """Whether this change made or undid a merge link (partners re-link records)."""
+        return any(item.field in LINK_FIELDS for item in self.changes)
 
 
 COUNCIL_EXAMPLE: dict[str, Any] = {
     "schema_version": SCHEMA_VERSION, "type": "s117.status-changed",
     "delivery_id": "3f0c5e0a9a1b4d7c8e2f", "change_id": 1042,
     "occurred_at": "2026-03-01T10:15:00Z", "notice_received_at": "2026-03-01T10:14:58Z",
-    "person": PERSON_EXAMPLE, "entitlement": ENTITLEMENT_EXAMPLE, "changes": [CHANGE_EXAMPLE]}
+    "person": PERSON_EXAMPLE, "entitlement": ENTITLEMENT_EXAMPLE, "changes": [CHANGE_EXAMPLE],
+    "merged_into": None, "merged_from": []}
 
 
 class CouncilStatusDocument(BaseModel):
@@ -139,13 +207,24 @@ class CouncilStatusDocument(BaseModel):
     person: PersonState
     entitlement: EntitlementState
     changes: list[FieldChange]
+    merged_into: RecordRef | None = Field(default=None, description=(
+        "Set when this person's record has been merged into another, the survivor: its "
+        "register id, NHS number and the identifiers it holds now (this record's among "
+        "them). `entitlement` is then this emptied record's (status `none`): the S117 "
+        "history is the survivor's, told in the survivor's own documents. Null again once "
+        "un-merged."))
+    merged_from: list[RecordRef] = Field(default_factory=list, description=(
+        "Records merged into this person and not un-merged, each with the NHS number and "
+        "identifiers it brought."))
 
 
 def council_document(change: StatusChange, delivery_key: str) -> dict[str, Any]:
     doc = CouncilStatusDocument(
         delivery_id=delivery_key, change_id=change.change_id, occurred_at=change.changed_at,
         notice_received_at=change.notice_received_at, person=change.person,
-        entitlement=change.entitlement, changes=change.changes)
+        entitlement=change.entitlement, changes=change.changes,
+        merged_into=change.merged_into.ref() if change.merged_into else None,
+        merged_from=change.merged_from)
     return doc.model_dump(mode="json")
 
 
@@ -188,6 +267,63 @@ def episode_of_care(change: StatusChange, system: str = REGISTER_ID_SYSTEM) -> d
     return resource
 
 
+def _record_reference(register_id: str, system: str) -> dict[str, Any]:
+    return {"identifier": {"system": system, "value": register_id}}
+
+
+def patient(change: StatusChange, system: str = REGISTER_ID_SYSTEM) -> dict[str, Any]:
+    """The person as an R4B Patient with FHIR's merge links: a record merged into another
+    is ``active: false`` with a ``replaced-by`` link to the survivor, and the survivor has a
+    ``replaces`` link to each record merged into it (logical references by register id:
+    they never fail to resolve). Un-merged, both are active again without those links."""
+    from fhir.resources.R4B.patient import Patient
+
+    person = change.person
+    identifiers = [{"system": system, "value": person.register_id}]
+    if person.nhs_number:
+        identifiers.append({"system": NHS_NUMBER_SYSTEM, "value": person.nhs_number})
+    resource: dict[str, Any] = {"resourceType": "Patient", "identifier": identifiers,
+                                "active": change.merged_into is None}
+    name = {k: v for k, v in (("family", change.family_name),
+                              ("given", [change.given_name] if change.given_name else None))
+            if v}
+    if name:
+        resource["name"] = [name]
+    if change.birth_date:
+        resource["birthDate"] = change.birth_date.isoformat()
+    links = []
+    if change.merged_into is not None:
+        links.append({"other": _record_reference(change.merged_into.register_id, system),
+                      "type": "replaced-by"})
+    links += [{"other": _record_reference(record.register_id, system), "type": "replaces"}
+              for record in change.merged_from]
+    if links:
+        resource["link"] = links
+    Patient.model_validate(resource)
+    return resource
+
+
+def merge_bundle(change: StatusChange, system: str = REGISTER_ID_SYSTEM) -> dict[str, Any]:
+    """A transaction Bundle (``POST`` to the FHIR base) that conditionally PUTs the Patient
+    (``patient``: active, merge links) and the EpisodeOfCare together: what a ``fhir-r4``
+    subscriber is sent when a merge or un-merge touches the person, or while the person is
+    merged away. Its entries' fullUrls are fixed by the person, so a retry is the same."""
+    from fhir.resources.R4B.bundle import Bundle
+
+    token = f"{system}|{change.person.register_id}"
+    entries = []
+    for kind, resource in (("Patient", patient(change, system)),
+                           ("EpisodeOfCare", episode_of_care(change, system))):
+        entries.append({
+            "fullUrl": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{kind}?{token}')}",
+            "resource": resource,
+            "request": {"method": "PUT",
+                        "url": f"{kind}?{urllib.parse.urlencode({'identifier': token})}"}})
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    Bundle.model_validate(bundle)
+    return bundle
+
+
 # -- HL7 v2 ------------------------------------------------------------------------------------
 
 # C0 controls and DEL: hl7apy escapes only the delimiters |^~& (and \\), so a CR or LF in a
@@ -225,11 +361,11 @@ def _dt(value: dt.date | None) -> str:
     return value.strftime("%Y%m%d") if value else ""
 
 
-def adt_a08(change: StatusChange, control_id: str, *, now: dt.datetime,
-            sending_application: str = "S117HUB", sending_facility: str = "HUB",
-            receiving_application: str = "", receiving_facility: str = "",
-            version: str = "2.4", processing_id: str = "P") -> str:
-    """ER7 (CR-separated, unframed) ADT^A08 carrying the S117 state in ZSE."""
+def _message(structure: str, message_type: str, change: StatusChange, control_id: str, *,
+             now: dt.datetime, sending_application: str, sending_facility: str,
+             receiving_application: str, receiving_facility: str, version: str,
+             processing_id: str) -> Message:
+    """An hl7apy message with MSH and EVN filled in (the event: MSH-9's trigger)."""
     if not control_id or len(control_id) > 20:
         raise MappingError("invalid-value", "MSH-10 must be 1-20 characters",
                            location="MSH-10")
@@ -239,7 +375,7 @@ def adt_a08(change: StatusChange, control_id: str, *, now: dt.datetime,
         if not _PLAIN_CODE.fullmatch(code):
             raise MappingError("invalid-value", f"{where} must be a plain code such as 2.4",
                                location=where)
-    msg = Message("ADT_A01", version=_HL7_VERSION, validation_level=_TOLERANT)
+    msg = Message(structure, version=_HL7_VERSION, validation_level=_TOLERANT)
     msh = msg.msh
     for target, value in ((msh.msh_3, sending_application), (msh.msh_4, sending_facility),
                           (msh.msh_5, receiving_application),
@@ -248,28 +384,93 @@ def adt_a08(change: StatusChange, control_id: str, *, now: dt.datetime,
             target.hd_1 = _st(value, "IS")
     stamp = now.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
     msh.msh_7 = stamp
-    msh.msh_9 = "ADT^A08^ADT_A01"
+    msh.msh_9 = f"ADT^{message_type}^{structure}"
     msh.msh_10 = _st(control_id)
     msh.msh_11 = processing_id
     msh.msh_12 = version
-    msg.evn.evn_1 = "A08"
+    msg.evn.evn_1 = message_type
     msg.evn.evn_2 = change.changed_at.astimezone(dt.UTC).strftime("%Y%m%d%H%M%S")
+    return msg
+
+
+def _add_cx(segment: Any, field: str, value: str, authority: str, type_code: str) -> None:
+    """One repetition of a CX field (PID-3, MRG-1), each component escaped."""
+    cx = segment.add_field(field)
+    cx.cx_1 = _st(value)
+    cx.cx_4.hd_1 = _st(authority, "IS")
+    cx.cx_5 = type_code
+
+
+def _add_identifiers(segment: Any, field: str, record: RecordRef) -> None:
+    """NHS number first, then the register id, then each source's own (assigning
+    authority: the hub's id of that source)."""
+    if record.nhs_number:
+        _add_cx(segment, field, record.nhs_number, "NHS", "NH")
+    _add_cx(segment, field, record.register_id, "S117HUB", "PI")
+    for ident in record.identifiers:
+        _add_cx(segment, field, ident.value, ident.source, "PI")
+
+
+def _set_name(xpn: Any, family: str | None, given: str | None) -> None:
+    if family:
+        xpn.xpn_1.fn_1 = _st(family)
+    if given:
+        xpn.xpn_2 = _st(given)
+
+
+def adt_a08(change: StatusChange, control_id: str, *, now: dt.datetime,
+            sending_application: str = "S117HUB", sending_facility: str = "HUB",
+            receiving_application: str = "", receiving_facility: str = "",
+            version: str = "2.4", processing_id: str = "P") -> str:
+    """ER7 (CR-separated, unframed) ADT^A08 carrying the S117 state in ZSE."""
+    msg = _message("ADT_A01", "A08", change, control_id, now=now,
+                   sending_application=sending_application,
+                   sending_facility=sending_facility,
+                   receiving_application=receiving_application,
+                   receiving_facility=receiving_facility, version=version,
+                   processing_id=processing_id)
     pid = msg.pid
     pid.pid_1 = "1"
-    ids = [f"{change.person.register_id}^^^S117HUB^PI"]
-    if change.person.nhs_number:
-        ids.insert(0, f"{change.person.nhs_number}^^^NHS^NH")
-    for ident in ids:  # repetitions of PID-3: NHS number first, then the register id
-        pid.add_field("PID_3").value = ident
-    if change.family_name:
-        pid.pid_5.xpn_1.fn_1 = _st(change.family_name)
-    if change.given_name:
-        pid.pid_5.xpn_2 = _st(change.given_name)
+    # PID-3: NHS number first, then the register id.
+    _add_identifiers(pid, "PID_3", RecordRef(register_id=change.person.register_id,
+                                             nhs_number=change.person.nhs_number))
+    _set_name(pid.pid_5, change.family_name, change.given_name)
     if change.birth_date:
         pid.pid_7 = _dt(change.birth_date)
     msg.pv1.pv1_1 = "1"
     msg.pv1.pv1_2 = "N"  # patient class: not applicable (no encounter is being reported)
     _add_zse(msg, change)
+    return str(msg.to_er7())
+
+
+def adt_a40(change: StatusChange, control_id: str, *, now: dt.datetime,
+            sending_application: str = "S117HUB", sending_facility: str = "HUB",
+            receiving_application: str = "", receiving_facility: str = "",
+            version: str = "2.4", processing_id: str = "P") -> str:
+    """ER7 ADT^A40 (merge patient) for a person merged into another: PID is the survivor
+    (NHS number, register id, the identifiers it holds now), MRG the merged record (MRG-1
+    its register id and the NHS number and identifiers it had, MRG-7 its name)."""
+    survivor = change.merged_into
+    if survivor is None:
+        raise MappingError("invalid-value", "an A40 needs the survivor", location="PID")
+    merged = change.merged_record or RecordRef(register_id=change.person.register_id,
+                                               nhs_number=change.person.nhs_number)
+    msg = _message("ADT_A39", "A40", change, control_id, now=now,
+                   sending_application=sending_application,
+                   sending_facility=sending_facility,
+                   receiving_application=receiving_application,
+                   receiving_facility=receiving_facility, version=version,
+                   processing_id=processing_id)
+    patient_group = msg.add_group("ADT_A39_PATIENT")
+    pid = patient_group.add_segment("PID")
+    pid.pid_1 = "1"
+    _add_identifiers(pid, "PID_3", survivor)
+    _set_name(pid.pid_5, survivor.family_name, survivor.given_name)
+    if survivor.birth_date:
+        pid.pid_7 = _dt(survivor.birth_date)
+    mrg = patient_group.add_segment("MRG")
+    _add_identifiers(mrg, "MRG_1", merged)
+    _set_name(mrg.mrg_7, change.family_name, change.given_name)
     return str(msg.to_er7())
 
 

@@ -33,9 +33,11 @@ from mapping.errors import MappingError
 from mapping.outbound import (
     StatusChange,
     adt_a08,
+    adt_a40,
     council_document,
     episode_identifier,
     episode_of_care,
+    merge_bundle,
     read_ack,
 )
 from register_core.adapters.outbox import Claimed
@@ -111,7 +113,8 @@ def classify_response(response: httpx.Response) -> Attempt:
 
 
 class HttpTransport:
-    """FHIR conditional PUT and council POST over httpx, one pooled client per subscriber."""
+    """FHIR conditional PUT (a transaction Bundle POSTed to the base when a merge touches
+    the person) and council POST over httpx, one pooled client per subscriber."""
 
     def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
         self._transport = transport  # tests may inject httpx.MockTransport
@@ -138,7 +141,16 @@ class HttpTransport:
         if sub.credentials.bearer_token:
             headers["Authorization"] = f"Bearer {sub.credentials.bearer_token}"
         try:
-            if sub.kind == "fhir-r4":
+            if sub.kind == "fhir-r4" and (change.links_changed
+                                          or change.merged_into is not None):
+                # A merge or un-merge: the Patient's active flag and links with the episode,
+                # in one transaction at the FHIR base.
+                headers["Content-Type"] = "application/fhir+json"
+                headers["Accept"] = "application/fhir+json"
+                response = self._client(sub).post(
+                    sub.endpoint.rstrip("/"),
+                    json=merge_bundle(change, sub.fhir_identifier_system), headers=headers)
+            elif sub.kind == "fhir-r4":
                 headers["Content-Type"] = "application/fhir+json"
                 headers["Accept"] = "application/fhir+json"
                 response = self._client(sub).put(
@@ -163,12 +175,15 @@ class HttpTransport:
 
 
 class MllpTransport:
-    """ADT^A08 over MLLP: one connection per message, the ACK read before we call it sent."""
+    """ADT^A08 over MLLP (ADT^A40 for a person merged into another: the partner merges its
+    record of them into the survivor's): one connection per message, the ACK read before we
+    call it sent."""
 
     def send(self, sub: SubscriptionDefinition, claimed: Claimed, change: StatusChange
              ) -> Attempt:
         header = sub.hl7
-        message = adt_a08(change, claimed.idempotency_key, now=datetime.now(UTC),
+        render = adt_a40 if change.merged_into is not None else adt_a08
+        message = render(change, claimed.idempotency_key, now=datetime.now(UTC),
                           sending_application=header.sending_application,
                           sending_facility=header.sending_facility,
                           receiving_application=header.receiving_application,

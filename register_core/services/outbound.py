@@ -16,13 +16,18 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, exists, or_, select
 
 from mapping.outbound import (
+    MERGED_FROM,
+    MERGED_INTO,
     Ended,
     EntitlementState,
     FieldChange,
+    LinkedRecord,
     PersonState,
+    RecordRef,
+    SourceIdentifier,
     StatusChange,
 )
 from register_core.adapters import outbox
@@ -31,7 +36,15 @@ from register_core.adapters.subscriptions import (
     SubscriptionDefinition,
     load_all,
 )
-from register_core.adapters.tables import persons, subscriptions
+from register_core.adapters.tables import (
+    entitlements,
+    outbound_changes,
+    outbound_deliveries,
+    person_identifiers,
+    person_merges,
+    persons,
+    subscriptions,
+)
 from register_core.domain.calendar import add_working_days
 from register_core.domain.position import Position
 
@@ -91,27 +104,200 @@ def wanted_by(sub: SubscriptionDefinition, changes: Sequence[Change],
     return True
 
 
+def entitlement_state(position: Position) -> EntitlementState:
+    ent = position.entitlement
+    return EntitlementState(
+        status=ent.status, start=ent.start, trigger_section=ent.trigger_section,
+        responsible_council=ent.responsible_council, responsible_icb=ent.responsible_icb,
+        named_practitioner=ent.named_practitioner, next_review_due=ent.next_review_due,
+        on_cto=position.on_cto,
+        ended=Ended(date=ent.ended.date, reason=ent.ended.reason) if ent.ended else None)
+
+
 def snapshot(conn: Connection, person_id: str, position: Position, changes: Sequence[Change],
              received_at: datetime, now: datetime) -> StatusChange:
     """The state partners are told of, read in the change's own transaction."""
-    who = conn.execute(select(persons.c.nhs_number, persons.c.family_name,
-                              persons.c.given_name, persons.c.birth_date)
-                       .where(persons.c.id == person_id)).first()
-    ent = position.entitlement
+    return _snapshot(conn, person_id, entitlement_state(position),
+                     [FieldChange(field=n, old=o, new=v) for n, o, v in status_changes(changes)],
+                     None, received_at, now)
+
+
+# The person as partners are told of them, and whether any merge (open or undone) names them:
+# one round trip, the one a change's document needed before merges were told.
+_WHO = (select(persons.c.nhs_number, persons.c.family_name, persons.c.given_name,
+               persons.c.birth_date,
+               or_(exists().where(person_merges.c.merged_id == persons.c.id),
+                   exists().where(person_merges.c.survivor_id == persons.c.id))
+               .label("merges"))
+        .where(persons.c.id == bindparam("pid")))
+
+
+def _who(conn: Connection, person_id: str) -> Any:
+    return conn.execute(_WHO, {"pid": person_id}).first()
+
+
+def _snapshot(conn: Connection, person_id: str, entitlement: EntitlementState,
+              changes: list[FieldChange], links: MergeLinks | None, received_at: datetime,
+              now: datetime, who: Any = None) -> StatusChange:
+    who = who if who is not None else _who(conn, person_id)
+    merged_into = merged_record = None
+    merged_from: list[RecordRef] = []
+    if links is not None:
+        if links.merged_into is not None:
+            merged_into = _survivor(conn, links.merged_into)
+            merged_record = _brought(person_id, links.own or {})
+        merged_from = [_brought(mid, moved) for mid, moved in links.brought]
     return StatusChange(
         change_id=0,  # the outbox row's id, filled in when rendered
         person=PersonState(register_id=person_id, nhs_number=who.nhs_number if who else None),
         family_name=who.family_name if who else None,
         given_name=who.given_name if who else None,
         birth_date=who.birth_date if who else None,
-        entitlement=EntitlementState(
-            status=ent.status, start=ent.start, trigger_section=ent.trigger_section,
-            responsible_council=ent.responsible_council, responsible_icb=ent.responsible_icb,
-            named_practitioner=ent.named_practitioner, next_review_due=ent.next_review_due,
-            on_cto=position.on_cto,
-            ended=Ended(date=ent.ended.date, reason=ent.ended.reason) if ent.ended else None),
-        changes=[FieldChange(field=n, old=o, new=v) for n, o, v in status_changes(changes)],
-        notice_received_at=received_at, changed_at=now)
+        entitlement=entitlement, changes=changes, notice_received_at=received_at,
+        changed_at=now, merged_into=merged_into, merged_record=merged_record,
+        merged_from=merged_from)
+
+
+# -- merges ----------------------------------------------------------------------------------
+#
+# A merge (HL7 A40, a same-person decision, reconcile's link, an NHS number arriving for a
+# local-id record) empties the merged person into the survivor; an un-merge moves it back
+# (``person_merges`` records both). What partners must hear of is read from that record and
+# compared with what the person's last outbound document said: a link made or undone is a
+# change (``person.merged_into`` / ``person.merged_from``) even when no status field moved,
+# told to every subscriber that hears of the status change or has heard of the person
+# before; and each survivor concerned is told too (its document carries the ``replaces``
+# side), to the same subscribers, unless its own document in this transaction already was.
+
+
+@dataclass(frozen=True)
+class MergeLinks:
+    """A person's merge links as the register holds them now (open merges only)."""
+
+    merged_into: str | None = None  # the survivor this person was merged into
+    own: dict[str, Any] | None = None  # what moved off this person then (``moved``)
+    brought: tuple[tuple[str, dict[str, Any]], ...] = ()  # (merged id, moved), by merge
+
+    @property
+    def merged_from(self) -> tuple[str, ...]:
+        return tuple(sorted(mid for mid, _ in self.brought))
+
+    @property
+    def told_as(self) -> tuple[str | None, tuple[str, ...]]:
+        return self.merged_into, self.merged_from
+
+
+_MERGES_OF = (select(person_merges.c.survivor_id, person_merges.c.merged_id,
+                     person_merges.c.moved, person_merges.c.unmerged_at)
+              .where(or_(person_merges.c.merged_id == bindparam("pid"),
+                         person_merges.c.survivor_id == bindparam("pid")))
+              .order_by(person_merges.c.merged_at, person_merges.c.id))
+_LAST_TOLD = (select(outbound_changes.c.document)
+              .where(outbound_changes.c.person_id == bindparam("pid"))
+              .order_by(outbound_changes.c.id.desc()).limit(1))
+
+
+def merge_links(conn: Connection, person_id: str) -> MergeLinks:
+    merged_into = own = None
+    brought: list[tuple[str, dict[str, Any]]] = []
+    for row in conn.execute(_MERGES_OF, {"pid": person_id}):
+        if row.unmerged_at is not None:
+            continue
+        if row.merged_id == person_id:
+            merged_into, own = row.survivor_id, row.moved or {}
+        else:
+            brought.append((row.merged_id, row.moved or {}))
+    return MergeLinks(merged_into, own, tuple(brought))
+
+
+def told_links(conn: Connection, person_id: str) -> tuple[str | None, tuple[str, ...]]:
+    """The links the person's last outbound document carried (none before merges were
+    told, or when nothing was ever told)."""
+    document = conn.execute(_LAST_TOLD, {"pid": person_id}).scalar()
+    if not document:
+        return None, ()
+    into = document.get("merged_into") or {}
+    return into.get("register_id"), tuple(sorted(
+        record["register_id"] for record in document.get("merged_from") or []))
+
+
+def link_changes(told: tuple[str | None, tuple[str, ...]], links: MergeLinks
+                 ) -> list[FieldChange]:
+    """The merge links made or undone since ``told``."""
+    (was_into, was_from), (into, now_from) = told, links.told_as
+    found = []
+    if was_into != into:
+        found.append(FieldChange(field=MERGED_INTO, old=was_into, new=into))
+    found += [FieldChange(field=MERGED_FROM, old=None, new=mid)
+              for mid in now_from if mid not in was_from]
+    found += [FieldChange(field=MERGED_FROM, old=mid, new=None)
+              for mid in was_from if mid not in now_from]
+    return found
+
+
+def _brought(register_id: str, moved: dict[str, Any]) -> RecordRef:
+    """A merged record as it was when merged: its register id, the NHS number and the
+    identifiers that moved off it (the survivor's since)."""
+    return RecordRef(register_id=register_id, nhs_number=moved.get("nhs_number"),
+                     identifiers=[SourceIdentifier(source=source, value=value)
+                                  for source, value in moved.get("identifiers") or []])
+
+
+_IDENTIFIERS_OF = (select(person_identifiers.c.source, person_identifiers.c.value)
+                   .where(person_identifiers.c.person_id == bindparam("pid"))
+                   .order_by(person_identifiers.c.id))
+
+
+def _survivor(conn: Connection, person_id: str) -> LinkedRecord:
+    who = conn.execute(select(persons.c.nhs_number, persons.c.family_name,
+                              persons.c.given_name, persons.c.birth_date)
+                       .where(persons.c.id == person_id)).first()
+    return LinkedRecord(
+        register_id=person_id, nhs_number=who.nhs_number if who else None,
+        identifiers=[SourceIdentifier(source=r.source, value=r.value)
+                     for r in conn.execute(_IDENTIFIERS_OF, {"pid": person_id})],
+        family_name=who.family_name if who else None,
+        given_name=who.given_name if who else None,
+        birth_date=who.birth_date if who else None)
+
+
+def heard_of(conn: Connection, person_id: str, subscription_ids: Sequence[str]) -> set[str]:
+    """The subscribers that were ever queued a change of this person (not cancelled)."""
+    if not subscription_ids:
+        return set()
+    d = outbound_deliveries
+    return set(conn.execute(select(d.c.subscription_id).distinct().where(
+        d.c.subscription_id.in_(sorted(subscription_ids)), d.c.person_id == person_id,
+        d.c.status != "cancelled")).scalars())
+
+
+def stored_entitlement(conn: Connection, person_id: str) -> EntitlementState:
+    """The person's entitlement as the register stored it (the projection)."""
+    e = entitlements.c
+    row = conn.execute(select(e.status, e.start, e.trigger_section, e.responsible_council,
+                              e.responsible_icb, e.named_practitioner, e.next_review_due,
+                              e.ended_date, e.ended, e.on_cto)
+                       .where(e.person_id == person_id)).first()
+    if row is None:
+        return EntitlementState(status="none")
+    ended = None
+    if row.ended_date is not None:
+        ended = Ended(date=row.ended_date, reason=(row.ended or {}).get("reason"))
+    return EntitlementState(
+        status=row.status, start=row.start, trigger_section=row.trigger_section,
+        responsible_council=row.responsible_council, responsible_icb=row.responsible_icb,
+        named_practitioner=row.named_practitioner, next_review_due=row.next_review_due,
+        on_cto=bool(row.on_cto), ended=ended)
+
+
+# Per transaction: person -> subscriber -> the links its last document in it carried.
+_sent: weakref.WeakKeyDictionary[object, dict[str, dict[str, tuple[Any, ...]]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _sent_in(conn: Connection) -> dict[str, dict[str, tuple[Any, ...]]]:
+    transaction = conn.get_transaction()
+    return _sent.setdefault(transaction, {}) if transaction is not None else {}
 
 
 def enqueue_status_changes(conn: Connection, applied: Applied, received_at: datetime,
@@ -122,32 +308,92 @@ def enqueue_status_changes(conn: Connection, applied: Applied, received_at: date
 
     Returns the new delivery ids (empty when nothing partners care about changed). Pass
     ``subscriptions`` (e.g. ``SubscriptionRegistry.list()``) to skip reading them here.
+
+    A merge made or undone is news too (section above): it is looked for whenever a
+    document is queued, for a person a merge emptied (no facts left), and for callers that
+    pass no ``subscriptions`` (one-off register decisions: an un-merge, a same-person
+    decision), so the batch paths pay nothing for it on a change no partner wants.
     """
+    position = applied.position
+    if position is None:
+        return []
     changes = status_changes(applied.changes)
-    if not changes or applied.position is None:
+    look = applied.fact_seq < 1 or subscriptions is None
+    if not changes and not look:
         return []
     subs = list(subscriptions) if subscriptions is not None else load_all(conn)
-    wanted = [s for s in subs if wanted_by(s, changes, applied.position)]
+    wanted = [s for s in subs if wanted_by(s, changes, position)] if changes else []
+    if not wanted and not (look and subs):
+        return []
+    received_at = outbox.aware(received_at).astimezone(UTC)  # SQLite hands back naive UTC
+    who = _who(conn, applied.person_id)
+    links = merge_links(conn, applied.person_id) if who is not None and who.merges else None
+    moved = (link_changes(told_links(conn, applied.person_id), links)
+             if links is not None else [])
+    if moved:
+        known = {s.subscription_id for s in wanted}
+        heard = heard_of(conn, applied.person_id,
+                         [s.subscription_id for s in subs if s.subscription_id not in known])
+        wanted += [s for s in subs if s.subscription_id in heard]
     if not wanted:
         return []
+    told = [FieldChange(field=n, old=o, new=v) for n, o, v in changes] + moved
+    ids, wanted = _queue(conn, applied.person_id, entitlement_state(position), told,
+                         links or MergeLinks(), wanted, received_at, now, who=who)
+    for item in moved:
+        if item.field != MERGED_INTO or not wanted:
+            continue
+        for survivor in (item.old, item.new):
+            if survivor is not None:
+                ids += _tell_survivor(conn, survivor, applied.person_id, wanted,
+                                      received_at, now)
+    return ids
+
+
+def _tell_survivor(conn: Connection, survivor_id: str, merged_id: str,
+                   subs: Sequence[SubscriptionDefinition], received_at: datetime,
+                   now: datetime) -> list[int]:
+    """The survivor's side of a merge or un-merge of ``merged_id``: its current state with
+    its links, to the subscribers told of the merged person that have not had a document of
+    the survivor with those links in this transaction (its own status change, usually)."""
+    links = merge_links(conn, survivor_id)
+    sent = _sent_in(conn).get(survivor_id, {})
+    todo = [s for s in subs if sent.get(s.subscription_id) != links.told_as]
+    if not todo:
+        return []
+    joined = merged_id in links.merged_from
+    change = FieldChange(field=MERGED_FROM, old=None if joined else merged_id,
+                         new=merged_id if joined else None)
+    ids, _ = _queue(conn, survivor_id, stored_entitlement(conn, survivor_id), [change], links,
+                    todo, received_at, now)
+    return ids
+
+
+def _queue(conn: Connection, person_id: str, entitlement: EntitlementState,
+           changes: list[FieldChange], links: MergeLinks,
+           wanted: Sequence[SubscriptionDefinition], received_at: datetime, now: datetime,
+           who: Any = None) -> tuple[list[int], list[SubscriptionDefinition]]:
+    """Store one change of the person and a delivery per subscriber still there."""
     # The definitions may have been read before this transaction locked anything (or from a
     # cache): keep those still there, with their kind as it stands now.
     current = _held_subscriptions(conn, [s.subscription_id for s in wanted])
-    wanted = [s for s in wanted if current.get(s.subscription_id) is not None]
-    if not wanted:
-        return []
-    received_at = outbox.aware(received_at).astimezone(UTC)  # SQLite hands back naive UTC
-    change = snapshot(conn, applied.person_id, applied.position, changes, received_at, now)
+    kept = [s for s in wanted if current.get(s.subscription_id) is not None]
+    if not kept:
+        return [], []
+    change = _snapshot(conn, person_id, entitlement, changes, links, received_at, now, who)
     due = due_time(received_at)
     _, ids = outbox.add_change(
-        conn, person_id=applied.person_id,
+        conn, person_id=person_id,
         changes=[c.model_dump(mode="json") for c in change.changes],
         document=change.model_dump(mode="json", exclude={"change_id"}),
         received_at=received_at, now=now,
         deliveries=[outbox.NewDelivery(subscription_id=s.subscription_id,
                                        kind=current[s.subscription_id] or s.kind,
-                                       received_at=received_at, due_at=due) for s in wanted])
-    return ids
+                                       received_at=received_at, due_at=due) for s in kept])
+    sent = _sent_in(conn).setdefault(person_id, {})
+    for s in kept:
+        sent[s.subscription_id] = links.told_as
+    return ids, kept
 
 
 # Per transaction: the subscriptions it holds (locked on PostgreSQL), id -> kind, None: gone.

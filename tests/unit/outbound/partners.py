@@ -147,8 +147,11 @@ class HttpPartner:
 
 
 def _who(payload: Any) -> tuple[str, int]:
-    """(register id, change id) from a council document or a FHIR EpisodeOfCare (which
-    carries no change id: 0, and tests look the key up in the outbox)."""
+    """(register id, change id) from a council document or a FHIR EpisodeOfCare or merge
+    Bundle (which carry no change id: 0, and tests look the key up in the outbox)."""
+    if payload.get("resourceType") == "Bundle":
+        [payload] = [e["resource"] for e in payload["entry"]
+                     if e["resource"]["resourceType"] == "EpisodeOfCare"]
     if payload.get("resourceType") == "EpisodeOfCare":
         return payload["identifier"][0]["value"], 0
     if "person" not in payload:  # e.g. an SLA alert
@@ -185,13 +188,18 @@ class MllpPartner:
     def _answer(self, sock: socket.socket, text: str) -> bool:
         message = hl7.parse(text.replace("\n", "\r"))
         control_id = str(message.segment("MSH")[10])
-        zse = message.segment("ZSE")
-        person = str(message.segment("PID")[3][-1][0])
+        # The register id: PID-3's S117HUB repetition (an A40's PID is the survivor: the
+        # effect is the merged record's, named in MRG-1). ZSE-11 is the change id (no ZSE
+        # in an A40: 0, and tests look the key up in the outbox).
+        merge = str(message.segment("MSH")[9][0][1]) == "A40"
+        ids = message.segment("MRG" if merge else "PID")[1 if merge else 3]
+        person = next(str(rep[0]) for rep in ids if str(rep[3]) == "S117HUB")
+        change_id = 0 if merge else int(str(message.segment("ZSE")[11]))
         n = self.recorder.arrive(control_id, {}, text)
         act = self.script(n, control_id)
         code = {200: "AA", 201: "AA", 400: "AR"}.get(act.status, "AE")
         if act.apply and not act.drop and code == "AA":
-            self.recorder.apply(control_id, person, int(str(zse[11])), text)
+            self.recorder.apply(control_id, person, change_id, text)
         if act.delay:
             time.sleep(act.delay)
         if act.drop:
