@@ -49,6 +49,8 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _tokens(settings: Settings) -> TokenStore:
+    # Migrated first, as serve does: the quick start issues a token before the first serve.
+    migrate(settings.database_url)
     return TokenStore(make_engine(settings.database_url))
 
 
