@@ -21,3 +21,4 @@ def test_the_shipped_config_file_validates() -> None:
     assert sources["council-csv"].csv.header("type") == "Event"
     assert [s.subscription_id for s in subscriptions] == ["council-a-status"]
     assert subscriptions[0].changes.fields == ["entitlement.status", "entitlement.ended"]
+    assert config.identity.enabled and not subscriptions[0].enabled  # placeholder endpoint
