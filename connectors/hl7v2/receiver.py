@@ -64,6 +64,7 @@ from mapping.errors import MappingError
 from mapping.hl7v2 import map_adt
 from mapping.hl7v2_ack import (
     DUPLICATE_KEY,
+    INTERNAL_ERROR,
     UNSUPPORTED_VERSION,
     AckCode,
     Hl7Condition,
@@ -394,15 +395,31 @@ def _answer(build: Callable[[], str], inbound: ParsedAdt | str, code: AckCode,
         return fallback_ack(inbound, code, error, control_id=control_id)
 
 
+# Where in the message a register field refused by the worker's rules was sent.
+_REGISTER_FIELD_AT = {"person.nhs_number": "PID-3", "person.local_id": "PID-3",
+                      "person.birth_date": "PID-7", "merged_nhs_number": "MRG-1",
+                      "merged_local_id": "MRG-1"}
+_HL7_LOCATION = re.compile(r"[A-Z][A-Z0-9]{2}(-\d+)*")
+
+
 def _stored_error(body: dict[str, object] | None) -> MappingError:
+    """The application ACK's ERR for a stored failure: a mapping error by its own table 0357
+    code; a refusal by the register's rules (an A40 across two NHS numbers, an unlawful
+    ending) 207 with ERR-8 saying which rule, at the segment and field it concerns — not 102
+    "data type error" with an empty ERR-2."""
     body = body or {}
     code = body.get("code")
     message = str(body.get("message") or "could not be applied to the register")
     location = body.get("location") or body.get("field")
-    if code in ("unparseable", "missing-field", "invalid-value", "unknown-code",
-                "unsupported-message-type", "unsupported-event"):
+    if body.get("kind") != "register" and code in (
+            "unparseable", "missing-field", "invalid-value", "unknown-code",
+            "unsupported-message-type", "unsupported-event"):
         return MappingError(code, message, location=str(location) if location else None)  # type: ignore[arg-type]
-    return MappingError("invalid-value", message, location=str(location) if location else None)
+    at = str(location) if location else ""
+    rule = body.get("rule")
+    return Hl7Condition(INTERNAL_ERROR, f"{message} (rule {rule})" if rule else message,
+                        location=at if _HL7_LOCATION.fullmatch(at) else
+                        _REGISTER_FIELD_AT.get(at))
 
 
 def _refusal(text: str, parsed: ParsedAdt) -> MappingError | None:

@@ -149,6 +149,34 @@ def test_enhanced_mode_sends_commit_then_application_ack(running: RunningHub) ->
     assert codes == ["CA", "AA"]
 
 
+def test_a_register_refusal_is_an_application_ae_at_the_field_it_concerns(
+        running: RunningHub) -> None:
+    """Enhanced mode: an A40 across two different NHS numbers is stored (CA), then refused by
+    the register's rules; the application ACK is AE with ERR-3 207 (the application's rule,
+    named in ERR-8) at MRG-1 — it was 102 "data type error" with no location."""
+    import socket
+
+    from connectors.hl7v2.framing import FrameReader, frame
+
+    other = make_synthetic(4242)
+    merge = "\r".join([
+        "MSH|^~\\&|EPR|RX1|S117HUB|HUB|20260105093000||ADT^A40^ADT_A39|MRG1|P|2.5|||AL|AL",
+        "EVN|A40|20260105093000",
+        f"PID|1||{NHS}^^^NHS^NH~RX1-000123^^^RX1^MR||Testperson^Alex||19800202|F",
+        f"MRG|{other}^^^NHS^NH~RX1-000999^^^RX1^MR"]) + "\r"
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+        sock.sendall(frame(merge.encode()))
+        reader = FrameReader()
+        acks: list[bytes] = []
+        while len(acks) < 2:
+            acks.extend(reader.feed(sock.recv(65536)))
+    commit, application = (hl7.parse(a.decode()) for a in acks)
+    assert msa(commit) == ("CA", "MRG1") and msa(application) == ("AE", "MRG1")
+    err = application.segment("ERR")
+    assert str(err[2]).startswith("MRG^1^1") and str(err[3][0][0]) == "207"
+    assert "never-link-different-nhs-numbers" in application.unescape(str(err[8]))
+
+
 def test_concurrent_connections_each_get_their_own_ack_once_stored(
         running: RunningHub) -> None:
     """Frames from several connections share group commits; every ACK echoes its own
