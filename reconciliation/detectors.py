@@ -388,8 +388,10 @@ def _no_named_practitioner(ctx: _Context) -> list[Finding]:
         return []
     return [finding(
         "no-named-practitioner", [since],
-        f"No named practitioner recorded for an s117 entitlement ({ent.status} since "
-        f"{iso(since)}); due by {iso(due)}",
+        # ``since`` is when the duty began (pending, else the start), not when the status
+        # became what it is now: the summary had read "active since" the pending date.
+        f"No named practitioner recorded for an s117 entitlement (now {ent.status}; the duty "
+        f"runs from {iso(since)}); due by {iso(due)}",
         {"rule": "each person who will be subject to s117 must have a named practitioner, "
                  "involved in pre-discharge planning (joint policy 7.3)",
          "entitlement_status": ent.status, "since": iso(since), "due": iso(due),

@@ -205,6 +205,9 @@ def test_the_missing_practitioner_is_the_same_finding_pending_and_active():
     while_pending = of_kind(found(no_worker[:1], "2026-02-01"), "no-named-practitioner")
     once_active = of_kind(found(no_worker, "2026-03-10"), "no-named-practitioner")
     assert while_pending[0].fingerprint == once_active[0].fingerprint
+    # Active from 2 March, the duty from admission: never "active since" the admission.
+    assert "active since" not in once_active[0].summary
+    assert "now active; the duty runs from 2026-01-05" in once_active[0].summary
 
 
 def test_the_practitioner_of_an_ended_period_is_not_this_periods__joint_policy_7_3():
