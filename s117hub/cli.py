@@ -111,6 +111,8 @@ def _hub(settings: Settings):  # type: ignore[no-untyped-def]
 
     migrate(settings.database_url)
     hub = bootstrap(settings)
+    # Config as seed: only entries new or changed in the file are written, so every process
+    # started here (serve, mllp, worker, import-csv) keeps changes made through the API.
     hub.sources.preload(hub.file_config.sources, hub.clock.now())
     hub.subscriptions.preload(hub.file_config.subscriptions, hub.clock.now())
     return hub
@@ -178,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     mllp.set_defaults(handler=cmd_mllp)
     worker = commands.add_parser("worker", help="dramatiq workers only (S117HUB_BROKER_URL); "
                                  "scale out by running more")
-    worker.add_argument("--threads", type=int, default=4)
+    worker.add_argument("--threads", type=int, default=4,
+                        help="worker threads applying messages and deliveries (default 4)")
     worker.set_defaults(handler=cmd_worker)
 
     token = commands.add_parser("token", help="issue, list and revoke API tokens")

@@ -128,7 +128,7 @@ class MllpServer:
         if sockets:
             self.port = sockets[0].getsockname()[1]
         self.stats.listening = True
-        log.info("MLLP listening", extra={"source": f"{self.host}:{self.port}"})
+        log.info("MLLP listening on %s:%s", self.host, self.port)
 
     async def serve_forever(self) -> None:
         if self._server is None:
