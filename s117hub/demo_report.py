@@ -71,7 +71,7 @@ def banner(player: ScenarioPlayer, *, api: str, mllp: str, directory: Path,
     refused = _first_id(player, "/api/v1/deliveries", status="failed")
     conflict = player.get("/api/v1/exceptions", status="open", kind="source-conflict",
                           person_id=ids["sam"], limit=1)["items"]
-    conflict_id = conflict[0]["id"] if conflict else "<id>"
+    conflict_id = conflict[0]["id"] if conflict else None
     back = (f" (down until {datetime.fromtimestamp(trust_back_at):%H:%M:%S})"
             if trust_back_at else "")
     curl = f'curl -s -H "Authorization: Bearer ${TOKEN_VARIABLE}"'
@@ -112,11 +112,14 @@ def banner(player: ScenarioPlayer, *, api: str, mllp: str, directory: Path,
         f"        {curl} '{api}/api/v1/messages?person_id={follow}'",
         f"        {curl} '{api}/api/v1/people/{follow}'       (entitlement and explain)",
         f"        {curl} '{api}/api/v1/deliveries?person_id={follow}'",
-        f"   2. Resolve the source conflict on {PEOPLE['sam'].name} (trust s3, council s2):",
-        f"        console: {api}/ui/exceptions/{conflict_id}",
-        f"        {curl} -X POST -H 'Content-Type: application/json' "
-        f"'{api}/api/v1/exceptions/{conflict_id}/resolve' -d '{{\"decision\": "
-        f"\"accept-source:{TRUST_HL7}\", \"reason\": \"the ward record shows s3\"}}'",
+        *([f"   2. Resolve the source conflict on {PEOPLE['sam'].name} (trust s3, council "
+           "s2):",
+           f"        console: {api}/ui/exceptions/{conflict_id}",
+           f"        {curl} -X POST -H 'Content-Type: application/json' "
+           f"'{api}/api/v1/exceptions/{conflict_id}/resolve' -d '{{\"decision\": "
+           f"\"accept-source:{TRUST_HL7}\", \"reason\": \"the ward record shows s3\"}}'"]
+          if conflict else [f"   2. (The source conflict on {PEOPLE['sam'].name} has been "
+                            "resolved already.)"]),
         f"   3. The missed entitlement: {PEOPLE['jordan'].name}, discharged after s3, "
         "never confirmed by Eastbrook:",
         f"        console: {api}/ui/exceptions?kind=missed-entitlement",
@@ -128,8 +131,9 @@ def banner(player: ScenarioPlayer, *, api: str, mllp: str, directory: Path,
            f"        {curl} -X POST '{api}/api/v1/deliveries/{refused}/retry'",
            f"        (or Retry now at {api}/ui/deliveries/{refused})"] if refused
           else ["   5. (No failed delivery left to retry.)"]),
-        "   6. The trust's FHIR server is down for a while: watch its deliveries retry, "
-        "then go:",
+        ("   6. The trust's FHIR server is down for a while: watch its deliveries retry, "
+         "then go:" if trust_back_at else
+         "   6. The trust's FHIR server was down for a while: see its deliveries' retries:"),
         f"        console: {api}/ui/flow  and  {api}/ui/deliveries",
         f"        {curl} '{api}/api/v1/deliveries?status=retrying'   and   "
         f"{curl} '{api}/api/v1/sla'",
