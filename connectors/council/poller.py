@@ -34,7 +34,6 @@ import json
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -48,6 +47,7 @@ from register_core.adapters.inbox import Inbox
 from register_core.adapters.sources import PollSettings, SourceDefinition, SourceRegistry
 from register_core.ports import Clock
 
+from ..bounded_read import BodyOverLimit, read_bounded
 from ..intake import Intake
 from .cursors import PollCursors
 from .events import take_event
@@ -154,18 +154,15 @@ def _get(client: httpx.Client, url: str, params: dict[str, str] | None,
          headers: dict[str, str]) -> tuple[int, float | None, bytes]:
     """Status, Retry-After and body, the body read in chunks up to ``MAX_PAGE_BYTES`` and
     ``PAGE_DEADLINE_SECONDS`` (a non-2xx body is not read)."""
-    deadline = time.monotonic() + PAGE_DEADLINE_SECONDS
     with client.stream("GET", url, params=params, headers=headers) as response:
         if not response.is_success:
             return response.status_code, _retry_after(response), b""
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body.extend(chunk)
-            if len(body) > MAX_PAGE_BYTES:
-                raise FeedError(f"a page is over {MAX_PAGE_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise FeedError(f"a page took over {PAGE_DEADLINE_SECONDS:.0f} s to arrive")
-        return response.status_code, None, bytes(body)
+        try:
+            body = read_bounded(response, max_bytes=MAX_PAGE_BYTES,
+                                seconds=PAGE_DEADLINE_SECONDS)
+        except BodyOverLimit as exc:
+            raise FeedError(str(exc)) from None
+        return response.status_code, None, body
 
 
 def poll_once(source: SourceDefinition, *, engine: Engine, notify: Callable[[int], None],

@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +50,7 @@ from register_core.adapters.sources import SourceDefinition
 from register_core.domain.commands import Command
 from register_core.ports import Clock
 
+from ..bounded_read import BodyOverLimit, read_bounded
 from ..inbound_mapper import map_fhir
 from ..intake import Intake
 from .cursors import DEFAULT_BACKOFF_CAP, PollCursors
@@ -277,19 +277,15 @@ def poll_message_id(kind: str, resource: dict[str, Any], text: str) -> str:
 def _get_page(http: httpx.Client, url: httpx.URL, params: dict[str, str | int] | None,
               headers: dict[str, str], kind: str) -> tuple[httpx.Response, bytes]:
     """GET one page, read in chunks up to ``MAX_PAGE_BYTES`` and ``PAGE_DEADLINE_SECONDS``."""
-    deadline = time.monotonic() + PAGE_DEADLINE_SECONDS
     with http.stream("GET", url, params=params, headers=headers) as response:
         if response.status_code != 200:
             raise PollFailed(f"{kind} search answered HTTP {response.status_code}")
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body.extend(chunk)
-            if len(body) > MAX_PAGE_BYTES:
-                raise PollFailed(f"{kind} search: a page is over {MAX_PAGE_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise PollFailed(f"{kind} search: a page took over "
-                                 f"{PAGE_DEADLINE_SECONDS:.0f} s to arrive")
-    return response, bytes(body)
+        try:
+            body = read_bounded(response, max_bytes=MAX_PAGE_BYTES,
+                                seconds=PAGE_DEADLINE_SECONDS)
+        except BodyOverLimit as exc:
+            raise PollFailed(f"{kind} search: {exc}") from None
+    return response, body
 
 
 def _searchset(response: httpx.Response, body: bytes, kind: str) -> dict[str, Any]:
