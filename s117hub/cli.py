@@ -14,6 +14,7 @@ from pathlib import Path
 
 from alembic.runtime.migration import MigrationContext
 from pydantic import ValidationError
+from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from register_core.adapters.database import make_engine, migrate
@@ -49,9 +50,12 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _tokens(settings: Settings) -> TokenStore:
-    # Migrated first, as serve does: the quick start issues a token before the first serve.
-    migrate(settings.database_url)
-    return TokenStore(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:  # (not alembic's context: it logs at INFO)
+        never_migrated = not inspect(conn).has_table("alembic_version")
+    if never_migrated:  # the quick start issues a token before the first serve
+        migrate(settings.database_url)
+    return TokenStore(engine)
 
 
 def cmd_token_create(settings: Settings, args: argparse.Namespace) -> int:

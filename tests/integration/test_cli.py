@@ -156,13 +156,6 @@ def test_token_list_and_revoke(store: TokenStore, capsys: pytest.CaptureFixture[
     assert "no-such-token" in capsys.readouterr().err
 
 
-def test_token_commands_before_migrate_say_so(db_url: str,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["token", "create", "--role", "auditor"]) == 1
-    captured = capsys.readouterr()
-    assert captured.out == "" and "migrate" in captured.err
-
-
 def test_help_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
