@@ -113,8 +113,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
     hub = bootstrap(settings)
     try:
-        # A fix made in the config file counts: it replaces stored sources, as `serve` does
-        # (a change made through the API to a source the file defines does not outlast it).
+        # A fix made in the config file counts, as at `serve`: an entry edited in the file is
+        # applied; an unchanged one leaves the stored source (and its API fix) alone.
         hub.sources.preload(hub.file_config.sources, hub.clock.now())
         with hub.engine.connect() as conn:
             if args.id:

@@ -147,6 +147,7 @@ class DemoRun:
     def build_hub(self) -> Hub:
         migrate(self.settings.database_url)
         hub = bootstrap(self.settings, clock=self.clock)
+        # Seeded: with --keep, a code-map fix made through the API (the banner's step) stays.
         hub.sources.preload(hub.file_config.sources, hub.clock.now())
         hub.subscriptions.preload(hub.file_config.subscriptions, hub.clock.now())
         return hub

@@ -1,4 +1,5 @@
-"""Partner systems that send: stored in ``sources``, preloadable from the config file.
+"""Partner systems that send: stored in ``sources``, seeded from the config file
+(``config_seeds``: a file entry is applied when new or changed, so API changes last).
 
 The MLLP hot path asks "which source is MSH-3/MSH-4?" for every message, so definitions are
 cached in memory and the cache is dropped whenever this process changes one (other processes
@@ -13,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from mapping.config import SourceMappingConfig
 from mapping.council import CsvColumnMap
 
+from .config_seeds import SeedTarget, apply_file_entries
 from .tables import sources
 
 
@@ -92,21 +94,10 @@ class SourceRegistry:
 
     def save(self, definition: SourceDefinition, now: datetime) -> bool:
         """Insert or replace; True when it was new."""
-        config = definition.model_dump(
-            mode="json",
-            exclude={"source_id", "kind", "display_name", "organisation_code", "enabled"})
-        values = {"kind": definition.kind,
-                  "display_name": definition.display_name or definition.source_id,
-                  "organisation_code": definition.organisation_code, "config": config,
-                  "enabled": definition.enabled, "updated_at": now}
         with self.engine.begin() as conn:
-            updated = conn.execute(update(sources).where(sources.c.id == definition.source_id)
-                                   .values(**values)).rowcount
-            if not updated:
-                conn.execute(insert(sources).values(id=definition.source_id, created_at=now,
-                                                    **values))
+            created = _write(conn, definition, now)
         self.invalidate()
-        return not updated
+        return created
 
     def delete(self, source_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -115,7 +106,35 @@ class SourceRegistry:
         return bool(deleted)
 
     def preload(self, definitions: list[dict[str, Any]], now: datetime) -> int:
-        """Load the config file's sources (they replace stored ones of the same id)."""
-        for raw in definitions:
-            self.save(SourceDefinition.model_validate(raw), now)
-        return len(definitions)
+        """Seed the config file's ``sources``: an entry is written when it first appears and
+        again only when it changes in the file, so a change made through the API to a
+        source the file defines lasts until that entry is edited. Returns how many were
+        written."""
+        report = apply_file_entries(self.engine, _SEED, definitions, now)
+        self.invalidate()
+        return len(report.applied)
+
+
+def _read(conn: Connection, source_id: str) -> SourceDefinition | None:
+    row = conn.execute(select(sources).where(sources.c.id == source_id)).first()
+    return None if row is None else _row_to_definition(row)
+
+
+def _write(conn: Connection, definition: SourceDefinition, now: datetime) -> bool:
+    """Insert or replace in the caller's transaction; True when it was new."""
+    config = definition.model_dump(
+        mode="json",
+        exclude={"source_id", "kind", "display_name", "organisation_code", "enabled"})
+    values = {"kind": definition.kind,
+              "display_name": definition.display_name or definition.source_id,
+              "organisation_code": definition.organisation_code, "config": config,
+              "enabled": definition.enabled, "updated_at": now}
+    updated = conn.execute(update(sources).where(sources.c.id == definition.source_id)
+                           .values(**values)).rowcount
+    if not updated:
+        conn.execute(insert(sources).values(id=definition.source_id, created_at=now, **values))
+    return not updated
+
+
+_SEED = SeedTarget(kind="source", id_field="source_id",
+                   validate=SourceDefinition.model_validate, read=_read, write=_write)

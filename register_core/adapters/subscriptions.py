@@ -1,4 +1,5 @@
-"""Partner systems that receive: stored in ``subscriptions``, preloadable from the config file.
+"""Partner systems that receive: stored in ``subscriptions``, seeded from the config file
+(``config_seeds``: a file entry is applied when new or changed, so API changes last).
 
 A subscription says where (``endpoint``), how (``kind``), with what credential, and which
 status changes the partner wants (``changes``: register fields, responsible councils, ICBs).
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from register_core.services.handlers import STATUS_FIELDS
 
+from .config_seeds import SeedTarget, apply_file_entries
 from .tables import subscriptions
 
 SubscriptionKind = Literal["fhir-r4", "council-rest", "hl7v2-mllp"]
@@ -154,20 +156,10 @@ class SubscriptionRegistry:
 
     def save(self, definition: SubscriptionDefinition, now: datetime) -> bool:
         """Insert or replace; True when it was new."""
-        config = definition.model_dump(mode="json", exclude={
-            "subscription_id", "kind", "display_name", "endpoint", "enabled"})
-        values = {"kind": definition.kind,
-                  "display_name": definition.display_name or definition.subscription_id,
-                  "endpoint": definition.endpoint, "config": config,
-                  "enabled": definition.enabled, "updated_at": now}
         with self.engine.begin() as conn:
-            updated = conn.execute(update(subscriptions).where(
-                subscriptions.c.id == definition.subscription_id).values(**values)).rowcount
-            if not updated:
-                conn.execute(insert(subscriptions).values(
-                    id=definition.subscription_id, created_at=now, **values))
+            created = _write(conn, definition, now)
         self.invalidate()
-        return not updated
+        return created
 
     def delete(self, subscription_id: str) -> bool:
         with self.engine.begin() as conn:
@@ -177,7 +169,36 @@ class SubscriptionRegistry:
         return bool(deleted)
 
     def preload(self, definitions: list[dict[str, Any]], now: datetime) -> int:
-        """Load the config file's ``subscriptions`` (they replace stored ones of the same id)."""
-        for raw in definitions:
-            self.save(SubscriptionDefinition.model_validate(raw), now)
-        return len(definitions)
+        """Seed the config file's ``subscriptions``: an entry is written when it first
+        appears and again only when it changes in the file, so a change made through the
+        API (disabling one, a new credential) lasts until that entry is edited. Returns how
+        many were written."""
+        report = apply_file_entries(self.engine, _SEED, definitions, now)
+        self.invalidate()
+        return len(report.applied)
+
+
+def _read(conn: Connection, subscription_id: str) -> SubscriptionDefinition | None:
+    row = conn.execute(select(subscriptions)
+                       .where(subscriptions.c.id == subscription_id)).first()
+    return None if row is None else _row_to_definition(row)
+
+
+def _write(conn: Connection, definition: SubscriptionDefinition, now: datetime) -> bool:
+    """Insert or replace in the caller's transaction; True when it was new."""
+    config = definition.model_dump(mode="json", exclude={
+        "subscription_id", "kind", "display_name", "endpoint", "enabled"})
+    values = {"kind": definition.kind,
+              "display_name": definition.display_name or definition.subscription_id,
+              "endpoint": definition.endpoint, "config": config,
+              "enabled": definition.enabled, "updated_at": now}
+    updated = conn.execute(update(subscriptions).where(
+        subscriptions.c.id == definition.subscription_id).values(**values)).rowcount
+    if not updated:
+        conn.execute(insert(subscriptions).values(
+            id=definition.subscription_id, created_at=now, **values))
+    return not updated
+
+
+_SEED = SeedTarget(kind="subscription", id_field="subscription_id",
+                   validate=SubscriptionDefinition.model_validate, read=_read, write=_write)

@@ -304,6 +304,20 @@ poll_cursors = Table(
     Column("next_attempt_at", DateTime(timezone=True)),
 )
 
+# Config as seed: the config file's entry for a source or subscription as last applied, per
+# kind and id. The entry is applied again only when its digest changes, so a change made
+# through the API lasts until that entry in the file is edited. ``fields``: a digest per
+# top-level field of the definition as stored right after applying (never the values), to
+# tell which fields a later API change touched.
+config_seeds = Table(
+    "config_seeds", metadata,
+    Column("kind", String(20), primary_key=True),  # source | subscription
+    Column("id", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("fields", Json, nullable=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
 # -- outbound (issue 5) ----------------------------------------------------------------------
 
 subscriptions = Table(
