@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from register_core.domain.errors import ConcurrentChange, InvalidValue
+from register_core.domain.precedence import Question, question_of
 
 from .findings import Finding
 
@@ -268,3 +269,24 @@ def _check_accepted_source(source: str, kind: str | None,
         raise InvalidValue(f"source {source!r} is not in this conflict; accept one of "
                            f"the sources in it: {choices}",
                            field="decision", rule="exception-decision")
+    if kind == SOURCE_CONFLICT_KIND:
+        # Accepting a source applies its value (``accept_source_question``): a conflict with
+        # no value a source's word settles would be closed with nothing changed.
+        accept_source_question(source, detail)
+
+
+def accept_source_question(source: str, detail: Mapping[str, Any] | None) -> Question:
+    """The question a source-conflict's ``accept-source:<source>`` answers (the register then
+    takes ``source``'s value, as a precedence rule for that source would); refused where the
+    conflict is not between sources' values of one field (eligibility, an ending, events
+    after a death) or ``source`` told none of them."""
+    question = question_of(detail)
+    if question is None:
+        raise InvalidValue("this conflict has no source value the register could take: "
+                           "resolve it (with a correction where the register is wrong) or "
+                           "dismiss it", field="decision", rule="exception-decision")
+    if source not in question.sources:
+        choices = ", ".join(f"{ACCEPT_SOURCE}{s}" for s in sorted(question.sources))
+        raise InvalidValue(f"source {source!r} told none of the competing values; accept one "
+                           f"of: {choices}", field="decision", rule="exception-decision")
+    return question

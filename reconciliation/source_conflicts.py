@@ -13,8 +13,9 @@ neither telling the other's; or a review both tell on one date, one as joint and
 single-agency.
 
 A disagreement a configured precedence rule settles (``register_core.domain.precedence``,
-``[precedence]`` in the config file) is no exception: the position follows the winner and says
-so in its explain. Only what no rule settles is raised, exactly as without rules.
+``[precedence]`` in the config file), or a register owner's ``accept-source`` decision on
+the same question, is no exception: the position follows the winner and says so in its
+explain. Only what nothing settles is raised, exactly as without rules.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from register_core.domain.precedence import (
     Precedence,
     aftercare_disagreements,
     dated_disagreements,
+    death_questions,
     deaths_told,
     detention_disagreements,
     settle_detention,
@@ -91,7 +93,8 @@ def death_conflicts(facts: Sequence[Fact], today: date,
         return []
     found = []
     told = sorted((src, day) for src, days in deaths.items() for day in days)
-    if len({day for _, day in told}) > 1 and precedence.settle("death", deaths) is None:
+    if len({day for _, day in told}) > 1 and precedence.settle(
+            "death", deaths, death_questions(deaths)) is None:
         found.append(finding(
             KIND, ["death", *(f"{src}={iso(day)}" for src, day in told)],
             "Sources disagree on the date of death: " + ", ".join(
@@ -142,7 +145,8 @@ def dated_conflicts(facts: Sequence[Fact],
     found = []
     for group, spec in DATED_FIELDS.items():
         for disagreement in dated_disagreements(group, facts):
-            if precedence.settle(group, disagreement.by_source()) is not None:
+            if precedence.settle(group, disagreement.by_source(),
+                                 disagreement.questions()) is not None:
                 continue
             day, values = disagreement.day, disagreement.told
             told = sorted((src, value) for value, srcs in values.items() for src in srcs)
@@ -165,7 +169,8 @@ def aftercare_conflicts(facts: Sequence[Fact], detentions: Sequence[Detention],
     in."""
     return [_aftercare_finding(disagreement)
             for disagreement in aftercare_disagreements(facts, detentions)
-            if precedence.settle(disagreement.group, disagreement.by_source()) is None]
+            if precedence.settle(disagreement.group, disagreement.by_source(),
+                                 disagreement.questions()) is None]
 
 
 # Per kind of aftercare disagreement: fingerprint prefix, what the summary says they disagree

@@ -44,7 +44,7 @@ def _converter(hint: Any) -> _Convert | None:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         return _converter(options[0])
     if origin is tuple:
-        return tuple
+        return _tuple_converter(typing.get_args(hint))
     if hint is datetime:
         return datetime.fromisoformat
     if hint is date:
@@ -52,6 +52,21 @@ def _converter(hint: Any) -> _Convert | None:
     if isinstance(hint, type) and hint in _NESTED:
         return functools.partial(from_json_as, hint)
     return None
+
+
+def _tuple_converter(args: tuple[Any, ...]) -> _Convert:
+    """A JSON list back into a tuple, its items converted too (a tuple of tuples stays one,
+    so a stored command compares equal to the one recorded)."""
+    if len(args) == 2 and args[1] is Ellipsis:
+        item = _converter(args[0])
+        if item is None:
+            return tuple
+        return lambda items: tuple(x if x is None else item(x) for x in items)
+    parts = [_converter(arg) for arg in args]
+    if not any(parts):
+        return tuple
+    return lambda items: tuple(x if x is None or convert is None else convert(x)
+                               for convert, x in zip(parts, items, strict=True))
 
 
 _MISSING = object()

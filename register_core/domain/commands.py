@@ -309,6 +309,27 @@ class RecordDisputeResolved(Command):
         return self.date
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordSourceAccepted(Command):
+    """A register owner settled a source-conflict exception ``accept-source:<source>``: for
+    this person, the disagreement it showed (``field``, the date the value applies from where
+    there is one, and what each source told: ``told``) is settled for ``source``, as a
+    matching precedence rule would settle it (``precedence.Ruling``). Only the register writes
+    these (source ``register``, source_ref ``exception:<id>``, recorded by the owner)."""
+
+    kind: ClassVar[str] = "source-accepted"
+    exception_id: str
+    source: str
+    field: str  # the exception's field, e.g. "detention.section"
+    date: date  # when the owner decided
+    day: date | None = None  # the date the disputed value applies from, where it has one
+    told: tuple[tuple[str, str, str | None], ...] = ()  # (source, value, detention start)
+
+    @property
+    def effective(self) -> date:
+        return self.date
+
+
 SOURCE_COMMANDS: dict[str, type[Command]] = {
     cls.kind: cls
     for cls in (
@@ -322,7 +343,7 @@ SOURCE_COMMANDS: dict[str, type[Command]] = {
 
 # What the register itself records in a person's journal (no source sends these).
 REGISTER_COMMANDS: dict[str, type[Command]] = {
-    cls.kind: cls for cls in (RecordDisputeOpened, RecordDisputeResolved)
+    cls.kind: cls for cls in (RecordDisputeOpened, RecordDisputeResolved, RecordSourceAccepted)
 }
 # Every kind a stored fact may have.
 JOURNAL_COMMANDS: dict[str, type[Command]] = {**SOURCE_COMMANDS, **REGISTER_COMMANDS}

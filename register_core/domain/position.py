@@ -8,7 +8,7 @@ value carries an ``Explanation``: the rule applied and the facts it rested on.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal
 
@@ -41,6 +41,7 @@ from .precedence import (
     Note,
     Precedence,
     restate_detentions,
+    rulings_in,
     settle_aftercare,
     settle_dated,
     settle_death,
@@ -158,22 +159,26 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
     """The position as of ``today``: facts effective after it are not known yet."""
     policy = policy or Policy()
     told = [f for f in sorted(person.live_facts(), key=fact_order) if fact_day(f) <= today]
+    # A register owner's accept-source decisions settle their disagreements ahead of the
+    # configured rules, and the detectors read them from the position too.
+    rulings = rulings_in(told)
+    precedence = replace(policy.precedence, rulings=rulings) if rulings else policy.precedence
     # Where a precedence rule settles a disagreement the register follows the winning source;
     # the losing source's overruled facts stay in the journal, set aside here.
-    facts, settled = restate_detentions(told, today, policy.precedence)
+    facts, settled = restate_detentions(told, today, precedence)
     facts.sort(key=fact_order)
     # Facts a rule set aside where sources tell different values from one date (by id).
     overruled: set[int] = set()
     for group in DATED_FIELDS:
-        set_aside, notes = settle_dated(group, facts, policy.precedence)
+        set_aside, notes = settle_dated(group, facts, precedence)
         overruled |= set_aside
         settled += notes
-    death_note = settle_death(facts, policy.precedence)
+    death_note = settle_death(facts, precedence)
     settled += [death_note] if death_note else []
     episodes, events = build_detentions(facts, today)
     # The plan and the reviews a rule chose where sources tell them differently, per aftercare
     # period of these detentions: the losers' facts are set aside like the dated ones.
-    set_aside, notes = settle_aftercare(facts, episodes, policy.precedence)
+    set_aside, notes = settle_aftercare(facts, episodes, precedence)
     overruled |= set_aside
     settled += notes
     kept = [f for f in facts if id(f) not in overruled] if overruled else facts
@@ -360,7 +365,7 @@ def compute_position(person: Person, today: date, policy: Policy | None = None) 
         charges_under_s117=[f for f in facts if isinstance(f.command, RecordServiceCharged)
                             and f.command.under_s117],
         refused_endings=refused, child_notified=max(child) if child else None, explain=explain,
-        precedence=policy.precedence, disputes=disputes, flagged_endings=flagged,
+        precedence=precedence, disputes=disputes, flagged_endings=flagged,
         review_prompts=prompts)
 
 
@@ -394,6 +399,12 @@ def _explain_settled(explain: dict[str, Explanation], settled: Sequence[Note],
     section = by_key.get(f"detentions[{ent.trigger_episode}].section")
     if section and "entitlement.trigger_section" in explain:
         _append_rule(explain, "entitlement.trigger_section", section)
+    if ent.trigger_episode is None and "entitlement.status" in explain:
+        # No entitling detention because a source's section was set aside: the status says
+        # whose word made it so.
+        for note in settled:
+            if note.key.startswith("detentions[") and note.key.endswith("].section"):
+                _append_rule(explain, "entitlement.status", note)
     council = explain.get("entitlement.responsible_council")
     if council and ent.responsible_council:
         chosen = [day for day, code, f in residences

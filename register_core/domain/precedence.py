@@ -9,6 +9,13 @@ one of the disagreeing sources picks the winner, provided the sources it names a
 themselves. No pattern naming any of them, or the named ones disagreeing with each other: not
 settled.
 
+A register owner's decision settles one disagreement the same way, ahead of the rules: a
+source-conflict exception resolved ``accept-source:<source>`` is journalled as a
+``RecordSourceAccepted`` fact, read back here as a ``Ruling`` on the ``Question`` the
+exception showed (its field, the date the value applies from, what each source told). It
+settles that disagreement only while the sources tell exactly that; new values are a new
+question. For a detention, as with a rule, the accepted source's version of it stands whole.
+
 Both sides read this module, so they cannot drift apart: the position (which follows the
 winner) and ``reconciliation.source_conflicts`` (which raises only what no rule settles).
 """
@@ -31,6 +38,7 @@ from .commands import (
     RecordLegalStatusChanged,
     RecordOrdinaryResidenceChanged,
     RecordReviewCompleted,
+    RecordSourceAccepted,
     SetNamedPractitioner,
 )
 from .episodes import Detention, build_detentions, fact_day
@@ -49,9 +57,93 @@ _DETENTION_COMMANDS = (RecordDetentionStarted, RecordLegalStatusChanged, RecordL
 _LEAVING_EVENTS = ("cto-start", "conditional-discharge-start")
 
 
+@dataclass(frozen=True)
+class Question:
+    """One disagreement between sources as its source-conflict exception shows it: the field
+    (the exception detail's ``field``), the date the value applies from where it has one (a
+    residence, a review's joint), and what each source told, as (source, value, the start of
+    that source's detention for a detention field), sorted."""
+
+    field: str
+    day: str | None
+    told: tuple[tuple[str, str, str | None], ...]
+
+    @property
+    def sources(self) -> set[str]:
+        return {src for src, _, _ in self.told}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ruling:
+    """A register owner's ``accept-source`` decision on one question (a journalled fact)."""
+
+    question: Question
+    source: str
+    exception_id: str
+    by: str
+    fact: str  # how explain cites the decision's fact
+
+    @property
+    def decision(self) -> str:
+        return (f"register owner {self.by} resolving exception {self.exception_id}: "
+                f"accept-source:{self.source}")
+
+
+def rulings_in(facts: Sequence[Fact]) -> tuple[Ruling, ...]:
+    """The owners' decisions in a journal, oldest first (a later one on a question wins)."""
+    return tuple(Ruling(question=Question(cmd.field, cmd.day.isoformat() if cmd.day else None,
+                                          tuple(sorted(cmd.told))),
+                        source=cmd.source, exception_id=cmd.exception_id,
+                        by=cmd.provenance.recorded_by, fact=f.cite())
+                 for f in facts if isinstance(cmd := f.command, RecordSourceAccepted))
+
+
+# The exception detail's ``field`` for an aftercare disagreement (``source_conflicts``).
+_AFTERCARE_QUESTION_FIELD = {("aftercare_plan", "date"): "entitlement.aftercare_plan_date",
+                             ("review", "date"): "entitlement.last_review",
+                             ("review", "joint"): "reviews.joint"}
+DEATH_FIELD = "person.death_date"
+
+
+def group_of(field: str) -> str | None:
+    """The precedence group a source-conflict's field belongs to (None: no group, so no
+    source's word can settle it: an eligibility or ending question, events after a death)."""
+    if field.removeprefix("detention.") in DETENTION_FIELD_LABEL:
+        return "detention"
+    for group, spec in DATED_FIELDS.items():
+        if spec.register_field == field:
+            return group
+    for (group, _), name in _AFTERCARE_QUESTION_FIELD.items():
+        if name == field:
+            return group
+    return "death" if field == DEATH_FIELD else None
+
+
+def question_of(detail: Mapping[str, object] | None) -> Question | None:
+    """The question a source-conflict exception's detail asks (as ``source_conflicts`` built
+    it), or None where it is not one a source's value settles."""
+    if not detail:
+        return None
+    field, values, day = detail.get("field"), detail.get("values"), detail.get("date")
+    if not isinstance(field, str) or group_of(field) is None or not isinstance(values, list):
+        return None
+    told = []
+    for value in values:
+        if not isinstance(value, Mapping) or value.get("value") is None:
+            return None
+        start = value.get("detention_start")
+        told.append((str(value.get("source")), str(value["value"]),
+                     str(start) if start is not None else None))
+    if len({src for src, _, _ in told}) < 2:
+        return None
+    return Question(field, str(day) if day is not None else None, tuple(sorted(told)))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Precedence:
-    """Per field group, source-id patterns in order of preference; empty settles nothing."""
+    """Per field group, source-id patterns in order of preference; empty settles nothing.
+    ``rulings``: the owners' decisions journalled for the person the position is about (the
+    position adds them), settling their questions ahead of the patterns."""
 
     detention: tuple[str, ...] = ()
     ordinary_residence: tuple[str, ...] = ()
@@ -60,6 +152,7 @@ class Precedence:
     death: tuple[str, ...] = ()
     aftercare_plan: tuple[str, ...] = ()
     review: tuple[str, ...] = ()
+    rulings: tuple[Ruling, ...] = ()
 
     def patterns(self, group: str) -> tuple[str, ...]:
         if group not in FIELD_GROUPS:
@@ -67,8 +160,27 @@ class Precedence:
         patterns: tuple[str, ...] = getattr(self, group)
         return patterns
 
-    def settle(self, group: str, told: Mapping[str, Collection[Hashable]]) -> Settlement | None:
-        """The settlement of a disagreement (``told``: source → the values it asserted)."""
+    def settles(self, group: str) -> bool:
+        """Whether anything here may settle a disagreement of ``group``."""
+        return bool(self.patterns(group)) or any(
+            group_of(r.question.field) == group for r in self.rulings)
+
+    def settle(self, group: str, told: Mapping[str, Collection[Hashable]],
+               questions: Collection[Question] = ()) -> Settlement | None:
+        """The settlement of a disagreement (``told``: source → the values it asserted;
+        ``questions``: how its exceptions ask it, which an owner's decision may answer)."""
+        ruled = [r for r in self.rulings if r.question in questions and r.source in told]
+        if ruled:
+            ruling = ruled[-1]
+            said = set(told[ruling.source])
+            if len(said) != 1:
+                return None  # the accepted source tells two values: nothing to take
+            [value] = said
+            overruled = tuple(sorted(src for src, other in told.items()
+                                     if src != ruling.source and set(other) != {value}))
+            return Settlement(group=group, pattern=f"accept-source:{ruling.source}",
+                              winners=(ruling.source,), value=value, overruled=overruled,
+                              ruling=ruling)
         for pattern in self.patterns(group):
             named = sorted(src for src in told if fnmatchcase(src, pattern))
             if not named:
@@ -91,12 +203,20 @@ class Settlement:
     winners: tuple[str, ...]
     value: Hashable
     overruled: tuple[str, ...]
+    ruling: Ruling | None = None  # an owner's decision, not a configured pattern
 
     @property
     def rule(self) -> str:
-        return (f"precedence: {_GROUP_LABEL[self.group]} from {', '.join(self.winners)} over "
-                f"{', '.join(self.overruled)} (config precedence.{self.group}: "
-                f"'{self.pattern}')")
+        chosen = (f"{_GROUP_LABEL[self.group]} from {', '.join(self.winners)} over "
+                  f"{', '.join(self.overruled)}")
+        if self.ruling is not None:
+            return f"{self.ruling.decision} ({chosen})"
+        return f"precedence: {chosen} (config precedence.{self.group}: '{self.pattern}')"
+
+    @property
+    def cites(self) -> tuple[str, ...]:
+        """The decision's own fact, cited beside the winner's (a rule has none)."""
+        return (self.ruling.fact,) if self.ruling else ()
 
     def as_dict(self) -> dict[str, object]:
         return {"group": self.group, "pattern": self.pattern, "winners": list(self.winners),
@@ -140,6 +260,20 @@ class DetentionDisagreement:
     b: str
     eb: Detention
     fields: tuple[tuple[str, object, object], ...]  # (field, a's value, b's value)
+
+    def questions(self) -> tuple[Question, ...]:
+        """One per differing field, as its exception asks it."""
+        return tuple(Question(f"detention.{name}", None, tuple(sorted((
+            (self.a, _told(va), self.ea.start.isoformat()),
+            (self.b, _told(vb), self.eb.start.isoformat())))))
+            for name, va, vb in self.fields)
+
+
+def _told(value: object) -> str:
+    """A value as an exception's detail holds it."""
+    if isinstance(value, bool):
+        return JOINT_LABEL[value]
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def detention_disagreements(facts: Sequence[Fact], today: date) -> list[DetentionDisagreement]:
@@ -188,8 +322,10 @@ def _differing(ea: Detention, eb: Detention) -> tuple[tuple[str, object, object]
 
 def settle_detention(precedence: Precedence,
                      disagreement: DetentionDisagreement) -> Settlement | None:
-    """One winner for the pair: every field of the detention group follows the same rule."""
-    return precedence.settle("detention", {disagreement.a: ("a",), disagreement.b: ("b",)})
+    """One winner for the pair: every field of the detention group follows the same rule (or
+    the same owner's decision on any one of them)."""
+    return precedence.settle("detention", {disagreement.a: ("a",), disagreement.b: ("b",)},
+                             disagreement.questions())
 
 
 def restate_detentions(facts: Sequence[Fact], today: date,
@@ -199,7 +335,7 @@ def restate_detentions(facts: Sequence[Fact], today: date,
     into the winner's detention. The loser keeps filling what the winner is silent on (an end,
     an ICB); where it said otherwise (its regrades on a section, its leaving on an end) its
     facts are set aside."""
-    if not precedence.detention:
+    if not precedence.settles("detention"):
         return list(facts), []
     replaced: dict[int, Fact | None] = {}  # id(fact) → its restatement (None: set aside)
     notes: list[Note] = []
@@ -216,7 +352,8 @@ def restate_detentions(facts: Sequence[Fact], today: date,
                   for name, va, vb in disagreement.fields}
         notes += [Note(f"detentions[{ew.ref}].{name}",
                        f"{settled.rule}: {DETENTION_FIELD_LABEL[name]} {show(won)}, not "
-                       f"{loser}'s {show(lost)}", tuple(f.cite() for f in ew.facts))
+                       f"{loser}'s {show(lost)}",
+                       (*(f.cite() for f in ew.facts), *settled.cites))
                   for name, (won, lost) in fields.items()]
         if id(el) in restated_episodes:
             continue  # already restated as another winner's detention
@@ -310,6 +447,11 @@ class DatedDisagreement:
                 said[src].add(value)
         return said
 
+    def questions(self) -> tuple[Question, ...]:
+        return (Question(DATED_FIELDS[self.group].register_field, self.day.isoformat(),
+                         tuple(sorted((src, value, None) for value, sources in self.told.items()
+                                      for src in sources))),)
+
 
 def dated_disagreements(group: str, facts: Sequence[Fact]) -> list[DatedDisagreement]:
     spec = DATED_FIELDS[group]
@@ -329,12 +471,12 @@ def dated_disagreements(group: str, facts: Sequence[Fact]) -> list[DatedDisagree
 def settle_dated(group: str, facts: Sequence[Fact],
                  precedence: Precedence) -> tuple[set[int], list[Note]]:
     """The facts of ``group`` a settlement sets aside (by id), and what it decided."""
-    if not precedence.patterns(group):
+    if not precedence.settles(group):
         return set(), []
     overruled: set[int] = set()
     notes = []
     for disagreement in dated_disagreements(group, facts):
-        settled = precedence.settle(group, disagreement.by_source())
+        settled = precedence.settle(group, disagreement.by_source(), disagreement.questions())
         if settled is None:
             continue
         winning = disagreement.told[str(settled.value)]
@@ -342,8 +484,8 @@ def settle_dated(group: str, facts: Sequence[Fact],
                       if value != settled.value for fs in sources.values() for f in fs}
         notes.append(Note(f"{group}[{disagreement.day.isoformat()}]",
                           f"{settled.rule}: {settled.value} from {disagreement.day.isoformat()}",
-                          tuple(f.cite() for src in settled.winners
-                                for f in winning.get(src, []))))
+                          (*(f.cite() for src in settled.winners
+                             for f in winning.get(src, [])), *settled.cites)))
     return overruled, notes
 
 
@@ -404,6 +546,12 @@ class AftercareDisagreement:
 
     def by_source(self) -> dict[str, set[Hashable]]:
         return {self.a: {self.va}, self.b: {self.vb}}
+
+    def questions(self) -> tuple[Question, ...]:
+        return (Question(_AFTERCARE_QUESTION_FIELD[(self.group, self.field)],
+                         self.day.isoformat() if self.day else None,
+                         tuple(sorted(((self.a, _told(self.va), None),
+                                       (self.b, _told(self.vb), None))))),)
 
     def key(self, value: date | bool) -> str:
         """Where the position's explain records a settlement choosing ``value``."""
@@ -487,12 +635,12 @@ def settle_aftercare(facts: Sequence[Fact], detentions: Sequence[Detention],
                      precedence: Precedence) -> tuple[set[int], list[Note]]:
     """The plan and review facts a settlement sets aside (by id): the losing source's plan or
     review on its date, or its word on whether a review was joint; and what it decided."""
-    if not (precedence.aftercare_plan or precedence.review):
+    if not (precedence.settles("aftercare_plan") or precedence.settles("review")):
         return set(), []
     overruled: set[int] = set()
     notes = []
     for d in aftercare_disagreements(facts, detentions):
-        settled = precedence.settle(d.group, d.by_source())
+        settled = precedence.settle(d.group, d.by_source(), d.questions())
         if settled is None:
             continue
         won, won_facts, loser, lost, lost_facts = (
@@ -500,7 +648,7 @@ def settle_aftercare(facts: Sequence[Fact], detentions: Sequence[Detention],
             else (d.vb, d.fb, d.a, d.va, d.fa))
         overruled |= {id(f) for f in lost_facts}
         notes.append(Note(d.key(won), f"{settled.rule}: {d.decided(won, loser, lost)}",
-                          tuple(f.cite() for f in won_facts)))
+                          (*(f.cite() for f in won_facts), *settled.cites)))
     return overruled, notes
 
 
@@ -515,17 +663,23 @@ def deaths_told(facts: Sequence[Fact]) -> dict[str, dict[date, list[Fact]]]:
     return {src: dict(days) for src, days in deaths.items()}
 
 
+def death_questions(told: Mapping[str, Mapping[date, object]]) -> tuple[Question, ...]:
+    return (Question(DEATH_FIELD, None, tuple(sorted(
+        (src, day.isoformat(), None) for src, days in told.items() for day in days))),)
+
+
 def settle_death(facts: Sequence[Fact], precedence: Precedence) -> Note | None:
     """Which date of death a rule chose when sources disagree (recorded, not applied: the
     register's date of death is the person's latest demographics)."""
-    if not precedence.death:
+    if not precedence.settles("death"):
         return None
     told = deaths_told(facts)
     if len({day for days in told.values() for day in days}) < 2:
         return None
-    settled = precedence.settle("death", told)
+    settled = precedence.settle("death", told, death_questions(told))
     if settled is None:
         return None
     day: date = settled.value  # type: ignore[assignment]
     return Note("person.death_date", f"{settled.rule}: {day.isoformat()}",
-                tuple(f.cite() for src in settled.winners for f in told[src].get(day, [])))
+                (*(f.cite() for src in settled.winners for f in told[src].get(day, [])),
+                 *settled.cites))

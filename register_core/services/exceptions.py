@@ -4,6 +4,12 @@ dismiss. The rules are ``reconciliation.exceptions``; this runs them in a unit o
 An ``identity-demographics-conflict`` settled ``accept-source:<source>`` sets the register's
 value to that source's (a register correction, as below) when it holds another.
 
+A ``source-conflict`` settled ``accept-source:<source>`` journals the decision itself
+(``RecordSourceAccepted``, recorded as a correction is): for this person, this field group
+and these competing values, that source's word stands. The position honours it as it would a
+matching ``[precedence]`` rule, ahead of the rules, and cites it in explain; the conflict is
+not raised again while the sources tell the same values.
+
 A correction is itself provenance: it is recorded as a fact through the one write path
 (``handlers.record_command``) with source ``register``, source_ref ``exception:<id>`` and the
 deciding token as ``recorded_by``, in the same transaction as the decision. The person's
@@ -25,7 +31,9 @@ from reconciliation.exceptions import (
     DEMOGRAPHICS_KIND,
     LIVE,
     SAME_PERSON,
+    SOURCE_CONFLICT_KIND,
     PersonMergedSince,
+    accept_source_question,
     check_assignee,
     check_reason,
     check_reopenable,
@@ -41,11 +49,12 @@ from register_core.domain.commands import (
     PersonRef,
     Provenance,
     RecordPersonDetails,
+    RecordSourceAccepted,
 )
 from register_core.domain.errors import InvalidValue, NotFound
 from register_core.domain.position import Policy
 from register_core.ports import Clock
-from register_core.services.handlers import record_command
+from register_core.services.handlers import record_command, record_for_person
 
 from .identity import CHECKED_DEMOGRAPHICS
 from .merges import merge_persons, open_merge_of
@@ -94,6 +103,7 @@ def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, deci
                             kind=row["kind"], detail=row["detail"])
     reason = check_reason(reason)
     person_id = row["person_id"]
+    recorded = False  # whether the decision changed the person's journal
     if decision.strip() == SAME_PERSON:
         return _same_person(uow, clock, store, row, reason=reason, by=by, policy=policy,
                             rules=rules)
@@ -108,15 +118,45 @@ def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, deci
         # A correction is a register change like any other: partners hear of a status
         # change in the same transaction, due five working days from the decision.
         enqueue_status_changes(uow.connection, applied, prov.received_at, clock.now())
+        recorded = True
     elif row["kind"] == DEMOGRAPHICS_KIND and decision.strip().startswith(ACCEPT_SOURCE):
-        correction = _take_accepted_value(uow, clock, row,
-                                          decision.strip().removeprefix(ACCEPT_SOURCE).strip(),
-                                          by=by, policy=policy)
+        recorded = _take_accepted_value(
+            uow, clock, row, decision.strip().removeprefix(ACCEPT_SOURCE).strip(), by=by,
+            policy=policy) is not None
+    elif row["kind"] == SOURCE_CONFLICT_KIND and decision.strip().startswith(ACCEPT_SOURCE):
+        _accept_source(uow, clock, row, decision.strip().removeprefix(ACCEPT_SOURCE).strip(),
+                       by=by, policy=policy)
+        recorded = True
     store.close([exception_id], status=status, decision=decision.strip(), reason=reason,
                 closed_by=by, at=clock.now())
-    if correction is not None:
+    if recorded:
+        # Detectors, exceptions and the sweep checkpoint follow the changed journal.
         reconcile_person(uow, person_id, clock, policy, rules=rules)
     return store.get(exception_id) or {}
+
+
+def _accept_source(uow: SqlUnitOfWork, clock: Clock, row: dict[str, Any], source: str, *,
+                   by: str, policy: Policy | None) -> None:
+    """Journal the owner's decision on the conflict's question for ``source`` and recompute
+    the person with it (positions, history, partners told of a status change)."""
+    question = accept_source_question(source, row["detail"])
+    if row["person_id"] is None:
+        raise InvalidValue("this exception names no person", field="decision",
+                           rule="exception-decision")
+    since = open_merge_of(uow, row["person_id"])
+    if since is not None:
+        raise PersonMergedSince(
+            f"the person {row['person_id']} was merged into {since['survivor_id']} after "
+            "this exception was raised: decide on that person's record, or un-merge first",
+            field="decision", rule="merge-live-person")
+    prov = Provenance(source=REGISTER_SOURCE, source_ref=f"exception:{row['id']}",
+                      received_at=clock.now(), recorded_by=by)
+    applied = record_for_person(row["person_id"], RecordSourceAccepted(
+        person=PersonRef(), provenance=prov, exception_id=row["id"], source=source,
+        field=question.field, date=clock.today(),
+        day=date.fromisoformat(question.day) if question.day else None,
+        told=question.told), uow, clock, policy)
+    enqueue_status_changes(uow.connection, applied, prov.received_at, clock.now())
 
 
 def _take_accepted_value(uow: SqlUnitOfWork, clock: Clock, row: dict[str, Any],

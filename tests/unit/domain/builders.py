@@ -30,11 +30,13 @@ from register_core.domain.commands import (
     RecordS117Confirmed,
     RecordS117Ended,
     RecordServiceCharged,
+    RecordSourceAccepted,
     SetNamedPractitioner,
     Signoff,
 )
 from register_core.domain.model import Person
 from register_core.domain.position import Policy, Position, compute_position
+from register_core.domain.precedence import question_of
 
 _refs = count(1)
 
@@ -203,3 +205,18 @@ def record_all(commands: list[Command], *, serial: int = 1, birth: str | None = 
 def position_of(commands: list[Command], today: str | date = "2030-01-01",
                 policy: Policy | None = None, *, birth: str | None = None) -> Position:
     return compute_position(record_all(commands, birth=birth), d(today), policy)
+
+
+def source_accepted(when: str | date, detail: dict[str, object], source: str, *,
+                    exception: str = "exception-1", by: str = "owner-token-1"
+                    ) -> RecordSourceAccepted:
+    """A register owner's ``accept-source:<source>`` on the source-conflict whose detail is
+    ``detail``, as the exceptions service journals it."""
+    question = question_of(detail)
+    assert question is not None, "not a question a source's value settles"
+    return RecordSourceAccepted(
+        person=PersonRef(), provenance=Provenance(
+            source="register", source_ref=f"exception:{exception}",
+            received_at=datetime.combine(d(when), time(9, 0)), recorded_by=by),
+        exception_id=exception, source=source, field=question.field, date=d(when),
+        day=d(question.day) if question.day else None, told=question.told)

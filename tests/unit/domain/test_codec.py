@@ -42,6 +42,7 @@ from .builders import (
     prov,
     residence,
     review,
+    source_accepted,
 )
 
 EXAMPLES = [
@@ -92,7 +93,18 @@ def test_every_source_command_kind_has_an_example():
     assert {c.kind for c in EXAMPLES} == set(SOURCE_COMMANDS)
 
 
-REGISTER_EXAMPLES = [dispute_opened("2026-11-16"), dispute_resolved("2026-12-01")]
+REGISTER_EXAMPLES = [
+    dispute_opened("2026-11-16"), dispute_resolved("2026-12-01"),
+    # Its ``told`` is a tuple of tuples: it must load back as one, or the owner's decision
+    # would not match the question it answered.
+    source_accepted("2026-12-02", {"field": "detention.section", "values": [
+        {"source": "trust-a", "value": "03", "detention_start": "2026-01-05"},
+        {"source": "council-a", "value": "02", "detention_start": "2026-01-05"}]}, "trust-a"),
+    source_accepted("2026-12-02", {"field": "ordinary_residence.council_code",
+                                   "date": "2025-01-01", "values": [
+                                       {"source": "council-a", "value": "LA-A"},
+                                       {"source": "council-b", "value": "LA-B"}]}, "council-b"),
+]
 
 
 @pytest.mark.parametrize("command", REGISTER_EXAMPLES, ids=lambda c: c.kind)
