@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
 from sqlalchemy import Connection
 
 from mapping.council_models import control_character_in
-from reconciliation.exceptions import DEMOGRAPHICS_KIND, IDENTITY_KIND
+from reconciliation.exceptions import DEMOGRAPHICS_KIND, IDENTITY_KIND, SOURCE_CONFLICT_KIND
 from reconciliation.findings import EXCEPTION_KINDS
 from register_core import reports, views
 from register_core.adapters import console_reads
@@ -30,6 +30,7 @@ from register_core.adapters.disputes_store import DisputeStore
 from register_core.adapters.exceptions_store import ExceptionStore
 from register_core.domain import nhs_number as nhs
 from register_core.domain.errors import InvalidValue, NotFound
+from register_core.domain.precedence import question_of
 from register_core.services import disputes as dispute_workflow
 from s117hub.api.auth import audit, audit_read, get_audit_log
 
@@ -127,6 +128,12 @@ def exception_page(request: Request, user: Reader, exception_id: ExceptionId) ->
                    item["person_id"])
     detail = item["detail"] or {}
     competing = [v for v in detail.get("values", []) if isinstance(v, dict) and "source" in v]
+    if item["kind"] == SOURCE_CONFLICT_KIND:
+        # accept-source takes a source's value: offered only for a source that told one of
+        # the competing values (the API refuses it where no source's value settles it).
+        question = question_of(detail)
+        competing = [v for v in competing
+                     if question is not None and v["source"] in question.sources]
     shown = {"rule", "values"}
     other_detail = {k: v for k, v in detail.items() if k not in shown}
     # An identity review is decided same-person / different-people (the API's decisions):

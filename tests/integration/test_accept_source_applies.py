@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from register_core.adapters.security import Role
+from register_core.adapters.security import Role, TokenStore
 from register_core.adapters.subscriptions import SubscriptionDefinition
 from register_core.adapters.tables import facts, outbound_changes, outbound_deliveries
 from register_core.domain.commands import (
@@ -24,6 +24,7 @@ from register_core.domain.commands import (
     RecordLeftHospital,
     RecordLegalStatusChanged,
     RecordOrdinaryResidenceChanged,
+    RecordS117Confirmed,
 )
 from register_core.domain.nhs_number import make_synthetic
 from register_core.services.reconcile import sweep
@@ -180,6 +181,32 @@ def test_accept_source_on_a_conflict_no_source_value_settles_is_refused(hub: Hub
         assert "no source value" in refused.json()["message"]
         assert owner.get(f"/api/v1/exceptions/{conflict['id']}").json()["status"] == "open"
     assert decisions_journalled(hub, person_id) == []
+
+
+def test_the_console_offers_accept_source_only_where_a_sources_value_settles_it(
+        hub: Hub) -> None:
+    """A council confirms s117 after an s2 stay the trust told: the sources disagree on
+    eligibility, which no source's value settles (the API refuses accept-source there); the
+    console had offered "accept council-a's value" all the same."""
+    person_id = told_detention(hub, 64, "trust-a", "02")
+    apply(hub, RecordS117Confirmed(person=PersonRef(nhs_number=make_synthetic(64)),
+                                   provenance=prov("council-a", "64-confirmed", LEFT),
+                                   start=LEFT))
+    sweep(hub.engine, hub.clock, hub.policy)
+    with client_for(hub, Role.REGISTER_OWNER) as owner:
+        [conflict] = conflicts(owner, person_id)
+        assert conflict["detail"]["field"] == "entitlement.trigger_section"
+        assert owner.post(f"/api/v1/exceptions/{conflict['id']}/resolve", json={
+            "decision": "accept-source:council-a", "reason": "r"}).status_code == 422
+    _, token = TokenStore(hub.engine).create(Role.REGISTER_OWNER)
+    with TestClient(create_app(hub), base_url="https://hub.test",
+                    follow_redirects=False) as client:
+        guard = CSRF.search(client.get("/ui/login").text).group(1)  # type: ignore[union-attr]
+        assert client.post("/ui/login", data={"token": token,
+                                               "csrf_token": guard}).status_code == 303
+        page = client.get(f"/ui/exceptions/{conflict['id']}")
+    assert page.status_code == 200 and "accept-source:" not in page.text
+    assert 'value="resolved"' in page.text
 
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
