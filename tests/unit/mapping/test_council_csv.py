@@ -94,3 +94,17 @@ def test_blank_rows_are_skipped_and_a_missing_type_column_stops(
 def test_column_map_refuses_unknown_fields() -> None:
     with pytest.raises(ValidationError, match="unknown CSV fields"):
         CsvColumnMap(columns={"nhs": "NHS No"})
+
+
+def test_the_readme_lists_every_csv_field() -> None:
+    """A council's integration engineer maps their export from the README's list: it must be
+    the mapping's own (mapping.council.CSV_FIELDS), no more, no less."""
+    import re
+    from pathlib import Path
+
+    from mapping.council import CSV_FIELDS
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    bullet = readme.split("- **Council CSV.**", 1)[1].split("`csv.date_formats`", 1)[0]
+    listed = re.findall(r"`([a-z_0-9]+)`", bullet)
+    assert [name for name in listed if name != "csv"] == list(CSV_FIELDS)
