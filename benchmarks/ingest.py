@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 from connectors.hl7v2.framing import FrameReader, frame
 from register_core.adapters.database import make_engine
 from register_core.adapters.tables import inbox_messages
-from s117hub.harness import HubProcess, synthetic_adt_stream
+from s117hub.harness import CODE_ROOT, HubProcess, synthetic_adt_stream
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from register_apply import postgres_database, sqlite_database
@@ -115,7 +115,7 @@ def start_workers(hub: HubProcess, count: int) -> list[subprocess.Popen[bytes]]:
     with open(hub.workdir / "workers.log", "ab") as log:
         return [subprocess.Popen(
             [sys.executable, "-m", "s117hub.cli", "worker", "--threads", "2"], env=hub.env(),
-            stdout=log, stderr=log) for _ in range(count)]
+            stdout=log, stderr=log, cwd=CODE_ROOT) for _ in range(count)]
 
 
 def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:

@@ -61,6 +61,7 @@ from register_core.domain.position import Policy, compute_position
 from register_core.ports import SystemClock
 from register_core.services.bulk_matching import SOURCE_REF
 from register_core.services.reconcile import sync_people
+from s117hub.harness import CODE_ROOT
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from register_apply import DEFAULT_PG_URL, postgres_database, sqlite_database
@@ -244,7 +245,8 @@ def run_reconcile(url: str, workers: int, *extra: str) -> Run:
                str(workers), *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
-    child = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    child = subprocess.run(command, env=env, capture_output=True, text=True, check=False,
+                           cwd=CODE_ROOT)  # the code this benchmark runs (see CODE_ROOT)
     seconds = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

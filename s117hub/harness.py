@@ -22,6 +22,12 @@ hl7_sending_facility = "RX1"
 """
 
 
+# The checkout this code runs from. Children start there: ``python -m``/``-c`` put the working
+# directory first on sys.path, so a child started elsewhere (a benchmark of a git worktree run
+# from the main checkout, PYTHONPATH=<worktree>) imported the main checkout's code instead.
+CODE_ROOT = Path(__file__).resolve().parents[1]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -59,7 +65,7 @@ class HubProcess:
         log = open(self.workdir / "hub.log", "ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "s117hub.cli", self.command, *self.args], env=self.env(),
-            stdout=log, stderr=log)
+            stdout=log, stderr=log, cwd=CODE_ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
