@@ -11,13 +11,17 @@ Merges. A person merged into another (``merged_into``: the survivor) or one othe
 into (``merged_from``) is told so, and a change that made or undid such a link lists it in
 ``changes`` as ``person.merged_into`` / ``person.merged_from`` (old and new: register ids):
 
-    council-rest   ``merged_into`` (survivor's register id, NHS number, identifiers) and
+    council-rest   ``merged_into`` (survivor's register id and NHS number) and
                    ``merged_from``, beside the unchanged fields
     fhir-r4        ``merge_bundle``: a transaction Bundle PUTting the Patient (``active``
                    false and ``link`` replaced-by the survivor; the survivor ``replaces``)
                    and the EpisodeOfCare, whenever the links change or the person is merged
     hl7v2-mllp     ``adt_a40`` for the merged-away person: PID the survivor, MRG the merged
                    record; the survivor's own status goes as an A08 as usual
+
+A merge notice names records as partners know them, by the register id and NHS number the
+hub sent them (``PersonState``), never by the sending systems' own identifiers: a council
+has no need of a trust's MRNs, nor a trust of a council's case numbers (data minimisation).
 
 The ZSE segment (ours; HL7 leaves Z segments to local agreement), after PID and PV1:
 
@@ -76,11 +80,8 @@ ENTITLEMENT_EXAMPLE = {
     "responsible_council": "E10000034", "responsible_icb": "QGH", "named_practitioner": None,
     "next_review_due": "2026-06-01", "on_cto": False, "ended": None}
 CHANGE_EXAMPLE = {"field": "entitlement.status", "old": "pending", "new": "active"}
-IDENTIFIER_EXAMPLE = {"source": "council-a", "value": "C-000123"}
 RECORD_EXAMPLE = {"register_id": "0d3c7e2a-51f4-4b8e-9a52-3c1e7b9d2f60",
-                  "nhs_number": "9990000018",
-                  "identifiers": [IDENTIFIER_EXAMPLE,
-                                  {"source": "trust-a", "value": "RX1-000123"}]}
+                  "nhs_number": "9990000018"}
 # Changes of a person's merge links, beside the status fields (old/new: register ids).
 MERGED_INTO = "person.merged_into"
 MERGED_FROM = "person.merged_from"
@@ -117,20 +118,13 @@ class FieldChange(BaseModel):
     new: str | None
 
 
-class SourceIdentifier(BaseModel):
-    model_config = _model(IDENTIFIER_EXAMPLE)
-    source: str = Field(description="The hub's id of the system whose identifier it is.")
-    value: str
-
-
 class RecordRef(BaseModel):
-    """A register record as partners may know it: the hub's id, its NHS number and the
-    sending systems' own identifiers."""
+    """A register record as partners know it: the hub's id and its NHS number, what the
+    status documents sent them (no source's local identifiers: least privilege)."""
 
     model_config = _model(RECORD_EXAMPLE)
     register_id: str
     nhs_number: str | None = None
-    identifiers: list[SourceIdentifier] = Field(default_factory=list)
 
 
 class LinkedRecord(RecordRef):
@@ -142,8 +136,7 @@ class LinkedRecord(RecordRef):
     birth_date: dt.date | None = None
 
     def ref(self) -> RecordRef:
-        return RecordRef(register_id=self.register_id, nhs_number=self.nhs_number,
-                         identifiers=self.identifiers)
+        return RecordRef(register_id=self.register_id, nhs_number=self.nhs_number)
 
 
 class PersonState(BaseModel):
@@ -168,8 +161,8 @@ class StatusChange(BaseModel):
     notice_received_at: dt.datetime
     changed_at: dt.datetime
     # Merges (absent from changes queued before they were told): the survivor this person
-    # was merged into, this person's record as it was merged (its register id, NHS number
-    # and identifiers, the survivor's since: HL7's MRG), and the records merged into it.
+    # was merged into, this person's record as it was merged (its register id and the NHS
+    # number it had, the survivor's since: HL7's MRG), and the records merged into it.
     merged_into: LinkedRecord | None = None
     merged_record: RecordRef | None = None
     merged_from: list[RecordRef] = Field(default_factory=list)
@@ -209,13 +202,12 @@ class CouncilStatusDocument(BaseModel):
     changes: list[FieldChange]
     merged_into: RecordRef | None = Field(default=None, description=(
         "Set when this person's record has been merged into another, the survivor: its "
-        "register id, NHS number and the identifiers it holds now (this record's among "
-        "them). `entitlement` is then this emptied record's (status `none`): the S117 "
-        "history is the survivor's, told in the survivor's own documents. Null again once "
-        "un-merged."))
+        "register id and NHS number. `entitlement` is then this emptied record's (status "
+        "`none`): the S117 history is the survivor's, told in the survivor's own documents. "
+        "Null again once un-merged."))
     merged_from: list[RecordRef] = Field(default_factory=list, description=(
-        "Records merged into this person and not un-merged, each with the NHS number and "
-        "identifiers it brought."))
+        "Records merged into this person and not un-merged, each with its register id and "
+        "the NHS number it brought."))
 
 
 def council_document(change: StatusChange, delivery_key: str) -> dict[str, Any]:
@@ -402,13 +394,11 @@ def _add_cx(segment: Any, field: str, value: str, authority: str, type_code: str
 
 
 def _add_identifiers(segment: Any, field: str, record: RecordRef) -> None:
-    """NHS number first, then the register id, then each source's own (assigning
-    authority: the hub's id of that source)."""
+    """NHS number first, then the register id: what the A08 told the partner, so all it
+    needs to find the record (no source's own identifiers)."""
     if record.nhs_number:
         _add_cx(segment, field, record.nhs_number, "NHS", "NH")
     _add_cx(segment, field, record.register_id, "S117HUB", "PI")
-    for ident in record.identifiers:
-        _add_cx(segment, field, ident.value, ident.source, "PI")
 
 
 def _set_name(xpn: Any, family: str | None, given: str | None) -> None:
@@ -448,8 +438,8 @@ def adt_a40(change: StatusChange, control_id: str, *, now: dt.datetime,
             receiving_application: str = "", receiving_facility: str = "",
             version: str = "2.4", processing_id: str = "P") -> str:
     """ER7 ADT^A40 (merge patient) for a person merged into another: PID is the survivor
-    (NHS number, register id, the identifiers it holds now), MRG the merged record (MRG-1
-    its register id and the NHS number and identifiers it had, MRG-7 its name)."""
+    (PID-3 NHS number and register id, PID-5/7 name and birth date, as its A08), MRG the
+    merged record (MRG-1 the NHS number it had and its register id, MRG-7 its name)."""
     survivor = change.merged_into
     if survivor is None:
         raise MappingError("invalid-value", "an A40 needs the survivor", location="PID")

@@ -63,7 +63,8 @@ from .identity import (
     pair_fingerprint,
     pair_known,
 )
-from .merges import LoadedPair, merge_loaded, merge_persons, open_merge_of
+from .merges import LoadedPair, MergeOutcome, merge_loaded, merge_persons, open_merge_of
+from .outbound import ever_told
 from .reconcile import commit_without_waiting, run_in_batches, sync_people
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,9 @@ _KNOWN_PAIRS = select(register_exceptions.c.fingerprint).where(
     register_exceptions.c.fingerprint.in_(bindparam("fps", expanding=True)))
 
 # Called in the decision's transaction with each person whose register values a merge
-# changed (to queue the outbound status change, as the sweep's ``on_change``).
+# changed, and with each person it emptied that a partner was told of before (the merge is
+# news to that partner even when no value moved): to queue the outbound change, as the
+# sweep's ``on_change`` (``enqueue_status_changes`` decides who is told).
 OnMerge = Callable[[Connection, Applied], object]
 
 
@@ -288,10 +291,7 @@ class _Apply:
         except IdentityConflict:
             report.deferred += 1  # a number arrived since the snapshot; they differ
             return
-        if self.on_merge is not None:
-            for applied in (outcome.survivor, outcome.merged):
-                if applied.changes:
-                    self.on_merge(uow.connection, applied)
+        self._tell(uow.connection, [outcome])
         report.linked += 1
         report.merges.append((candidate_id, person_id))
         self.joining[person_id] = candidate_id
@@ -395,16 +395,28 @@ class _Apply:
         for result in synced.values():
             report.opened.update(kind for _, kind in result.opened)
             report.auto_resolved.update(kind for _, kind in result.auto_resolved)
-        for pair, outcome in zip(pairs, outcomes, strict=True):
-            if self.on_merge is not None:
-                for applied in (outcome.survivor, outcome.merged):
-                    if applied.changes:
-                        self.on_merge(conn, applied)
+        self._tell(conn, outcomes)
+        for pair in pairs:
             survivor_id, merged_id = pair.survivor.person.id, pair.merged.person.id
             report.linked += 1
             report.merges.append((survivor_id, merged_id))
             self.joining[merged_id] = survivor_id
         return rest
+
+    def _tell(self, conn: Connection, outcomes: Sequence[MergeOutcome]) -> None:
+        """``on_merge`` for each person whose register values moved, and for each person a
+        merge emptied (no facts left: ``enqueue_status_changes`` looks for the link then) whose
+        values did not move but whom a partner was told of: one read for the page picks those
+        out, so people no partner heard of cost nothing more. The survivor is told with them."""
+        if self.on_merge is None:
+            return
+        everyone = [applied for outcome in outcomes
+                    for applied in (outcome.survivor, outcome.merged)]
+        told = ever_told(conn, [applied.person_id for applied in everyone
+                                if not applied.changes and applied.fact_seq < 1])
+        for applied in everyone:
+            if applied.changes or applied.person_id in told:
+                self.on_merge(conn, applied)
 
     def _review(self, uow: SqlUnitOfWork, person_id: str, decision: MatchDecision,
                 report: MatchingReport) -> None:

@@ -27,7 +27,6 @@ from mapping.outbound import (
     LinkedRecord,
     PersonState,
     RecordRef,
-    SourceIdentifier,
     StatusChange,
 )
 from register_core.adapters import outbox
@@ -40,7 +39,6 @@ from register_core.adapters.tables import (
     entitlements,
     outbound_changes,
     outbound_deliveries,
-    person_identifiers,
     person_merges,
     persons,
     subscriptions,
@@ -236,26 +234,20 @@ def link_changes(told: tuple[str | None, tuple[str, ...]], links: MergeLinks
 
 
 def _brought(register_id: str, moved: dict[str, Any]) -> RecordRef:
-    """A merged record as it was when merged: its register id, the NHS number and the
-    identifiers that moved off it (the survivor's since)."""
-    return RecordRef(register_id=register_id, nhs_number=moved.get("nhs_number"),
-                     identifiers=[SourceIdentifier(source=source, value=value)
-                                  for source, value in moved.get("identifiers") or []])
-
-
-_IDENTIFIERS_OF = (select(person_identifiers.c.source, person_identifiers.c.value)
-                   .where(person_identifiers.c.person_id == bindparam("pid"))
-                   .order_by(person_identifiers.c.id))
+    """A merged record as it was when merged: its register id and the NHS number that
+    moved off it (the survivor's since). Not the sources' local identifiers that moved with
+    it: partners know the record by these two, and need no one else's ids."""
+    return RecordRef(register_id=register_id, nhs_number=moved.get("nhs_number"))
 
 
 def _survivor(conn: Connection, person_id: str) -> LinkedRecord:
+    """The survivor as partners know it (register id, NHS number) and, for HL7's PID
+    only, as its A08 names it."""
     who = conn.execute(select(persons.c.nhs_number, persons.c.family_name,
                               persons.c.given_name, persons.c.birth_date)
                        .where(persons.c.id == person_id)).first()
     return LinkedRecord(
         register_id=person_id, nhs_number=who.nhs_number if who else None,
-        identifiers=[SourceIdentifier(source=r.source, value=r.value)
-                     for r in conn.execute(_IDENTIFIERS_OF, {"pid": person_id})],
         family_name=who.family_name if who else None,
         given_name=who.given_name if who else None,
         birth_date=who.birth_date if who else None)
@@ -269,6 +261,20 @@ def heard_of(conn: Connection, person_id: str, subscription_ids: Sequence[str]) 
     return set(conn.execute(select(d.c.subscription_id).distinct().where(
         d.c.subscription_id.in_(sorted(subscription_ids)), d.c.person_id == person_id,
         d.c.status != "cancelled")).scalars())
+
+
+_EVER_TOLD = (select(outbound_changes.c.person_id).distinct()
+              .where(outbound_changes.c.person_id.in_(bindparam("ids", expanding=True))))
+
+
+def ever_told(conn: Connection, person_ids: Sequence[str]) -> set[str]:
+    """Which of these people any partner was ever queued a change of: one indexed read for a
+    page of merges, so a bulk path asks ``enqueue_status_changes`` about a merge that moved no
+    register value (news only to partners that heard of the person, ``heard_of``) for those
+    people alone, and pays nothing per person for the rest."""
+    if not person_ids:
+        return set()
+    return set(conn.execute(_EVER_TOLD, {"ids": sorted(set(person_ids))}).scalars())
 
 
 def stored_entitlement(conn: Connection, person_id: str) -> EntitlementState:

@@ -1,20 +1,25 @@
 """Merges and un-merges reach partners as their integration engines expect (issue 5), through
 the real transports to loopback partners, on SQLite and PostgreSQL:
 
-- HL7 v2: an ADT^A40 for the merged-away record, PID the survivor (NHS number, register id,
-  the identifiers it holds now) and MRG the merged record; the survivor's status as an A08;
+- HL7 v2: an ADT^A40 for the merged-away record, PID the survivor (NHS number, register id)
+  and MRG the merged record (its register id); the survivor's status as an A08;
 - FHIR R4: a transaction Bundle that PUTs the merged-away Patient (``active`` false, ``link``
   replaced-by the survivor) and its EpisodeOfCare, and the survivor's Patient with a
   ``replaces`` link;
-- council REST: ``merged_into`` naming the survivor and its identifiers (``merged_from`` on
-  the survivor), with ``changes`` saying ``person.merged_into`` / ``person.merged_from``.
+- council REST: ``merged_into`` naming the survivor by register id and NHS number
+  (``merged_from`` on the survivor), with ``changes`` saying ``person.merged_into`` /
+  ``person.merged_from``.
+
+No merge notice carries a source's own identifiers (a trust's MRNs to a council, a
+council's case number to a trust): partners know people by the register id and NHS number.
 
 An un-merge tells each side its own status again, without the links. Every kind of merge is
 covered: an A40 in the worker's batch, a register owner's same-person decision, ``s117hub
-reconcile``'s link, and an NHS number arriving for a record known by a local id only (a link
-on arrival merges a record no partner was ever sent: nobody is told of it). Before this, the
-merged-away person was told as status ``none`` (or not at all) with nothing naming the
-survivor. Synthetic people only (999-range NHS numbers, invented names).
+reconcile``'s link (also of a person whose status did not move), and an NHS number arriving
+for a record known by a local id only (a link on arrival merges a record no partner was ever
+sent: nobody is told of it). Before this, the merged-away person was told as status ``none``
+(or not at all) with nothing naming the survivor. Synthetic people only (999-range NHS
+numbers, invented names).
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ from register_core.domain.commands import (
 )
 from register_core.domain.nhs_number import make_synthetic
 from register_core.ports import FixedClock
+from register_core.services.bulk_matching import apply_matches, plan_matches
 from register_core.services.inbound import process_batch
+from register_core.services.outbound import enqueue_on_change
 from s117hub import cli_reconcile
 from s117hub.bootstrap import Hub
 from s117hub.config import Settings
@@ -56,6 +63,7 @@ from .identity_people import (
     COUNCIL,
     TRUST,
     TYPO,
+    apply,
     at,
     confirmed,
     council_ref,
@@ -248,12 +256,10 @@ def test_an_a40_reaches_each_partner_as_a_merge_naming_the_survivor(
     by_trigger = _by_trigger(messages)
     [a40] = by_trigger["A40"]
     assert str(a40.segment("MSH")[9]) == "ADT^A40^ADT_A39"
-    assert _cx(a40.segment("PID"), 3) == {(nhs, "NHS", "NH"), (survivor, "S117HUB", "PI"),
-                                           ("RX1-802", TRUST, "PI"),
-                                           ("RX1-801", TRUST, "PI")}
+    # The two records as the A08s named them: no source's local ids (RX1-80x).
+    assert _cx(a40.segment("PID"), 3) == {(nhs, "NHS", "NH"), (survivor, "S117HUB", "PI")}
     assert str(a40.segment("PID")[5]) == "Payne^Neil"
-    assert _cx(a40.segment("MRG"), 1) == {(merged, "S117HUB", "PI"),
-                                           ("RX1-801", TRUST, "PI")}
+    assert _cx(a40.segment("MRG"), 1) == {(merged, "S117HUB", "PI")}
     assert str(a40.segment("MRG")[7]) == "Paine^Neil"
     zse = _a08_of(messages, survivor).segment("ZSE")
     assert str(zse[1]) == status_of(hub, survivor)
@@ -280,21 +286,17 @@ def test_an_a40_reaches_each_partner_as_a_merge_naming_the_survivor(
     key, headers, _ = partners.fhir.recorder.requests[-1]
     assert headers["path"] == "/fhir" and headers["idempotency-key"] == key
 
-    # Council REST: merged_into names the survivor and its identifiers; the survivor's
-    # document says whom it now also stands for.
+    # Council REST: merged_into names the survivor by register id and NHS number (not the
+    # trust's MRNs); the survivor's document says whom it now also stands for.
     documents = partners.council_documents()
     gone_doc = documents[merged]
     assert gone_doc["entitlement"]["status"] == "none"
-    assert gone_doc["merged_into"] == {
-        "register_id": survivor, "nhs_number": nhs,
-        "identifiers": [{"source": TRUST, "value": "RX1-802"},
-                        {"source": TRUST, "value": "RX1-801"}]}
+    assert gone_doc["merged_into"] == {"register_id": survivor, "nhs_number": nhs}
     assert ("person.merged_into", None, survivor) in _changed(gone_doc)
     kept_doc = documents[survivor]
     assert kept_doc["merged_into"] is None
-    assert kept_doc["merged_from"] == [{"register_id": merged, "nhs_number": None,
-                                        "identifiers": [{"source": TRUST,
-                                                         "value": "RX1-801"}]}]
+    assert kept_doc["merged_from"] == [{"register_id": merged, "nhs_number": None}]
+    assert "RX1-80" not in str(list(documents.values()))
     assert ("person.merged_from", None, merged) in _changed(kept_doc)
     assert kept_doc["entitlement"]["status"] == status_of(hub, survivor)
 
@@ -357,13 +359,16 @@ def test_a_same_person_decision_names_the_survivor_to_partners(
     deliver(hub, partners)
 
     documents = partners.council_documents()
-    assert documents[merged]["merged_into"]["register_id"] == survivor
-    assert {"source": COUNCIL, "value": "C-701"} in documents[merged]["merged_into"][
-        "identifiers"]
-    assert documents[survivor]["merged_from"][0]["register_id"] == merged
+    assert documents[merged]["merged_into"] == {"register_id": survivor,
+                                                "nhs_number": make_synthetic(701)}
+    assert documents[survivor]["merged_from"] == [{"register_id": merged,
+                                                   "nhs_number": None}]
     [a40] = _by_trigger(partners.hl7_messages())["A40"]
-    assert (survivor, "S117HUB", "PI") in _cx(a40.segment("PID"), 3)
-    assert _cx(a40.segment("MRG"), 1) == {(merged, "S117HUB", "PI"), ("C-701", COUNCIL, "PI")}
+    # The trust's PAS is not given the council's case number, nor the council the MRN.
+    assert _cx(a40.segment("PID"), 3) == {(make_synthetic(701), "NHS", "NH"),
+                                           (survivor, "S117HUB", "PI")}
+    assert _cx(a40.segment("MRG"), 1) == {(merged, "S117HUB", "PI")}
+    assert "RX1-701" not in str(list(documents.values()))
     assert _links(_entry(partners.fhir_bundles()[merged], "Patient")) == [
         ("replaced-by", survivor)]
 
@@ -392,8 +397,101 @@ def test_reconciles_link_names_the_survivor_to_partners(
     assert documents[merged]["entitlement"]["status"] == "none"
     assert documents[survivor]["merged_from"][0]["register_id"] == merged
     [a40] = _by_trigger(partners.hl7_messages())["A40"]
-    assert ("C-701", COUNCIL, "PI") in _cx(a40.segment("MRG"), 1)
+    assert _cx(a40.segment("MRG"), 1) == {(merged, "S117HUB", "PI")}
     assert _entry(partners.fhir_bundles()[merged], "Patient")["active"] is False
+
+
+def test_reconciles_link_of_a_person_whose_status_did_not_move_is_told(
+        hub: Hub, partners: Partners, database_url: str, clock: FixedClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trust's local-id record partners were sent (pending, then none when its detention
+    was cancelled) is linked by ``s117hub reconcile`` to the council's person with the NHS
+    number. The merge moves no register value of either (status none before and after),
+    yet partners that knew the record are told it is merged into the survivor, as the A40,
+    same-person and NHS-number paths tell them. Before, reconcile told only people whose
+    values changed: this merge reached nobody."""
+    configured = hub.policy
+    hub.policy = replace(configured, probabilistic_identity=False)  # two records, as sent
+    nhs = make_synthetic(904)
+    local = PersonRef(local_id="RX1-904", family_name="Thornley", given_name="Amelia",
+                      birth_date=date(1984, 7, 19), sex="female", postcode="LS6 2AB",
+                      gp_practice_ods="B86001")
+    holder = worker_applies(hub, residence(council_ref(nhs_number=nhs)))
+    held = worker_applies(hub, detention(local, date(2026, 1, 5), msg="adt-904"))
+    survivor, merged = holder[0].applied[0].person_id, held[0].applied[0].person_id
+    assert survivor != merged
+    worker_applies(hub, CancelEvent(
+        person=local, cancels="detention-started", episode_ref="RX1-904-V1",
+        provenance=Provenance(source=TRUST, source_ref="adt-904-x",
+                              received_at=at(date(2026, 1, 6)))))
+    deliver(hub, partners)  # partners heard of the local-id record: pending, then none
+    with hub.engine.connect() as conn:
+        told_before = set(conn.execute(select(outbound_deliveries.c.person_id)).scalars())
+    assert merged in told_before
+    survivor_status = status_of(hub, survivor)
+    hub.policy = configured
+    monkeypatch.delenv("S117HUB_CONFIG_FILE", raising=False)
+    assert cli_reconcile.run(["--no-progress"], Settings(database_url=database_url),
+                             clock) == 0
+    with hub.engine.connect() as conn:
+        [link] = conn.execute(select(person_merges.c.survivor_id, person_merges.c.merged_id)
+                              .where(person_merges.c.unmerged_at.is_(None))).all()
+    assert tuple(link) == (survivor, merged)  # reconcile's link, not another merge
+    assert (status_of(hub, merged), status_of(hub, survivor)) == ("none", survivor_status)
+    deliver(hub, partners)
+
+    documents = partners.council_documents()
+    assert _changed(documents[merged]) == [("person.merged_into", None, survivor)]
+    assert documents[merged]["merged_into"] == {"register_id": survivor, "nhs_number": nhs}
+    assert _changed(documents[survivor]) == [("person.merged_from", None, merged)]
+    [a40] = _by_trigger(partners.hl7_messages())["A40"]
+    assert _cx(a40.segment("PID"), 3) == {(nhs, "NHS", "NH"), (survivor, "S117HUB", "PI")}
+    assert _cx(a40.segment("MRG"), 1) == {(merged, "S117HUB", "PI")}
+    assert _links(_entry(partners.fhir_bundles()[merged], "Patient")) == [
+        ("replaced-by", survivor)]
+
+
+def test_reconcile_asks_about_unmoved_merges_only_for_people_partners_heard_of(
+        hub: Hub, partners: Partners) -> None:
+    """The batch stays cheap: of two merges that move no register value, outbound is asked
+    about the one whose merged-away record a partner was sent, not about the one no partner
+    ever heard of (nor about either survivor, told with the merged person)."""
+    hub.policy = replace(hub.policy, probabilistic_identity=False)  # two records each
+    pairs = {}
+    for serial, who, sent in (
+            (905, {"family_name": "Thornley", "given_name": "Amelia",
+                   "birth_date": date(1984, 7, 19), "postcode": "LS6 2AB"}, True),
+            (906, {"family_name": "Okafor", "given_name": "Ada",
+                   "birth_date": date(1990, 5, 6), "postcode": "S10 2TN"}, False)):
+        local = PersonRef(local_id=f"RX1-{serial}", sex="female", gp_practice_ods="B86001",
+                          **who)
+        commands: list[Command] = [
+            residence(council_ref(f"C-{serial}", nhs_number=make_synthetic(serial), **who),
+                      msg=f"ev-{serial}"),
+            detention(local, date(2026, 1, 5), msg=f"adt-{serial}"),
+            CancelEvent(person=local, cancels="detention-started",
+                        episode_ref=f"RX1-{serial}-V1",
+                        provenance=Provenance(source=TRUST, source_ref=f"adt-{serial}-x",
+                                              received_at=at(date(2026, 1, 6))))]
+        # Through the worker (partners are queued the record) or straight into the register.
+        applied = ([o.applied[0] for o in worker_applies(hub, *commands)] if sent
+                   else [apply(hub, command) for command in commands])
+        pairs[serial] = (applied[0].person_id, applied[1].person_id)
+    deliver(hub, partners)
+    hub.policy = replace(hub.policy, probabilistic_identity=True)
+    asked: list[str] = []
+    enqueue = enqueue_on_change(hub.clock.now)
+
+    def on_merge(conn: Any, applied: Any) -> object:
+        asked.append(applied.person_id)
+        return enqueue(conn, applied)
+
+    report = apply_matches(hub.engine, plan_matches(hub.engine, hub.policy), hub.clock,
+                           hub.policy, on_merge=on_merge)
+    assert sorted(report.merges) == sorted(pairs.values())
+    assert asked == [pairs[905][1]]
+    deliver(hub, partners)
+    assert set(partners.council_documents()) == set(pairs[905])
 
 
 def test_an_nhs_number_for_a_local_id_record_is_told_as_a_merge(
@@ -437,8 +535,7 @@ def test_an_nhs_number_for_a_local_id_record_is_told_as_a_merge(
     assert documents[survivor]["entitlement"]["status"] == status_of(hub, survivor)
     messages = partners.hl7_messages()
     [a40] = _by_trigger(messages)["A40"]
-    assert _cx(a40.segment("MRG"), 1) == {(merged, "S117HUB", "PI"),
-                                           ("RX1-903", TRUST, "PI")}
+    assert _cx(a40.segment("MRG"), 1) == {(merged, "S117HUB", "PI")}
     assert str(_a08_of(messages, survivor).segment("ZSE")[1]) == status_of(hub, survivor)
     assert _links(_entry(partners.fhir_bundles()[survivor], "Patient")) == [
         ("replaces", merged)]

@@ -1,6 +1,8 @@
 """Merges as partners receive them (pure): the HL7 ADT^A40, the FHIR Patient with its merge
 links and the transaction Bundle, the council document's ``merged_into`` / ``merged_from``;
-and which merge links a person's next document reports as changed. Synthetic data only."""
+which merge links a person's next document reports as changed; and that no merge notice
+carries a source's local identifiers (only the register id and NHS number partners were
+sent). Synthetic data only."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from mapping.outbound import (
     LinkedRecord,
     PersonState,
     RecordRef,
-    SourceIdentifier,
     StatusChange,
     adt_a08,
     adt_a40,
@@ -31,13 +32,9 @@ from register_core.services.outbound import MergeLinks, link_changes
 
 AT = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)
 SURVIVOR = LinkedRecord(
-    register_id="s-1", nhs_number="9990000018",
-    identifiers=[SourceIdentifier(source="trust-a", value="RX1-802"),
-                 SourceIdentifier(source="trust-a", value="RX1|80^1")],
-    family_name="Payne", given_name="Neil", birth_date=dt.date(1979, 3, 14))
-MERGED_RECORD = RecordRef(register_id="m-1", nhs_number=None,
-                          identifiers=[SourceIdentifier(source="trust-a",
-                                                        value="RX1|80^1")])
+    register_id="s-1", nhs_number="9990000018", family_name="Payne", given_name="Neil",
+    birth_date=dt.date(1979, 3, 14))
+MERGED_RECORD = RecordRef(register_id="m-1", nhs_number="9990000026")
 
 
 def merged_away(**fields: object) -> StatusChange:
@@ -80,14 +77,13 @@ def test_the_a40_names_the_survivor_in_pid_and_the_merged_record_in_mrg() -> Non
         return [(message.unescape(str(rep[0])), str(rep[3]), str(rep[4]))
                 for rep in segment[index]]
 
-    # A partner's identifier with delimiters in it arrives escaped and reads back exactly.
-    assert ids(message.segment("PID"), 3) == [
-        ("9990000018", "NHS", "NH"), ("s-1", "S117HUB", "PI"), ("RX1-802", "trust-a", "PI"),
-        ("RX1|80^1", "trust-a", "PI")]
+    # PID-3 and MRG-1 as the A08 names people: NHS number and register id, no source's own.
+    assert ids(message.segment("PID"), 3) == [("9990000018", "NHS", "NH"),
+                                              ("s-1", "S117HUB", "PI")]
     assert str(message.segment("PID")[5]) == "Payne^Neil"
     assert str(message.segment("PID")[7]) == "19790314"
     mrg = message.segment("MRG")
-    assert ids(mrg, 1) == [("m-1", "S117HUB", "PI"), ("RX1|80^1", "trust-a", "PI")]
+    assert ids(mrg, 1) == [("9990000026", "NHS", "NH"), ("m-1", "S117HUB", "PI")]
     assert message.unescape(str(mrg[7][0][1])) == "Neil\rEVN|x"  # no segment injected
 
 
@@ -141,16 +137,27 @@ def test_the_merge_bundle_puts_patient_and_episode_in_one_transaction() -> None:
 def test_the_council_document_names_the_survivor_without_names() -> None:
     doc = council_document(merged_away(), "KEY1")
     CouncilStatusDocument.model_validate(doc)
-    assert doc["merged_into"] == {
-        "register_id": "s-1", "nhs_number": "9990000018",
-        "identifiers": [{"source": "trust-a", "value": "RX1-802"},
-                        {"source": "trust-a", "value": "RX1|80^1"}]}
+    assert doc["merged_into"] == {"register_id": "s-1", "nhs_number": "9990000018"}
     assert doc["merged_from"] == []
     assert "Payne" not in str(doc) and "Paine" not in str(doc)
     assert {"field": "person.merged_into", "old": None, "new": "s-1"} in doc["changes"]
     survivor = council_document(survivor_change(), "KEY2")
     assert survivor["merged_into"] is None
-    assert survivor["merged_from"] == [MERGED_RECORD.model_dump(mode="json")]
+    assert survivor["merged_from"] == [{"register_id": "m-1", "nhs_number": "9990000026"}]
+
+
+def test_merge_notices_carry_no_source_local_identifiers() -> None:
+    """Least privilege: partners know a record by the register id and NHS number the hub
+    sent them; another system's local ids (a trust's MRN to a council) are not theirs to
+    have, and the published schema offers no place for them."""
+    for model in (RecordRef, LinkedRecord):
+        assert "identifiers" not in model.model_fields
+    with pytest.raises(ValueError):
+        RecordRef.model_validate({"register_id": "s-1", "identifiers": [
+            {"source": "trust-a", "value": "RX1-802"}]})
+    schema = CouncilStatusDocument.model_json_schema()
+    assert set(schema["$defs"]["RecordRef"]["properties"]) == {"register_id", "nhs_number"}
+    assert "identifiers" not in str(COUNCIL_EXAMPLE)
 
 
 def test_the_contract_only_grows_and_documents_queued_before_still_render() -> None:
