@@ -29,6 +29,7 @@ from reconciliation.detectors import DetectorPolicy
 from reconciliation.exceptions import (
     ACCEPT_SOURCE,
     DEMOGRAPHICS_KIND,
+    DIFFERENT_PEOPLE,
     LIVE,
     SAME_PERSON,
     SOURCE_CONFLICT_KIND,
@@ -107,6 +108,8 @@ def close_exception(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *, deci
     if decision.strip() == SAME_PERSON:
         return _same_person(uow, clock, store, row, reason=reason, by=by, policy=policy,
                             rules=rules)
+    if decision.strip() == DIFFERENT_PEOPLE:
+        _require_not_merged_together(uow, row)
     if correction is not None:
         if person_id is None:
             raise InvalidValue("this exception names no person to correct", field="apply",
@@ -229,6 +232,25 @@ def _require_unmerged(uow: SqlUnitOfWork, person_id: str, candidate_id: str) -> 
                 f"the {role} {pid} was merged into {since['survivor_id']} after this "
                 "exception was raised, so there is nothing left to decide: dismiss it, or "
                 f"un-merge {pid} first", field="decision", rule="merge-live-person")
+
+
+def _require_not_merged_together(uow: SqlUnitOfWork, row: dict[str, Any]) -> None:
+    """``different-people`` on a pair the register holds as one (either merged into the
+    other, the merge not undone) would record "kept apart" while the merged record's
+    messages still land on the survivor: refused (409), the owner un-merges first (which
+    records the pair as different people itself)."""
+    person_id = row["person_id"]
+    candidate_id = (row["detail"] or {}).get("candidate_person_id")
+    if person_id is None or not candidate_id:
+        return
+    for merged_id, other_id in ((person_id, candidate_id), (candidate_id, person_id)):
+        merge = open_merge_of(uow, merged_id)
+        if merge is not None and merge["survivor_id"] == other_id:
+            raise PersonMergedSince(
+                f"{merged_id} is merged into {other_id} (merge {merge['id']}): the register "
+                f"holds them as one person; un-merge {merged_id} first "
+                "(POST /api/v1/people/{id}/unmerge), which keeps them apart",
+                field="decision", rule="merge-live-person")
 
 
 def reopen_identity_question(uow: SqlUnitOfWork, clock: Clock, exception_id: str, *,

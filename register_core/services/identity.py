@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from reconciliation.blocking import person_blocking_keys
-from reconciliation.exceptions import DEMOGRAPHICS_KIND, DIFFERENT_PEOPLE, LIVE
+from reconciliation.exceptions import DEMOGRAPHICS_KIND, DIFFERENT_PEOPLE, LIVE, SYSTEM
 from reconciliation.findings import Finding, fingerprint
 from reconciliation.identity import REVIEW_EXCEPTION_KIND, IdentityMatcher, MatchDecision
 from register_core.adapters.exceptions_store import ExceptionStore
@@ -245,19 +245,27 @@ def pair_kept_apart(uow: SqlUnitOfWork, person_a: str, person_b: str) -> bool:
     people`` — a register owner's, or an un-merge — with no question about it open: no
     automatic merge may join them then. A pair asked again since (``reopen``) is open to the
     answer again. (By decision time, not by when raised: a reopen raised in the same instant
-    as the decision it reopens must not tie with it.)"""
+    as the decision it reopens must not tie with it. Two closed in the same instant — a
+    merge closing the pair's question, then the un-merge undoing it — tie towards
+    ``different-people``: never merge behind an owner's back.)"""
     questions = uow.connection.execute(
         _PAIR_QUESTIONS, {"fp": pair_fingerprint(person_a, person_b)}).all()
     if any(q.status in LIVE for q in questions):
         return False
     decided = [q for q in questions if q.closed_at is not None]
-    return bool(decided) and max(decided, key=lambda q: q.closed_at).decision == \
-        DIFFERENT_PEOPLE
+    return bool(decided) and max(
+        decided, key=lambda q: (q.closed_at, q.decision == DIFFERENT_PEOPLE)
+    ).decision == DIFFERENT_PEOPLE
 
 
+# A live question, or one a person decided, holds the same pair of values back; one the
+# system closed (an un-merge took the value away: ``merges``) does not, as in the sync.
 _SAME_FINGERPRINT = (select(register_exceptions.c.id)
                      .where(and_(register_exceptions.c.person_id == bindparam("pid"),
-                                 register_exceptions.c.fingerprint == bindparam("fp")))
+                                 register_exceptions.c.fingerprint == bindparam("fp"),
+                                 or_(register_exceptions.c.status.in_(sorted(LIVE)),
+                                     register_exceptions.c.closed_by.is_(None),
+                                     register_exceptions.c.closed_by != SYSTEM)))
                      .limit(1))
 
 
@@ -275,13 +283,14 @@ def open_demographics_conflict(uow: SqlUnitOfWork, person: Person, fact: Fact,
                                fields: list[str], clock: Clock) -> list[str]:
     """Open an ``identity-demographics-conflict`` exception on ``person`` for each field the
     record of ``fact`` (linked by NHS number) gives otherwise than the register: the link
-    stands; a person decides which value is right. One per person, field and pair of values
-    (a decided one is not raised again for the same values). Returns the ids opened."""
+    stands; a person decides which value is right. One per person, field and pair of values,
+    whichever source tells which (a decided one is not raised again for the same two values
+    when the source whose value lost sends it again). Returns the ids opened."""
     prov = fact.command.provenance
     findings = []
     for name in fields:
         held, told = getattr(person, name), getattr(fact.command.person, name)
-        fp = _conflict_fingerprint(person.id, name, prov.source, held, told)
+        fp = _conflict_fingerprint(person.id, name, held, told)
         if uow.connection.execute(_SAME_FINGERPRINT, {"pid": person.id, "fp": fp}).first():
             continue
         holders = [f for f in person.facts
@@ -320,10 +329,11 @@ def _plain(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def _conflict_fingerprint(person_id: str, name: str, source: str, held: Any,
-                          told: Any) -> str:
-    """Kind, field, source and a digest of the two values (fingerprints carry no birth
-    date: the values are in the detail only)."""
-    digest = hashlib.sha256(
-        f"{person_id}|{name}|{_plain(held)}|{_plain(told)}".encode()).hexdigest()[:16]
-    return fingerprint(DEMOGRAPHICS_KIND, (f"person.{name}", source, digest))
+def _conflict_fingerprint(person_id: str, name: str, one: Any, other: Any) -> str:
+    """Kind, field and a digest of the person and the two values as a set: not the source nor
+    which value the register held, so a decided pair is the same question when the other
+    source sends its value back (fingerprints carry no birth date: the values are in the
+    detail only)."""
+    low, high = sorted((str(_plain(one)), str(_plain(other))))
+    digest = hashlib.sha256(f"{person_id}|{name}|{low}|{high}".encode()).hexdigest()[:16]
+    return fingerprint(DEMOGRAPHICS_KIND, (f"person.{name}", digest))

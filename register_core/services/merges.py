@@ -19,7 +19,10 @@ those facts too — they came for that record — together with any identifier f
 them, and takes back from the survivor what they (or a fill of unknown demographics, for a
 link made on arrival) changed in its demographics: each ``person_merges`` row keeps the
 survivor's journal place where later facts begin (``survivor_seq``) and its demographics
-before the merge (``survivor_had``).
+before the merge (``survivor_had``). A register correction that accepted (``accept-source``)
+a value a fact going back had told goes back after it, and its exception is closed again by
+the system as no longer applying. A merge closes the live identity question about the pair
+it joins, as superseded.
 """
 
 from __future__ import annotations
@@ -33,7 +36,14 @@ from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 
-from reconciliation.exceptions import DIFFERENT_PEOPLE, LIVE
+from reconciliation.exceptions import (
+    ACCEPT_SOURCE,
+    AUTO_RESOLVE_DECISION,
+    DEMOGRAPHICS_KIND,
+    DIFFERENT_PEOPLE,
+    LIVE,
+    SYSTEM,
+)
 from reconciliation.findings import Finding
 from reconciliation.identity import REVIEW_EXCEPTION_KIND
 from register_core.adapters.exceptions_store import ExceptionStore
@@ -49,7 +59,7 @@ from register_core.adapters.tables import (
 from register_core.adapters.unit_of_work import SqlUnitOfWork
 from register_core.domain import nhs_number as nhs
 from register_core.domain.errors import IdentityConflict, InvalidValue, NotFound, RegisterError
-from register_core.domain.model import Fact, Person
+from register_core.domain.model import REGISTER_SOURCE, Fact, Person
 from register_core.domain.position import Policy, compute_position
 from register_core.ports import Clock
 
@@ -164,6 +174,7 @@ def merge_persons(uow: SqlUnitOfWork, survivor_id: str, merged_id: str, *, sourc
         id=merge_id, survivor_id=survivor_id, merged_id=merged_id,
         fact_ids=[fid for fid, *_ in moved_facts], moved=moved, source=source,
         source_ref=source_ref, merged_by=by, merged_at=clock.now()))
+    close_pair_questions(uow, [(survivor_id, merged_id, merge_id)], clock=clock)
     log.info("persons merged", extra={"merge_id": merge_id, "survivor_id": survivor_id,
                                       "merged_id": merged_id, "facts": len(moved_facts)})
     return MergeOutcome(merge_id, survivor_applied, merged_applied, len(moved_facts))
@@ -295,6 +306,8 @@ def merge_loaded(uow: SqlUnitOfWork, pairs: Sequence[LoadedPair], *, source: str
     conn.execute(_DELETE_KEYS_OF, {"ids": [pair.merged.person.id for pair in pairs]})
     uow.persons.flush()
     conn.execute(insert(person_merges), merge_rows)
+    close_pair_questions(uow, [(row["survivor_id"], row["merged_id"], row["id"])
+                               for row in merge_rows], clock=clock)
     for row in merge_rows:
         log.info("persons merged", extra={"merge_id": row["id"],
                                           "survivor_id": row["survivor_id"],
@@ -309,8 +322,9 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
     """Undo the merge that emptied ``merged_id``: its facts go back to their places, its
     identifiers (and NHS number) back to it, and both people are recomputed. Facts the
     survivor was given since under the merged record's identifiers go with them (after its
-    own), with any identifier first told in them, and the survivor's demographics they (or
-    the merge's fill) changed return to what they were."""
+    own), with any identifier first told in them — and an owner's accept-source correction
+    of a value they told — and the survivor's demographics they (or the merge's fill)
+    changed return to what they were."""
     merge = open_merge_of(uow, merged_id)
     if merge is None:
         raise NotFound("this person was not merged into anyone (or was un-merged already)",
@@ -333,9 +347,14 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
     # Another open merge's facts on the survivor are that merge's to give back, not these.
     others = {fid for fids in conn.execute(_OTHER_MERGES_INTO, {
         "sid": survivor_id, "mid": merge["id"]}).scalars() for fid in fids or ()}
-    later, identifiers = _came_for_merged(
-        survivor, moved, {seq_of[fid] for fid, *_ in back},
-        {seq_of[fid] for fid in others if fid in seq_of})
+    merged_places = {seq_of[fid] for fid, *_ in back}
+    other_places = {seq_of[fid] for fid in others if fid in seq_of}
+    later, identifiers = _came_for_merged(survivor, moved, merged_places, other_places)
+    # An owner's accept-source of a value the merged record brought leaves with it.
+    accepted, undone = _accepted_from_leaving(
+        uow, survivor, moved, [f for f in survivor.facts if f.seq in merged_places] + later,
+        other_places)
+    later = sorted(later + accepted, key=lambda fact: fact.seq)
     moves, unretracted = _journal_moves(back, later, stored, merged_id)
     if moves:
         conn.execute(_MOVE_FACT, moves)
@@ -359,6 +378,7 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
     uow.persons.flush()
     conn.execute(update(person_merges).where(person_merges.c.id == merge["id"])
                  .values(unmerged_by=by, unmerged_at=clock.now()))
+    _supersede_decisions(uow, undone, merge_id=merge["id"], merged_id=merged_id, clock=clock)
     record_kept_apart(uow, merged_id, survivor_id, by=by, clock=clock,
                       reason=f"un-merged by a register owner (merge {merge['id']})",
                       source_ref=source_ref)
@@ -425,6 +445,74 @@ def _came_for_merged(survivor: Person, moved: dict[str, Any], merged_places: set
         elif told is not None:
             ours.add(told)
     return came, identifiers
+
+
+_CORRECTION_REF = "exception:"  # a register correction's source_ref: the exception decided
+
+
+def _accepted_from_leaving(uow: SqlUnitOfWork, survivor: Person, moved: dict[str, Any],
+                           leaving: Sequence[Fact], skip: set[int]
+                           ) -> tuple[list[Fact], list[dict[str, Any]]]:
+    """The survivor's register corrections since the merge that settled one of its
+    ``identity-demographics-conflict`` exceptions ``accept-source:<source>`` for a value a
+    fact now ``leaving`` (going back to the merged person) told from that source, and
+    those exceptions. The value came with the merged record: kept on the survivor, it would
+    count as one of the survivor's own later facts and stay after the un-merge. It goes
+    back with the fact it came from (``skip``: another open merge's places)."""
+    start = _later_start(moved)
+    if start is None or not leaving:
+        return [], []
+    gone = {fact.seq for fact in leaving}
+    store = ExceptionStore(uow.connection)
+    found: list[Fact] = []
+    decided: list[dict[str, Any]] = []
+    for fact in survivor.facts:
+        ref = fact.command.provenance.source_ref
+        if (fact.seq < start or fact.seq in gone or fact.seq in skip
+                or fact.source != REGISTER_SOURCE or not ref.startswith(_CORRECTION_REF)):
+            continue
+        row = store.get(ref.removeprefix(_CORRECTION_REF))
+        decision = (row or {}).get("decision") or ""
+        if (row is None or row["kind"] != DEMOGRAPHICS_KIND or row["person_id"] != survivor.id
+                or not decision.startswith(ACCEPT_SOURCE)):
+            continue
+        source = decision.removeprefix(ACCEPT_SOURCE).strip()
+        detail = row["detail"] or {}
+        name = str(detail.get("field", "")).removeprefix("person.")
+        values = [v.get("value") for v in detail.get("values", [])
+                  if isinstance(v, dict) and v.get("source") == source]
+        if name not in _FILLABLE or not values:
+            continue
+        if any(f.source == source
+               and _stored_value(getattr(f.command.person, name)) == values[0]
+               for f in leaving):
+            found.append(fact)
+            decided.append(row)
+    return found, decided
+
+
+def _supersede_decisions(uow: SqlUnitOfWork, decided: Sequence[dict[str, Any]], *,
+                         merge_id: str, merged_id: str, clock: Clock) -> None:
+    """An accept-source whose value left with the merged record no longer applies to the
+    survivor: closed again by the system (so, like any system close, it does not hold the
+    same two values back if the two are merged again), the owner's decision kept in the
+    detail under ``superseded``."""
+    for row in decided:
+        detail = dict(row["detail"] or {})
+        detail["superseded"] = {"decision": row["decision"], "closed_by": row["closed_by"],
+                                "closed_at": row["closed_at"], "by": f"unmerge:{merge_id}",
+                                "value_moved_to": merged_id}
+        uow.connection.execute(update(register_exceptions)
+                               .where(register_exceptions.c.id == row["id"])
+                               .values(status="resolved", decision=AUTO_RESOLVE_DECISION,
+                                       closed_by=SYSTEM, closed_at=clock.now(),
+                                       detail=detail,
+                                       reason=f"no longer applies: un-merged (merge "
+                                              f"{merge_id}); the accepted value left with "
+                                              "the merged record"))
+    if decided:
+        log.info("accepted demographics undone by un-merge",
+                 extra={"merge_id": merge_id, "exceptions": len(decided)})
 
 
 def _carries_number(fact: Fact, number: str) -> bool:
@@ -517,6 +605,27 @@ _LIVE_OF_PAIR = (select(register_exceptions.c.id)
                  .where(and_(register_exceptions.c.fingerprint == bindparam("fp"),
                              register_exceptions.c.status.in_(sorted(LIVE))))
                  .order_by(register_exceptions.c.raised, register_exceptions.c.id))
+
+
+def close_pair_questions(uow: SqlUnitOfWork, merged_pairs: Sequence[tuple[str, str, str]],
+                         *, clock: Clock) -> list[str]:
+    """Close, as superseded, the live ``identity-uncertain`` question about each pair a
+    merge has just joined ((survivor, merged, merge id)): the register holds them as one
+    now, and a question left open could be answered ``different-people`` on a merged pair.
+    Closed by the system (``resolved``, the merge named in the reason); a ``same-person``
+    decision that made the merge overwrites it with the owner's. Returns the ids closed."""
+    store = ExceptionStore(uow.connection)
+    closed: list[str] = []
+    for survivor_id, merged_id, merge_id in merged_pairs:
+        ids = list(uow.connection.execute(
+            _LIVE_OF_PAIR, {"fp": pair_fingerprint(survivor_id, merged_id)}).scalars())
+        store.close(ids, status="resolved", decision=AUTO_RESOLVE_DECISION,
+                    reason=f"superseded: the two were merged (merge {merge_id})",
+                    closed_by=SYSTEM, at=clock.now())
+        closed += ids
+    if closed:
+        log.info("pair questions closed by a merge", extra={"exceptions": len(closed)})
+    return closed
 
 
 def record_kept_apart(uow: SqlUnitOfWork, person_id: str, other_id: str, *, by: str,

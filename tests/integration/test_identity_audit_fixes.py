@@ -89,8 +89,9 @@ def test_reconcile_does_not_merge_again_a_pair_an_owner_unmerged(
 
 
 def test_unmerging_closes_a_live_question_about_the_pair(hub: Hub, owner: TestClient) -> None:
-    """A review still open on the pair when a person un-merges it is answered by the un-merge
-    (different-people), not left asking a question already decided."""
+    """A review still open on the pair when a merge joins them is closed by the merge (by the
+    system, as superseded: audit 9), not left asking a question the register answered; the
+    un-merge then records different-people on the pair."""
     trust = apply(hub, detention(trust_ref())).person_id
     council = apply(hub, residence(council_ref(**TYPO))).person_id
     [question] = identity_exceptions(hub.engine)
@@ -99,10 +100,15 @@ def test_unmerging_closes_a_live_question_about_the_pair(hub: Hub, owner: TestCl
         merge_persons(uow, trust, council, source="trust-a", source_ref="a40-1", by="system",
                       clock=hub.clock, policy=hub.policy)
         uow.commit()
+    [superseded] = identity_exceptions(hub.engine)
+    assert (superseded["id"], superseded["status"], superseded["closed_by"]) == (
+        question["id"], "resolved", "system")
     assert owner.post(f"/api/v1/people/{council}/unmerge").status_code == 200
-    [answered] = identity_exceptions(hub.engine)
-    assert (answered["id"], answered["status"], answered["decision"]) == (
-        question["id"], "dismissed", "different-people")
+    answered = [r for r in identity_exceptions(hub.engine) if r["id"] != question["id"]]
+    assert [(r["status"], r["decision"]) for r in answered] == [
+        ("dismissed", "different-people")]
+    assert {answered[0]["person_id"], answered[0]["detail"]["candidate_person_id"]} == {
+        trust, council}
 
 
 # -- D9: same-person on a stale exception -----------------------------------------------------
