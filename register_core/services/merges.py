@@ -379,6 +379,9 @@ def unmerge(uow: SqlUnitOfWork, merged_id: str, *, by: str, clock: Clock,
     conn.execute(update(person_merges).where(person_merges.c.id == merge["id"])
                  .values(unmerged_by=by, unmerged_at=clock.now()))
     _supersede_decisions(uow, undone, merge_id=merge["id"], merged_id=merged_id, clock=clock)
+    _close_open_conflicts_leaving(
+        uow, survivor.id, [f for f in survivor.facts if f.seq in merged_places] + later,
+        merge_id=merge["id"], clock=clock)
     record_kept_apart(uow, merged_id, survivor_id, by=by, clock=clock,
                       reason=f"un-merged by a register owner (merge {merge['id']})",
                       source_ref=source_ref)
@@ -513,6 +516,38 @@ def _supersede_decisions(uow: SqlUnitOfWork, decided: Sequence[dict[str, Any]], 
     if decided:
         log.info("accepted demographics undone by un-merge",
                  extra={"merge_id": merge_id, "exceptions": len(decided)})
+
+
+_OPEN_DEMOGRAPHICS_OF = select(register_exceptions.c.id, register_exceptions.c.detail).where(
+    and_(register_exceptions.c.person_id == bindparam("pid"),
+         register_exceptions.c.kind == DEMOGRAPHICS_KIND,
+         register_exceptions.c.status.in_(sorted(LIVE))))
+
+
+def _close_open_conflicts_leaving(uow: SqlUnitOfWork, survivor_id: str,
+                                  leaving: Sequence[Fact], *, merge_id: str,
+                                  clock: Clock) -> None:
+    """An open ``identity-demographics-conflict`` on the survivor whose differing value was
+    told by a fact now going back to the merged person no longer asks anything of the
+    survivor: closed by the system (the question returns if the two are merged again)."""
+    if not leaving:
+        return
+    gone = {fact.cite() for fact in leaving}
+    closing = [row.id for row in uow.connection.execute(_OPEN_DEMOGRAPHICS_OF,
+                                                         {"pid": survivor_id})
+               if any(cite in gone
+                      for value in (row.detail or {}).get("values", [])
+                      if isinstance(value, dict) and not value.get("held_by_register")
+                      for cite in value.get("facts", []))]
+    if closing:
+        uow.connection.execute(
+            update(register_exceptions).where(register_exceptions.c.id.in_(closing))
+            .values(status="resolved", decision=AUTO_RESOLVE_DECISION, closed_by=SYSTEM,
+                    closed_at=clock.now(),
+                    reason=f"no longer applies: un-merged (merge {merge_id}); the differing "
+                           "value left with the merged record"))
+        log.info("open demographics conflicts closed by un-merge",
+                 extra={"merge_id": merge_id, "exceptions": len(closing)})
 
 
 def _carries_number(fact: Fact, number: str) -> bool:

@@ -228,3 +228,26 @@ def test_a_decided_birth_date_conflict_is_not_raised_again_when_the_other_source
     _applied(_receive(hub, _details("trust-a", "M-5", nhs=NA, local="L-A",
                                     birth="19750507")))
     assert sorted(r["status"] for r in _conflicts(hub.engine)) == ["open", "resolved"]
+
+
+def test_an_unmerge_closes_an_open_birth_date_conflict_whose_value_leaves(
+        hub: Hub, owner: TestClient) -> None:
+    """As above, but the owner has not decided yet: the open conflict asks about a birth date
+    only trust B's record L-77 gave. Once L-77's person is un-merged, Orla holds trust A's
+    date alone and nothing differs: the system closes the question (it had stayed open on
+    her, asking about a value she no longer has)."""
+    _applied(_receive(
+        hub,
+        _admit("trust-a", "M-1", "VA", "202601100930", nhs=NB, local="L-T", birth="19900203",
+               **ORLA),
+        _details("trust-b", "M-2", local="L-77", birth="19900202", **ORLA_B),
+    ))
+    other = _by_local(hub.engine, "trust-b", "L-77")
+    _applied(_receive(hub, _details("trust-b", "M-3", nhs=NB, local="L-77",
+                                    birth="19900202", **ORLA_B)))
+    [conflict] = _conflicts(hub.engine)
+    assert conflict["status"] == "open"
+    assert owner.post(f"/api/v1/people/{other}/unmerge").status_code == 200
+    [closed] = _conflicts(hub.engine)
+    assert (closed["status"], closed["closed_by"]) == ("resolved", "system")
+    assert "left with the merged record" in closed["reason"]
