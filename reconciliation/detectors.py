@@ -150,6 +150,7 @@ def _detect(person: Person, position: Position, today: date,
     found += source_conflicts.dated_conflicts(facts, rules)
     found += source_conflicts.aftercare_conflicts(facts, position.detentions, rules)
     found += _confirmed_without_entitling_detention(ctx)
+    found += _cto_without_entitling_detention(ctx)
     unique = {f.fingerprint: f for f in reversed(found)}
     return ctx, sorted(unique.values(), key=lambda f: (f.kind, f.fingerprint))
 
@@ -202,6 +203,41 @@ def _missed_entitlement(ctx: _Context) -> list[Finding]:
          "confirmation_due": iso(due), "acknowledging_kinds": sorted(
              ctx.policy.acknowledging_kinds),
          "facts": [f.cite() for f in leaving]})]
+
+
+def _cto_without_entitling_detention(ctx: _Context) -> list[Finding]:
+    """A person on a CTO whose detentions on the register all do not entitle (an s2 stay, or
+    a section a register owner's accept-source settled as s2): a CTO is made only after
+    detention under s3 or an unrestricted Part 3 section (MHA s17A), which entitles, so the
+    sources contradict each other and the register would show no entitlement for someone on
+    a CTO. With no detention on the register there is nothing to contradict."""
+    position = ctx.position
+    if (not position.on_cto or not position.detentions
+            or any(ep.entitling for ep in position.detentions)
+            or position.entitlement.status in ("pending", "active")):
+        return []
+    starts = [ev for ev in position.legal_status_events
+              if ev.kind == "cto-start" and ev.date <= ctx.today]
+    if not starts:
+        return []
+    cto = max(starts, key=lambda ev: ev.date)
+    told = sorted({(ep.section, ep.start) for ep in position.detentions},
+                  key=lambda told: told[1])
+    sections = ", ".join(f"{_section(code)} from {iso(start)}" for code, start in told)
+    tellers = sorted({f.source for ep in position.detentions for f in ep.facts})
+    return [finding(
+        source_conflicts.KIND, ["cto-without-entitling-detention", cto.date],
+        f"{cto.fact.source} says a CTO from {iso(cto.date)}, but the register's detentions "
+        f"({sections}, told by {', '.join(tellers)}) entitle to none: decide which is right",
+        {"rule": "a CTO follows detention under s3 or an unrestricted Part 3 section (MHA "
+                 "s17A), which entitles to s117 (joint policy 2.2, 8.4; s117-rules.md, "
+                 "sources disagree)",
+         "field": "entitlement.trigger_section",
+         "values": [{"source": cto.fact.source, "value": f"on a CTO from {iso(cto.date)}"}]
+         + [{"source": source, "value": "no entitling detention"} for source in tellers],
+         "detentions": [{"section": code, "start": iso(start)} for code, start in told],
+         "facts": [cto.fact.cite()] + [f.cite() for ep in position.detentions
+                                       for f in ep.facts]})]
 
 
 def _confirmed_without_entitling_detention(ctx: _Context) -> list[Finding]:

@@ -319,3 +319,22 @@ def test_a_confirmation_with_no_detention_or_an_entitling_one_is_no_conflict():
     entitling = found([detention("2026-06-01", "02"), regrade("2026-06-10", "03"),
                        left("2026-06-25"), confirmed("2026-06-25")], "2026-07-01")
     assert of_kind(entitling, "source-conflict") == []
+
+
+# -- a CTO on the register with no entitling detention (MHA s17A) -----------------------------
+
+def test_a_cto_after_an_s2_stay_alone_is_a_source_conflict():
+    """A CTO follows detention under s3 or an unrestricted Part 3 section, which entitles: a
+    register whose only detention is an s2 stay, with a CTO told, contradicts itself (it had
+    shown status none for someone on a CTO, with nothing raised)."""
+    journal = [detention("2026-01-05", "02"), left("2026-01-30"),
+               legal("cto-start", "2026-01-30", source="trust-a")]
+    findings, position = run(journal, "2026-02-10")
+    assert position.on_cto and position.entitlement.status == "none"
+    [conflict] = [f for f in findings if f.detail.get("field") == "entitlement.trigger_section"]
+    assert conflict.kind == "source-conflict"
+    assert "CTO from 2026-01-30" in conflict.summary and "s17A" in conflict.detail["rule"]
+    # Not while an entitling detention explains the CTO, nor with no detention at all.
+    assert kinds([detention("2026-01-05", "03"), left("2026-01-30"),
+                  legal("cto-start", "2026-01-30")], "2026-02-10").count("source-conflict") == 0
+    assert kinds([legal("cto-start", "2026-01-30")], "2026-02-10") == []
