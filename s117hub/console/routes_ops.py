@@ -24,6 +24,7 @@ from .web import (
     ENGINEER,
     OPS_READERS,
     REGISTER_READERS,
+    SECURITY_HEADERS,
     ConsoleRoute,
     ConsoleUser,
     actor,
@@ -94,6 +95,22 @@ def messages_page(request: Request, user: Reader, source: Text = "", status: Tex
 
 
 MessageId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+@router.get("/ui/messages/{message_id}/raw")
+def message_bytes(request: Request, user: Reader, message_id: MessageId) -> Response:
+    """The message byte for byte as received (to send it again to a test system, or to see
+    a charset problem): ``GET /api/v1/messages/{id}/raw`` for the console's session."""
+    hub = hub_of(request)
+    with read_and_audit(hub) as conn:
+        message = message_store.get(conn, message_id)
+        received = message_store.received_bytes(conn, message_id)
+        if message is None or received is None:
+            raise NotFound(f"no message {message_id}")
+        audit_message(conn, request, user.principal, "read", message)
+    return Response(received, media_type="application/octet-stream", headers={
+        **SECURITY_HEADERS,
+        "Content-Disposition": f'attachment; filename="message-{message_id}.bin"'})
 
 
 @router.get("/ui/messages/{message_id}")

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from connectors.inbound_mapper import make_mapper
+from register_core.adapters import message_store
 from register_core.adapters.security import TokenStore
 from register_core.adapters.tables import (
     audit_log,
@@ -39,7 +40,8 @@ REGISTER = {OWNER, AUDITOR}
 # (page, roles that may open it); {…} filled in from the world.
 PAGES: list[tuple[str, set[str]]] = [
     ("/ui/flow", OPS), ("/ui/flow/fragment", OPS), ("/ui/messages", OPS),
-    ("/ui/messages/{failed_message}", OPS), ("/ui/deliveries", OPS),
+    ("/ui/messages/{failed_message}", OPS), ("/ui/messages/{failed_message}/raw", OPS),
+    ("/ui/deliveries", OPS),
     ("/ui/deliveries/{failed_delivery}", OPS), ("/ui/exceptions", REGISTER),
     ("/ui/exceptions/{conflict_exception}", REGISTER), ("/ui/people", REGISTER),
     ("/ui/people/{conflict_person}", REGISTER), ("/ui/disputes", REGISTER),
@@ -430,3 +432,22 @@ def test_the_auditor_sees_who_opened_a_person_and_from_which_view(console: Conso
     assert f"GET /ui/people/{person}" in page.text
     assert "register-owner" in page.text
     assert console.world.tokens[OWNER] not in page.text  # ids only, never a token
+
+
+def test_a_message_downloads_byte_for_byte_and_the_read_is_audited(console: Console) -> None:
+    """The message page links the bytes as received (the API's /messages/{id}/raw), for the
+    roles that read messages; a register owner alone may not."""
+    message_id = console.world.failed_message
+    client = console.login(ENGINEER)
+    page = client.get(f"/ui/messages/{message_id}")
+    assert f'href="/ui/messages/{message_id}/raw"' in page.text
+    answer = client.get(f"/ui/messages/{message_id}/raw")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/octet-stream"
+    assert answer.headers["cache-control"] == "no-store"
+    with console.hub.engine.connect() as conn:
+        assert answer.content == message_store.received_bytes(conn, message_id)
+    assert answer.content.startswith(b"MSH|")
+    assert console.count(audit_log, audit_log.c.request == f"GET /ui/messages/{message_id}/raw",
+                         audit_log.c.resource_id == str(message_id)) >= 1
+    assert client.get("/ui/messages/999999/raw").status_code == 404
