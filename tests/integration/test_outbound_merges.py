@@ -75,6 +75,10 @@ from .identity_people import (
 )
 from .reconcile_people import TestClient, client_for
 
+# These tests are about what partners are told, not timeouts: a loaded CI machine took over
+# FAST_RETRY's half second to answer a transaction Bundle once, leaving it retrying.
+RETRY = {**FAST_RETRY, "timeout_seconds": 10.0}
+
 SUBSCRIBERS = ("trust-fhir", "council-x", "trust-pas")
 REGISTER_ID = "urn:s117hub:register-id"
 
@@ -124,10 +128,10 @@ class Partners:
 def partners(hub: Hub) -> Iterator[Partners]:
     with HttpPartner() as fhir, HttpPartner() as council, MllpPartner() as pas:
         for definition in (
-                sub("trust-fhir", "fhir-r4", f"{fhir.url}/fhir", retry=FAST_RETRY),
+                sub("trust-fhir", "fhir-r4", f"{fhir.url}/fhir", retry=RETRY),
                 sub("council-x", "council-rest", f"{council.url}/s117/changes",
-                    retry=FAST_RETRY),
-                sub("trust-pas", "hl7v2-mllp", pas.endpoint, retry=FAST_RETRY,
+                    retry=RETRY),
+                sub("trust-pas", "hl7v2-mllp", pas.endpoint, retry=RETRY,
                     hl7={"receiving_application": "PAS", "receiving_facility": "RX2"})):
             hub.subscriptions.save(definition, hub.clock.now())
         yield Partners(fhir, council, pas, {"fhir": 0, "council": 0, "pas": 0})
