@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -27,6 +26,7 @@ from register_core.adapters.sources import PollSettings, SourceDefinition
 from register_core.adapters.tables import inbox_messages, poll_cursors
 from register_core.domain.nhs_number import make_synthetic
 from s117hub.bootstrap import Hub
+from tests.http_serving import serving_http
 
 TOKEN = "synthetic-feed-secret"
 SOURCE = "council-h"
@@ -73,14 +73,9 @@ def feed() -> Iterator[Feed]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving_http(Handler) as port:
+        state.port = port
+        yield state
 
 
 @pytest.fixture

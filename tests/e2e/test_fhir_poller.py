@@ -7,11 +7,10 @@ Synthetic data only: NHS numbers from the 999 test range, invented names.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -28,6 +27,7 @@ from register_core.ports import FixedClock
 from register_core.services.inbound import drain
 from register_core.views import people_by_nhs_number, person_json
 from s117hub.bootstrap import Hub
+from tests.http_serving import serving_http
 
 NHS = [make_synthetic(n) for n in (21, 22, 23)]
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -153,14 +153,9 @@ def server() -> Iterator[FakeFhirServer]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serving_http(Handler) as port:
+        fake.port = port
+        yield fake
 
 
 @pytest.fixture

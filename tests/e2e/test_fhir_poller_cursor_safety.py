@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -29,6 +28,7 @@ from register_core.adapters.sources import PollSettings, SourceDefinition
 from register_core.adapters.tables import inbox_messages
 from register_core.domain.nhs_number import make_synthetic
 from s117hub.bootstrap import Hub
+from tests.http_serving import serving_http
 
 SOURCE = "trust-s"
 TOKEN = "synthetic-poll-token"
@@ -116,14 +116,9 @@ def server() -> Iterator[PagedServer]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serving_http(Handler) as port:
+        fake.port = port
+        yield fake
 
 
 @pytest.fixture
